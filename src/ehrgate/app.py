@@ -1,0 +1,197 @@
+"""The ASGI application: the FHIR API under ``/fhir`` (later: SMART, console, engine admin).
+
+``create_app(settings, store)`` wires the parts; ``open_store(settings)`` opens and migrates the
+database. Errors are rendered in one place per surface: FHIR errors as OperationOutcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .bulk import BulkExports, bulk_routes
+from .fhir.api import FhirContext, FhirRoute
+from .fhir.api.render import error_response
+from .fhir.capability import OPERATION_DEFINITIONS, build_capability
+from .fhir.errors import FhirError, MethodNotAllowed, NotFound
+from .fhir.store.engine import create_engine, migrate
+from .fhir.store.service import Store
+from .settings import Settings
+
+__all__ = ["create_app", "open_store"]
+
+log = logging.getLogger("ehrgate")
+access_log = logging.getLogger("ehrgate.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+# Migration chains of the packages that own tables besides the FHIR store (each has a branch
+# label and depends on the FHIR chain). Appended to as packages gain tables.
+MIGRATION_DIRS: list[Path] = [
+    Path(__file__).parent / "engine" / "migrations" / "versions",
+    Path(__file__).parent / "bulk" / "migrations" / "versions",
+    Path(__file__).parent / "smart" / "migrations" / "versions",
+]
+
+
+def open_store(settings: Settings) -> Store:
+    engine = create_engine(settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    migrate(engine, MIGRATION_DIRS)
+    return Store(engine)
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (``X-Request-Id``, kept if the client sent a sane one), logs one
+    access line with it, and turns any unhandled exception into an OperationOutcome (no stack
+    traces to clients; the log gets the traceback and the id, never the body)."""
+
+    def __init__(self, app: ASGIApp, access_lines: bool = False) -> None:
+        self.app = app
+        self.access_lines = access_lines
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = ""
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("request %s %s %s failed", request_id, scope.get("method"), scope.get("path"))
+            if not response_started:
+                response = error_response(None, FhirError(f"The server failed to handle the request (request id {request_id})."))
+                await response(scope, receive, send_with_id)
+        finally:
+            if self.access_lines and access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s %s %d %.1fms", request_id, scope.get("method"), scope.get("path"), status,
+                    (time.perf_counter() - started) * 1000,
+                )
+
+
+def _engine_routes(engine: Any, settings: Settings) -> list[Any]:
+    from .engine.http import engine_routes
+
+    return engine_routes(engine, settings.admin_token)
+
+
+async def _fhir_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FhirError)
+    return error_response(request, exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err: FhirError = NotFound(f"Nothing is served at {request.url.path}.")
+    elif exc.status_code == 405:
+        err = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}.")
+    else:
+        err = FhirError(str(exc.detail))
+        err.status = exc.status_code
+    return error_response(request, err)
+
+
+def create_app(settings: Settings, store: Store | None = None, engine: Any = None) -> Starlette:
+    """``engine`` (an ``ehrgate.engine.Engine``): its HTTP source, admin API and /metrics are mounted."""
+    from .fhir.operations.everything import NAME as EVERYTHING
+    from .fhir.operations.everything import everything
+    from .fhir.validation import known_resource_types
+    from .smart.server import SmartServer
+
+    store = store or open_store(settings)
+    smart = SmartServer(settings, store)
+    from .sampleapp import SampleApp
+    from .smart.demo import SAMPLE_APP
+
+    sample_app = SampleApp(settings.public_base + "/fhir", SAMPLE_APP, secure_cookies=smart.secure_cookies)
+    base = settings.public_base + "/fhir"
+    types = frozenset(known_resource_types())
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    operations_defs = {EVERYTHING: OPERATION_DEFINITIONS["everything"], **BulkExports.OPERATION_DEFINITIONS}
+    cap_cache: dict[str, Any] = {}
+
+    def capability() -> dict[str, Any]:
+        if "cap" not in cap_cache:
+            cap_cache["cap"] = build_capability(
+                base, types, operations_defs, software_date=started, security=smart.capability_security()
+            )
+        return cap_cache["cap"]
+
+    ctx = FhirContext(
+        store=store,
+        base=base,
+        known_types=types,
+        max_body=settings.max_body_bytes,
+        max_depth=settings.max_json_depth,
+        page_size=settings.default_page_size,
+        max_page=settings.max_page_size,
+        capability=capability,
+        operations={EVERYTHING: everything},
+        policy=smart.policy,
+    )
+    bulk = BulkExports(settings, store, ctx)  # registers $export; `ehrgate serve` starts its worker
+    ctx.capability = bulk.capability(capability)
+
+    from .fhir.audit import AuditSink
+
+    ctx.audit = AuditSink(store, enabled=settings.audit_access)
+    fhir_route = FhirRoute("/fhir", ctx)
+
+    async def root(request: Request) -> Response:
+        return RedirectResponse(url="/fhir/metadata")
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    app = Starlette(
+        routes=[
+            fhir_route,  # first: O(1) dispatch; leaves /fhir/.well-known/… to the SMART routes
+            Route("/", root),
+            Route("/healthz", health),
+            *smart.routes(),
+            *sample_app.routes(),  # /sample-app: the bundled SMART app (docs/smart.md)
+            *bulk_routes(bulk),
+            *(_engine_routes(engine, settings) if engine is not None else []),
+        ],
+        exception_handlers={FhirError: _fhir_error, HTTPException: _http_error},
+        middleware=[],
+    )
+    app.state.fhir = ctx
+    app.state.settings = settings
+    app.state.store = store
+    app.state.smart = smart
+    app.state.sample_app = sample_app
+    app.state.bulk = bulk
+    app.add_middleware(RequestIdMiddleware, access_lines=settings.access_log)
+    return app

@@ -1,0 +1,187 @@
+"""``ehrgate channel test|list|deploy|undeploy|pause|resume|stats``.
+
+Control commands record the desired state in the database; a running server (any number of them
+on that database) applies it within a second, so they work whether the server runs or not.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..engine import ChannelConfigError, Pipeline, load_channels, open_messages
+from ..settings import Settings
+from .common import CliError, database_options, settings_from
+from .hl7 import _read
+
+__all__ = ["channel"]
+
+
+@click.group()
+def channel() -> None:
+    """Test, list and control the channels declared in ehrgate.yaml (--config)."""
+
+
+def _channels(settings: Settings) -> dict[str, Any]:
+    base = Path(settings.path).resolve().parent if settings.path else Path.cwd()
+    try:
+        return load_channels(settings.config, base)
+    except ChannelConfigError as exc:
+        raise CliError(exc.message) from None
+
+
+def _messages(settings: Settings) -> Any:
+    from .serve import _open
+
+    return open_messages(_open(settings))
+
+
+def _pick(channels: dict[str, Any], name: str) -> Any:
+    if name not in channels:
+        raise CliError(f"Channel '{name}' is not declared in the config file (channels: "
+                       f"{', '.join(sorted(channels)) or 'none; pass --config ehrgate.yaml'}).")
+    return channels[name]
+
+
+@channel.command("test")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@database_options
+def test_(name: str, files: tuple[str, ...], **flags: Any) -> None:
+    """Run channel NAME's filters and transformers on the messages of FILES and print every stage's
+    output. Nothing is stored or delivered: the harness for reviewing a channel change."""
+    settings = settings_from(**flags)
+    pipeline = Pipeline(_pick(_channels(settings), name))
+    failed = 0
+    for file, n, text in _read(files):
+        result = pipeline.run(text.encode("utf-8"), trace=True)
+        click.echo(f"== {file} message {n}: {result.status}" + (f" - {result.error}" if result.error else ""))
+        for label, content in result.stages:
+            click.echo(f"-- {label}")
+            click.echo(content.replace("\r", "\n").rstrip("\n"))
+        failed += result.status == "ERROR"
+    if failed:
+        sys.exit(1)
+
+
+@channel.command("list")
+@database_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_(as_json: bool, **flags: Any) -> None:
+    """Channels of the config file with their recorded state."""
+    settings = settings_from(**flags)
+    channels = _channels(settings) if settings.config.get("channels") else {}
+    ms = _messages(settings)
+    states = ms.channel_states()
+    ms.close()
+    for name in sorted(set(channels) | set(states)):
+        cfg = channels.get(name)
+        state = states.get(name, {"deployed": True, "paused": False})
+        row = {"name": name, "declared": cfg is not None, "deployed": state["deployed"], "paused": state["paused"],
+               "source": cfg.source.type if cfg else None,
+               "port": cfg.source.options.get("port") if cfg else None,
+               "destinations": [d.name for d in cfg.destinations] if cfg else []}
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            flags_text = ("paused" if row["paused"] else "running") if row["deployed"] else "undeployed"
+            where = f" port {row['port']}" if row["port"] is not None else ""
+            click.echo(f"{name:24} {flags_text:10} {row['source'] or '(not declared)'}{where} → "
+                       f"{', '.join(row['destinations']) or '-'}")
+
+
+def _control(name: str, flags: dict[str, Any], **change: Any) -> None:
+    from ..engine import DEMO_CHANNEL
+
+    settings = settings_from(**flags)
+    channels = _channels(settings)
+    ms = _messages(settings)
+    try:
+        if name not in channels and name != DEMO_CHANNEL and name not in ms.channel_states():
+            _pick(channels, name)
+        state = ms.set_channel_state(name, **change)
+    finally:
+        ms.close()
+    what = "deployed" if state["deployed"] else "undeployed"
+    click.echo(f"Channel '{name}' {what}{', paused' if state['paused'] else ''} (generation {state['generation']}); "
+               "running servers apply it within a second.")
+
+
+@channel.command()
+@click.argument("name")
+@database_options
+def deploy(name: str, **flags: Any) -> None:
+    """(Re)deploy NAME: running servers re-read it from their ehrgate.yaml and restart it."""
+    _control(name, flags, deployed=True, bump=True)
+
+
+@channel.command()
+@click.argument("name")
+@database_options
+def undeploy(name: str, **flags: Any) -> None:
+    """Stop NAME (its source closes; queued messages stay queued)."""
+    _control(name, flags, deployed=False)
+
+
+@channel.command()
+@click.argument("name")
+@database_options
+def pause(name: str, **flags: Any) -> None:
+    """Pause processing and delivery of NAME; its source keeps receiving and storing."""
+    _control(name, flags, paused=True)
+
+
+@channel.command()
+@click.argument("name")
+@database_options
+def resume(name: str, **flags: Any) -> None:
+    """Resume NAME: queued messages are processed and delivered."""
+    _control(name, flags, paused=False)
+
+
+@channel.command()
+@click.argument("name", required=False)
+@database_options
+@click.option("--since", default="24h", show_default=True, help="Count messages received since (2h, 7d, ISO date).")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def stats(name: str | None, since: str, as_json: bool, **flags: Any) -> None:
+    """Messages by status, deliveries by destination, queue depth and oldest queued age (from the database)."""
+    from ..engine.timeparse import TimeError, parse_since
+
+    settings = settings_from(**flags)
+    ms = _messages(settings)
+    try:
+        try:
+            cutoff = parse_since(since, ms.clock())
+        except TimeError as exc:
+            raise CliError(str(exc)) from None
+        counts = ms.status_counts(cutoff)
+        deliveries = ms.delivery_counts(cutoff)
+        queue = ms.queue_stats()
+        now = ms.clock()
+    finally:
+        ms.close()
+    names = sorted({c for c, _ in counts} | {c for c, _ in queue} | ({name} if name else set()))
+    out = {}
+    for ch in names:
+        if name and ch != name:
+            continue
+        out[ch] = {
+            "messages": {s: n for (c, s), n in sorted(counts.items()) if c == ch},
+            "deliveries": {f"{d}:{s}": n for (c, d, s), n in sorted(deliveries.items()) if c == ch},
+            "queued": {(step or "pipeline"): {"count": n, "oldest_age_s": round((now - o) / 1000, 1) if o else 0}
+                       for (c, step), (n, o) in sorted(queue.items()) if c == ch},
+        }
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    for ch, data in out.items():
+        click.echo(f"{ch} (since {since}):")
+        click.echo("  messages:   " + (", ".join(f"{s} {n}" for s, n in data["messages"].items()) or "none"))
+        click.echo("  deliveries: " + (", ".join(f"{k} {n}" for k, n in data["deliveries"].items()) or "none"))
+        click.echo("  queued:     " + (", ".join(f"{k} {v['count']} (oldest {v['oldest_age_s']}s)"
+                                               for k, v in data["queued"].items()) or "none"))

@@ -1,0 +1,93 @@
+"""``ehrgate hl7 convert FILE... [--out DIR]``: the FHIR transaction Bundle each message converts to.
+
+The same function the channel step runs (``ehrgate.convert``), with no server and no database:
+what an analyst runs first on a new feed. Registered in the ``hl7`` group on import.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..convert import ConversionError, ConversionOptions, convert
+from ..fhir.jsonio import dumps
+from ..hl7 import HL7Error, parse, read_batch
+from .common import CliError
+from .hl7 import hl7
+
+__all__ = ["convert_command"]
+
+
+def _options(channel: str, timezone: str) -> ConversionOptions:
+    try:
+        return ConversionOptions(channel=channel, timezone=timezone)
+    except ValueError as exc:
+        raise CliError(f"--timezone: {exc}.") from None
+
+
+@hl7.command("convert")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write DIR/<file stem>.json (then -2, -3... for further messages of a file) instead of printing.")
+@click.option("--channel", default="cli", show_default=True, help="Channel name recorded in meta.source.")
+@click.option("--timezone", default="UTC", show_default=True,
+              help="Zone of HL7 times without an offset: an IANA name such as Europe/London, or +05:30.")
+@click.option("-v", "--verbose", is_flag=True, help="Also report the segments and fields no mapping reads.")
+def convert_command(files: tuple[str, ...], out_dir: str | None, channel: str, timezone: str, verbose: bool) -> None:
+    """Convert the HL7 v2 messages of FILES to FHIR R4 transaction Bundles.
+
+    Prints each Bundle (or writes it with --out). A message that cannot be converted is reported
+    with the segment and field at fault, e.g. "PID-7: '1983021' is not a valid HL7 date", and the
+    exit status is then 1.
+    """
+    options = _options(channel, timezone)
+    target = Path(out_dir) if out_dir else None
+    if target is not None:
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"--out {out_dir!r} cannot be created: {exc.strerror}.") from None
+    failed = converted = 0
+    for name in files:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as exc:
+            raise CliError(f"File '{name}' cannot be read: {exc.strerror}.") from None
+        batch = read_batch(data)
+        for problem in batch.problems:
+            click.echo(f"warning: {name}: {problem}", err=True)
+        if not batch.messages:
+            click.echo(f"{name}: no HL7 message found (expected segments starting with MSH)", err=True)
+            failed += 1
+        for n, text in enumerate(batch.messages, start=1):
+            label = name if len(batch.messages) == 1 else f"{name} message {n}"
+            try:
+                result = convert(parse(text), options)
+            except ConversionError as exc:
+                click.echo(f"{label}: {exc.message}", err=True)
+                failed += 1
+                continue
+            except HL7Error as exc:
+                click.echo(f"{label}: cannot be parsed: {exc.message}", err=True)
+                failed += 1
+                continue
+            converted += 1
+            for warning in result.warnings:
+                click.echo(f"warning: {label}: {warning}", err=True)
+            if verbose and (result.ignored_segments or result.ignored_fields):
+                ignored = [*(f"{k} x{v}" for k, v in sorted(result.ignored_segments.items())),
+                           *(f"{k} x{v}" for k, v in sorted(result.ignored_fields.items()))]
+                click.echo(f"{label}: not mapped: {', '.join(ignored)}", err=True)
+            body = dumps(result.bundle, pretty=True)
+            if target is None:
+                sys.stdout.write(body.decode() + "\n")
+            else:
+                path = target / (Path(name).stem + (f"-{n}" if n > 1 else "") + ".json")
+                path.write_bytes(body + b"\n")
+                click.echo(f"{label} -> {path}", err=True)
+    if target is not None or failed:
+        click.echo(f"{converted} converted, {failed} failed", err=True)
+    if failed:
+        sys.exit(1)

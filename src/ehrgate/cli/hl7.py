@@ -1,0 +1,136 @@
+"""``ehrgate hl7 send`` and ``ehrgate hl7 show``: talk MLLP to any listener, read messages as a tree."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..hl7 import HL7Error, MLLPClient, format_tree, parse, read_batch
+from .common import CliError
+
+__all__ = ["hl7"]
+
+
+@click.group()
+def hl7() -> None:
+    """Send HL7 v2 messages over MLLP and read them."""
+
+
+def _read(files: tuple[str, ...]) -> list[tuple[str, int, str]]:
+    """(file, number in file, ER7 text) of every message: batches and multi-message files are split."""
+    out: list[tuple[str, int, str]] = []
+    for name in files:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as exc:
+            raise CliError(f"File '{name}' cannot be read: {exc.strerror}.") from None
+        batch = read_batch(data)
+        for problem in batch.problems:
+            click.echo(f"warning: {name}: {problem}", err=True)
+        if not batch.messages:
+            click.echo(f"warning: {name}: no HL7 message found (expected segments starting with MSH)", err=True)
+        out.extend((name, n, text) for n, text in enumerate(batch.messages, start=1))
+    return out
+
+
+def _address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise CliError(f"--to {value!r} is not host:port. Expected e.g. --to 127.0.0.1:2575.")
+    return host.strip("[]"), int(port)
+
+
+@hl7.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--to", "to", required=True, help="Listener as host:port, e.g. 127.0.0.1:2575.")
+@click.option("--tls", is_flag=True, help="Use TLS.")
+@click.option("--ca", type=click.Path(dir_okay=False), help="CA file to verify the listener (TLS).")
+@click.option("--cert", type=click.Path(dir_okay=False), help="Client certificate for mutual TLS.")
+@click.option("--key", type=click.Path(dir_okay=False), help="Client key for mutual TLS.")
+@click.option("--insecure", is_flag=True, help="TLS without verifying the listener (tests only).")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for each ACK.")
+@click.option("-v", "--verbose", is_flag=True, help="Print the ACK code of every message (default: problems only).")
+def send(files: tuple[str, ...], to: str, tls: bool, ca: str | None, cert: str | None, key: str | None,
+         insecure: bool, timeout: float, verbose: bool) -> None:
+    """Send every message of FILES (split batches and multi-message files) on one connection; print ACK codes.
+
+    Exit status 0 when every message got AA or CA, 1 otherwise.
+    """
+    host, port = _address(to)
+    items = _read(files)
+    if not items:
+        raise CliError("No message to send.")
+    context = None
+    if tls or ca or cert:
+        try:
+            context = ssl.create_default_context(cafile=ca)
+            if cert:
+                context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise CliError(f"TLS files cannot be loaded: {exc}.") from None
+        if insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    codes: Counter[str] = Counter()
+    lines: list[str] = []
+
+    async def connect() -> MLLPClient:
+        try:
+            return await MLLPClient.connect(host, port, ssl=context, timeout=timeout,
+                                            server_hostname=host if context else None)
+        except (OSError, HL7Error) as exc:
+            detail = exc.message if isinstance(exc, HL7Error) else (exc.strerror or str(exc))
+            raise CliError(f"Cannot connect to {host}:{port}: {detail}.") from None
+
+    async def go(bar: Any) -> None:
+        client: MLLPClient | None = await connect()
+        try:
+            for name, n, text in items:
+                try:
+                    if client is None:
+                        client = await connect()
+                    answer = parse(await client.send(text))
+                    code = answer.get("MSA-1") or "?"
+                    why = answer.get("ERR-8") or answer.get("MSA-3") or answer.get("ERR-1.4.2")
+                except HL7Error as exc:  # timeout or closed connection: reconnect for the next one
+                    code, why = "NO-ACK", exc.message
+                    if client is not None:
+                        await client.close()
+                    client = None
+                codes[code] += 1
+                if verbose or code not in ("AA", "CA"):
+                    lines.append(f"{name}#{n} {code}" + (f" {why}" if why else ""))
+                bar.update(1)
+        finally:
+            if client is not None:
+                await client.close()
+
+    with click.progressbar(length=len(items), label=f"Sending to {host}:{port}", file=sys.stderr) as bar:
+        asyncio.run(go(bar))
+    for line in lines:
+        click.echo(line)
+    click.echo(", ".join(f"{code} {count}" for code, count in sorted(codes.items())))
+    if set(codes) - {"AA", "CA"}:
+        sys.exit(1)
+
+
+@hl7.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def show(files: tuple[str, ...]) -> None:
+    """Print each message of FILES as a tree: segment, field names, values (labels are terse paths)."""
+    bad = 0
+    for name, n, text in _read(files):
+        click.echo(f"== {name} message {n}")
+        try:
+            click.echo(format_tree(parse(text)), nl=False)
+        except HL7Error as exc:
+            bad += 1
+            click.echo(f"cannot be parsed: {exc.message}")
+    if bad:
+        sys.exit(1)

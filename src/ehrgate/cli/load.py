@@ -1,0 +1,52 @@
+"""``ehrgate load PATH…``: load FHIR Bundles and NDJSON files (and directories of them)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from .common import CliError, database_options, settings_from
+
+__all__ = ["load"]
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@database_options
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def load(paths: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+    """Load FHIR Bundles (transaction, batch, collection) and NDJSON files into the store."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..fhir.loader import load_items
+    from ..fhir.loadfiles import count_load_units, iter_load_items
+    from ..fhir.validation import known_resource_types
+    from .serve import _open
+
+    settings = settings_from(**flags)
+    store = _open(settings)
+    total = count_load_units(list(paths))
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]Loading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        disable=quiet, transient=False,
+    ) as bar:
+        task = bar.add_task("load", total=total)
+        summary = load_items(
+            store, iter_load_items(list(paths)), frozenset(known_resource_types()),
+            progress=lambda n: bar.advance(task, n),
+        )
+    elapsed = time.perf_counter() - started
+    rate = summary.resources / elapsed if elapsed > 0 else 0.0
+    click.echo(f"Loaded {summary.resources} resources from {summary.bundles} bundles in {elapsed:.1f} s ({rate:,.0f}/s).")
+    for res_type, n in sorted(summary.by_type.items(), key=lambda kv: -kv[1])[:12]:
+        click.echo(f"  {res_type:<28} {n}")
+    if summary.errors:
+        click.echo(f"{len(summary.errors)} problems:", err=True)
+        for line in summary.errors[:50]:
+            click.echo(f"  {line}", err=True)
+        if len(summary.errors) > 50:
+            click.echo(f"  ... and {len(summary.errors) - 50} more", err=True)
+        raise CliError(f"{len(summary.errors)} items could not be loaded (see above).")

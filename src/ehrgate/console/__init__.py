@@ -1,0 +1,1 @@
+"""EHRGate console package."""

@@ -1,0 +1,229 @@
+"""ORU^R01 and OUL^R22 → DiagnosticReport, Observation, Specimen (+ the ServiceRequest they answer)
+(IG message map ORU_R01; segment maps OBR[DiagnosticReport], OBX[Observation], SPM[Specimen]).
+
+A message may hold several patients, each with several order groups (ORC/OBR, their NTEs, OBXs
+and SPMs). One DiagnosticReport per OBR, keyed by the filler order number (else the placer's):
+a corrected report (OBR-25 C) updates the report and the results of the first. One Observation
+per OBX, keyed by the report, OBX-3, OBX-4 and its rank among equal codes. OUL^R22 sends the SPM
+before its orders: an order without an SPM of its own refers to the last SPM before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .bundle import Builder, search_key
+from .datatypes import absent_code, codeable
+from .dtm import datetime_
+from .encounter import EncounterRef, encounter
+from .errors import REQUIRED_FIELD_MISSING, ConversionError
+from .observation import issued_at, observation, specimen
+from .parties import practitioner
+from .patient import PatientRef, patient
+from .service_request import order_identifiers, service_request
+from .tables import REPORT_STATUS
+from .values import Seg
+
+__all__ = ["OBR_REPORT_FIELDS", "Order", "convert", "group_orders"]
+
+JSON = dict[str, Any]
+OBR_REPORT_FIELDS = frozenset({7, 8, 22, 24, 25, 32, 33, 34, 35})
+THO = "http://terminology.hl7.org/CodeSystem/"
+_LAB_SECTIONS = frozenset({"", "LAB", "CH", "HM", "MB", "MCB", "MYC", "SR", "SP", "BLB", "CP", "IMM", "TX", "VR",
+                           "PAT", "CG", "BG", "OSL", "HLA", "CUS"})
+
+
+@dataclass
+class Order:
+    orc: Seg | None = None
+    obr: Seg | None = None
+    tq1: Seg | None = None
+    nte: list[Seg] = field(default_factory=list)
+    results: list[tuple[Seg, list[Seg]]] = field(default_factory=list)
+    specimens: list[Seg] = field(default_factory=list)
+    dg1: list[Seg] = field(default_factory=list)
+
+
+@dataclass
+class PatientGroup:
+    pid: Seg | None
+    pd1: Seg | None = None
+    pv1: Seg | None = None
+    pv2: Seg | None = None
+    observations: list[tuple[Seg, list[Seg]]] = field(default_factory=list)
+    orders: list[Order] = field(default_factory=list)
+    loose_specimens: list[tuple[int, Seg]] = field(default_factory=list)
+
+
+def group_orders(segs: list[Seg]) -> list[PatientGroup]:
+    """Split a results or orders message into patients and their order groups."""
+    groups: list[PatientGroup] = []
+    group: PatientGroup | None = None
+    order: Order | None = None
+    last: list[Seg] | None = None  # where the next NTE goes
+    for seg in segs:
+        name = seg.name
+        if name == "PID":
+            group, order, last = PatientGroup(seg), None, None
+            groups.append(group)
+        elif group is None and name not in ("ORC", "OBR", "OBX", "SPM"):
+            continue
+        elif group is None:  # ORU/OUL without a PATIENT group (optional in ORU_R01): results only
+            group = PatientGroup(None)
+            groups.append(group)
+        if group is None or name == "PID":
+            continue
+        if name in ("PD1", "PV1", "PV2") and order is None:
+            setattr(group, name.lower(), seg)
+            last = None
+        elif name == "ORC":
+            if order is not None and order.orc is None and order.obr is not None and not order.results:
+                order.orc = seg  # OUL_R22 and OML_O33 put the ORC after its OBR
+            else:
+                order = Order(orc=seg)
+                group.orders.append(order)
+            last = order.nte
+        elif name == "OBR":
+            if order is None or order.obr is not None or order.results:
+                order = Order()
+                group.orders.append(order)
+            order.obr = seg
+            last = order.nte
+        elif name == "TQ1" and order is not None:
+            order.tq1 = order.tq1 or seg
+        elif name == "OBX":
+            notes: list[Seg] = []
+            if order is None:
+                group.observations.append((seg, notes))
+            else:
+                order.results.append((seg, notes))
+            last = notes
+        elif name == "SPM":
+            if order is None or (order.obr is None and order.orc is None):
+                group.loose_specimens.append((len(group.orders), seg))
+            else:
+                order.specimens.append(seg)
+            last = None
+        elif name == "DG1" and order is not None:
+            order.dg1.append(seg)
+        elif name == "NTE" and last is not None:
+            last.append(seg)
+    return groups
+
+
+def shared_placers(b: Builder, orders: list[Order]) -> frozenset[str]:
+    """Placer order numbers carried by more than one order group of the message."""
+    seen: dict[str, int] = {}
+    for order in orders:
+        for ident in order_identifiers(b, order.orc, order.obr)[:1]:
+            if ident["type"]["coding"][0]["code"] == "PLAC":
+                seen[ident["value"]] = seen.get(ident["value"], 0) + 1
+    return frozenset(v for v, n in seen.items() if n > 1)
+
+
+def _report_status(obr: Seg) -> str:
+    return REPORT_STATUS.get(obr.text(25).upper(), "unknown")
+
+
+def convert(b: Builder, segs: list[Seg], trigger: str) -> None:
+    groups = group_orders(segs)
+    if not groups:
+        raise ConversionError("PID", f"missing ({b.message_type} needs the patient identification segment)",
+                              code=REQUIRED_FIELD_MISSING)
+    for group in groups:
+        b.use(group.pid, group.pd1)
+        who = patient(b, group.pid, group.pd1) if group.pid is not None else PatientRef("", b.message_key)
+        visit: EncounterRef | None = None
+        if group.pv1 is not None and any(group.pv1.has(f) for f in (3, 19, 44, 50)):
+            b.use(group.pv1, group.pv2)
+            visit = encounter(b, group.pv1, who, pv2=group.pv2, update=False)
+        seen: dict[tuple[str, str], int] = {}
+        for obx, nte in group.observations:
+            b.use(obx, *nte)
+            n = seen[(obx.text(3), obx.text(4))] = seen.get((obx.text(3), obx.text(4)), 0) + 1
+            observation(b, obx, who, scope=f"{who.key}|{b.message_key}", visit=visit, nte=nte, occurrence=n)
+        loose: list[str] = []
+        shared = shared_placers(b, group.orders)
+        for index, order in enumerate(group.orders):
+            for at, spm in group.loose_specimens:
+                if at <= index:
+                    b.use(spm)
+                    loose = [specimen(b, spm, who, scope=f"{b.message_key}|{group.pid.seq if group.pid else 0}")]
+            _report(b, order, who, visit, index, loose, shared)
+
+
+def _report(b: Builder, order: Order, who: PatientRef, visit: EncounterRef | None, index: int,
+            loose: list[str], shared: frozenset[str]) -> None:
+    obr = order.obr
+    b.use(order.orc, obr, order.tq1, *order.nte)
+    idents = order_identifiers(b, order.orc, obr)
+    scope = f"{b.message_key}|order|{index}"
+    request = None
+    if idents and who.url:
+        request, _ = service_request(b, order.orc, obr, who, visit=visit, update=False, scope=scope,
+                                     tq1=order.tq1, nte=order.nte, shared=shared)
+    if obr is None:
+        return
+    ctx = b.ctx
+    specimens = []
+    for spm in order.specimens:
+        b.use(spm)
+        specimens.append(specimen(b, spm, who, scope=scope))
+    specimens = specimens or loose
+    out: JSON = {}
+    if idents:
+        out["identifier"] = idents
+    if request:
+        out["basedOn"] = [{"reference": request}]
+    out["status"] = _report_status(obr)
+    section = obr.text(24).upper()
+    category = codeable(obr.value(24), ctx, "0074")
+    if category:
+        out["category"] = [category]
+    code = codeable(obr.value(4), ctx)
+    if code is None:
+        b.warnings.append(f"{obr.where(4)}: empty; the DiagnosticReport's code is marked unknown (data-absent-reason)")
+        code = absent_code()
+    out["code"] = code
+    if who.url:
+        out["subject"] = who.ref()
+    if visit is not None:
+        out["encounter"] = visit.ref()
+    effective = datetime_(obr.text(7), obr.where(7), ctx) if obr.text(7) else ""
+    if effective and obr.text(8):
+        out["effectivePeriod"] = {"start": effective, "end": datetime_(obr.text(8), obr.where(8), ctx)}
+    elif effective:
+        out["effectiveDateTime"] = effective
+    issued = issued_at(obr.text(22), obr.where(22), b)
+    if issued:
+        out["issued"] = issued
+    # OBR-32/33 interpreters, OBR-34/35 technician and transcriptionist: NDL, whose component 1 is a
+    # CNN with subcomponents that line up with XCN's components
+    for key, fields in (("resultsInterpreter", (32, 33)), ("performer", (34, 35))):
+        people = [p for f in fields for p in (practitioner(b, v.part(1)) for v in obr.reps(f)) if p]
+        if people:
+            out[key] = people
+    if specimens:
+        out["specimen"] = [{"reference": u} for u in specimens]
+    key_ident = next((i for i in reversed(idents)), None)
+    report_key = f"{key_ident.get('system', '')}|{key_ident['value']}" if key_ident else scope
+    results = []
+    seen: dict[tuple[str, str], int] = {}
+    lab = "laboratory" if section in _LAB_SECTIONS else ""
+    for obx, nte in order.results:
+        b.use(obx, *nte)
+        n = seen[(obx.text(3), obx.text(4))] = seen.get((obx.text(3), obx.text(4)), 0) + 1
+        extra = {"basedOn": [{"reference": request}]} if request else None
+        url = observation(b, obx, who, scope=report_key, visit=visit, nte=nte, effective=effective,
+                          issued=issued, category=lab, extra=extra, occurrence=n)
+        if specimens and "specimen" not in b.resource(url):
+            b.resource(url)["specimen"] = {"reference": specimens[0]}
+        results.append({"reference": url})
+    if results:
+        out["result"] = results
+    if key_ident is not None:
+        criteria = search_key(key_ident)
+        b.upsert("DiagnosticReport", out, criteria)
+    else:
+        b.keyed("DiagnosticReport", out, scope)

@@ -1,0 +1,127 @@
+"""ORC + OBR → ServiceRequest (IG segment maps ORC[ServiceRequest], OBR[ServiceRequest], TQ1[ServiceRequest];
+vocabularies OrderControlCode[ServiceRequest.status], OrderStatus, ExtendedPriorityCodes).
+
+Shared by orders (ORM/OML, which own the order: conditional update), results (ORU, which link to
+it, creating it when the order was never seen) and documents (MDM). The order's identity is its
+placer order number (ORC-2, else OBR-2), else its filler order number (ORC-3, else OBR-3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .bundle import Builder, search_key
+from .datatypes import codeable, ei_identifier, identifier
+from .dtm import datetime_
+from .encounter import EncounterRef
+from .observation import notes
+from .parties import practitioner
+from .patient import PatientRef
+from .tables import ORDER_CONTROL_STATUS, ORDER_STATUS, PRIORITY, REPORT_STATUS
+from .values import Seg
+
+__all__ = ["OBR_ORDER_FIELDS", "ORC_FIELDS", "TQ1_FIELDS", "order_identifiers", "service_request"]
+
+JSON = dict[str, Any]
+ORC_FIELDS = frozenset({1, 2, 3, 4, 5, 7, 9, 12})
+OBR_ORDER_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 11, 16, 27, 31, 53})
+TQ1_FIELDS = frozenset({1, 7, 9})
+_REPORT_TO_ORDER = {"final": "completed", "corrected": "completed", "cancelled": "revoked"}
+
+
+def order_identifiers(b: Builder, orc: Seg | None, obr: Seg | None) -> list[JSON]:
+    """Placer (PLAC) and filler (FILL) order numbers: ORC-2/3, else OBR-2/3."""
+    out = []
+    for field, kind in ((2, "PLAC"), (3, "FILL")):
+        v = (orc.value(field) if orc is not None else None) or (obr.value(field) if obr is not None else None)
+        found = ei_identifier(v, b.ctx, kind)
+        if found:
+            out.append(found)
+    return out
+
+
+def _status(orc: Seg | None, obr: Seg | None) -> str:
+    if orc is not None:
+        status = ORDER_STATUS.get(orc.text(5).upper()) or ORDER_CONTROL_STATUS.get(orc.text(1).upper())
+        if status:
+            return status
+    if obr is not None:
+        found = _REPORT_TO_ORDER.get(REPORT_STATUS.get(obr.text(25).upper(), ""))
+        if found:
+            return found
+    return "unknown"
+
+
+def service_request(b: Builder, orc: Seg | None, obr: Seg | None, who: PatientRef, *,
+                    visit: EncounterRef | None = None, update: bool, scope: str, tq1: Seg | None = None,
+                    nte: Sequence[Seg] = (), reasons: Sequence[JSON] = (), specimens: Sequence[str] = (),
+                    supporting: Sequence[str] = (), shared: frozenset[str] = frozenset()) -> tuple[str, str]:
+    """Returns (fullUrl, identity key). ``shared`` holds placer order numbers that several order
+    groups of the message carry (a sender using ORC-2 for the requisition): those orders are keyed
+    by their filler order number instead, else by the placer number and the service code."""
+    ctx = b.ctx
+    out: JSON = {}
+    idents = order_identifiers(b, orc, obr)
+    if idents:
+        out["identifier"] = idents
+    if obr is not None:
+        for v in obr.reps(53):  # alternate placer order numbers (CX)
+            alternate = identifier(v, ctx, type_code="PLAC")
+            if alternate:
+                out.setdefault("identifier", []).append(alternate)
+    if orc is not None and orc.value(4) is not None:
+        group = ei_identifier(orc.value(4), ctx, "PGN")
+        if group:
+            out["requisition"] = group
+    out["status"] = _status(orc, obr)
+    out["intent"] = "reflex-order" if obr is not None and obr.text(11).upper() == "G" else "order"
+    priority_code = ((tq1.text(9) if tq1 is not None else "") or (orc.text(7, 6) if orc is not None else "")
+                     or (obr.text(27, 6) if obr is not None else "") or (obr.text(5) if obr is not None else ""))
+    priority = PRIORITY.get(priority_code.upper())
+    if priority:
+        out["priority"] = priority
+    if obr is not None:
+        code = codeable(obr.value(4), ctx)
+        if code:
+            out["code"] = code
+    out["subject"] = who.ref()
+    if visit is not None:
+        out["encounter"] = visit.ref()
+    when, where = "", ""
+    for seg, field, comp in ((tq1, 7, 1), (orc, 7, 4), (obr, 27, 4), (obr, 6, 1)):
+        if seg is not None and seg.text(field, comp):
+            when, where = seg.text(field, comp), seg.where(field)
+            break
+    if when:
+        out["occurrenceDateTime"] = datetime_(when, where, ctx)
+    if orc is not None and orc.text(9) and orc.text(1).upper() in ("NW", "SN", ""):
+        out["authoredOn"] = datetime_(orc.text(9), orc.where(9), ctx)
+    requester = (practitioner(b, orc.value(12)) if orc is not None else None) or (
+        practitioner(b, obr.value(16)) if obr is not None else None)
+    if requester:
+        out["requester"] = requester
+    if obr is not None:
+        why = [c for c in (codeable(v, ctx) for v in obr.reps(31)) if c]
+        if why:
+            out["reasonCode"] = why
+    if reasons:
+        out["reasonReference"] = list(reasons)
+    if supporting:
+        out["supportingInfo"] = [{"reference": u} for u in supporting]
+    if specimens:
+        out["specimen"] = [{"reference": u} for u in specimens]
+    annotations = notes(list(nte))
+    if annotations:
+        out["note"] = annotations
+    key_ident = idents[0] if idents else None
+    if key_ident is not None and key_ident["value"] in shared and key_ident["type"]["coding"][0]["code"] == "PLAC":
+        key_ident = idents[1] if len(idents) > 1 else None
+        if key_ident is None:
+            code = out.get("code", {}).get("coding", [{}])[0].get("code", "")
+            scope = f"{idents[0].get('system', '')}|{idents[0]['value']}|{code}"
+    if key_ident is not None:
+        criteria = search_key(key_ident)
+        url = b.upsert("ServiceRequest", out, criteria) if update else b.ensure("ServiceRequest", out, criteria)
+        return url, f"{criteria.get('system', '')}|{criteria['value']}"
+    return b.keyed("ServiceRequest", out, scope), scope

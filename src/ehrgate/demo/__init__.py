@@ -1,0 +1,1 @@
+"""EHRGate demo package."""

@@ -1,0 +1,309 @@
+"""One deployed channel in a running engine: its source, pipeline worker and destination workers.
+
+Workers run on the asyncio loop and do their database work (and the pipeline's steps) in worker
+threads. Pausing stops processing and delivery; the source keeps receiving and storing, so senders
+are not held up while a downstream system is maintained (``resume`` drains the queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ..hl7 import MLLPServer, split_messages, start_mllp_server
+from . import schema as t
+from .config import ChannelConfig
+from .destinations import DESTINATIONS, Context, Destination, Payload
+from .pipeline import Pipeline
+from .queue import PIPELINE, Delivered, Item, LeaseLost
+
+if TYPE_CHECKING:
+    from .runner import Engine
+
+__all__ = ["ChannelRuntime"]
+
+log = logging.getLogger("ehrgate.engine")
+
+
+class ChannelRuntime:
+    def __init__(self, engine: Engine, cfg: ChannelConfig, generation: int) -> None:
+        self.engine = engine
+        self.cfg = cfg
+        self.name = cfg.name
+        self.generation = generation
+        self.pipeline = Pipeline(cfg)
+        ctx = Context(engine.fhir_store, engine.known_types, cfg.base_dir)
+        self.destinations: dict[str, Destination] = {d.name: DESTINATIONS[d.type](d, ctx) for d in cfg.destinations}
+        self.paused = False
+        self.stopping = False
+        self.wake_pipeline = asyncio.Event()
+        self.wake: dict[str, asyncio.Event] = {d: asyncio.Event() for d in self.destinations}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.server: MLLPServer | None = None
+        self.port: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        src = self.cfg.source
+        if src.type == "mllp":
+            from .destinations.base import tls_context
+
+            o = src.options
+            self.server = await start_mllp_server(
+                self._mllp_handler, str(o.get("host", "127.0.0.1")), int(o.get("port", 0)),
+                ssl=tls_context(o.get("tls"), server=True, base=self.cfg.base_dir),
+                idle_timeout=float(o.get("idle_timeout", 300)),
+                max_message_bytes=int(o.get("max_message_bytes", 16 * 1024 * 1024)),
+                max_connections=int(o.get("max_connections", 100)))
+            self.port = self.server.port
+        elif src.type == "directory":
+            self.tasks.append(asyncio.create_task(self._poll_directory(), name=f"{self.name}:directory"))
+        self.tasks.append(asyncio.create_task(self._pipeline_worker(), name=f"{self.name}:pipeline"))
+        for dest in self.destinations.values():
+            for n in range(dest.cfg.workers):
+                self.tasks.append(asyncio.create_task(self._destination_worker(dest), name=f"{self.name}:{dest.name}:{n}"))
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self.stopping = True
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+        self.wake_pipeline.set()
+        for ev in self.wake.values():
+            ev.set()
+        if self.tasks:
+            done, pending = await asyncio.wait(self.tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        for dest in self.destinations.values():
+            with contextlib.suppress(Exception):
+                await dest.close()
+        await asyncio.to_thread(self._release_leases)
+
+    def _release_leases(self) -> None:
+        with self.engine.messages.write() as conn:
+            conn.execute(sa.update(t.queue).where(t.queue.c.lease_owner == self.engine.owner,
+                                                  t.queue.c.channel == self.name)
+                         .values(lease_owner=None, lease_until=None))
+
+    def _release(self, ids: list[int]) -> None:
+        with self.engine.messages.write() as conn:
+            conn.execute(sa.update(t.queue).where(t.queue.c.id.in_(ids), t.queue.c.lease_owner == self.engine.owner)
+                         .values(lease_owner=None, lease_until=None))
+
+    def set_paused(self, paused: bool) -> None:
+        if self.paused and not paused:
+            self.wake_pipeline.set()
+            for ev in self.wake.values():
+                ev.set()
+        self.paused = paused
+
+    async def _idle(self, event: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), self.engine.poll_interval)
+        event.clear()
+
+    # -- sources ---------------------------------------------------------------------------
+
+    def _mllp_handler(self, raw: bytes, peer: Any) -> AsyncIterator[bytes]:
+        return self.engine.exchange(self.name, raw, f"mllp {peer.host}:{peer.port}")
+
+    async def _poll_directory(self) -> None:
+        o = self.cfg.source.options
+        root = Path(str(o["path"]))
+        if not root.is_absolute():
+            root = self.cfg.base_dir / root
+        pattern = str(o.get("pattern", "*.hl7"))
+        interval = float(o.get("interval", 1.0))
+        for sub in ("processed", "error"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        while not self.stopping:
+            files = sorted(p for p in root.glob(pattern) if p.is_file() and not p.name.startswith("."))
+            for path in files:
+                if self.stopping:
+                    break
+                await self._take_file(root, path)
+            await asyncio.sleep(interval)
+
+    async def _take_file(self, root: Path, path: Path) -> None:
+        """Store every message of the file; move it to processed/ once all are committed, or to
+        error/ when any could not be parsed (those are stored with status ERROR). A crash between the
+        commit and the move re-reads the file at start; duplicate detection skips what was stored."""
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            return
+        texts = split_messages(data)
+        bad = not texts
+        results = await asyncio.gather(*(self.engine.handle(self.name, text.encode("utf-8"), f"file {path.name}")
+                                         for text in texts), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) or r[1] not in ("AA", "CA"):
+                bad = True
+        target = root / ("error" if bad else "processed") / path.name
+        if target.exists():
+            target = target.with_name(f"{path.stem}-{int(time.time() * 1000)}{path.suffix}")
+        with contextlib.suppress(OSError):
+            path.replace(target)
+        log.info("channel %s: file %s (%d message(s)) moved to %s/", self.name, path.name, len(texts),
+                 "error" if bad else "processed")
+
+    # -- pipeline --------------------------------------------------------------------------
+
+    async def _pipeline_worker(self) -> None:
+        while not self.stopping:
+            if self.paused:
+                await self._idle(self.wake_pipeline)
+                continue
+            try:
+                n = await asyncio.to_thread(self._pipeline_batch)
+            except Exception as exc:  # noqa: BLE001 - the database blinked: back off, the queue keeps the work
+                log.error("channel %s: pipeline batch failed: %s: %s", self.name, type(exc).__name__,
+                          str(exc).splitlines()[0] if str(exc) else "")
+                await asyncio.sleep(self.engine.poll_interval)
+                continue
+            if n:
+                for ev in self.wake.values():
+                    ev.set()
+                self.engine.notify()
+            else:
+                await self._idle(self.wake_pipeline)
+
+    def _pipeline_batch(self) -> int:
+        eng = self.engine
+        items = eng.queue.claim(self.name, PIPELINE, limit=200, lease_ms=eng.lease_ms)
+        if not items:
+            return 0
+        m = t.message.c
+        with eng.messages.read() as conn:
+            raws = {int(r[0]): bytes(r[1]) for r in conn.execute(
+                sa.select(m.id, m.raw).where(m.id.in_([i.message_id for i in items])))}
+        results = [(item, self.pipeline.run(raws.get(item.message_id, b""), message_id=item.message_id))
+                   for item in items]
+        counts = {"FILTERED": 0, "ERROR": 0}
+        with eng.messages.fast.write() as conn:
+            for item, r in results:
+                try:
+                    if r.status in ("ERROR", "FILTERED") and not (r.status == "FILTERED" and r.outputs):
+                        eng.queue.finish_pipeline(conn, item, status=r.status, error=r.error)
+                    elif r.status == "FILTERED":
+                        eng.queue.finish_pipeline(conn, item, status="FILTERED", error=r.error,
+                                                  transformed=r.outputs[0].raw)
+                    elif r.status == "QUEUED":
+                        out = r.outputs[0]
+                        eng.queue.finish_pipeline(conn, item, status="QUEUED", transformed=out.raw, bundle=out.bundle,
+                                                  destinations=out.destinations)
+                    else:
+                        eng.queue.finish_pipeline(conn, item, status="TRANSFORMED", children=[
+                            {"raw": o.raw, "bundle": o.bundle, "destinations": o.destinations, "msg_type": o.msg_type,
+                             "control_id": o.control_id, "sender": o.sender, "patient_ids": o.patient_ids}
+                            for o in r.outputs])
+                except LeaseLost:
+                    log.warning("channel %s: message %d was taken over by another worker", self.name, item.message_id)
+                    continue
+                if r.status in counts:
+                    counts[r.status] += 1
+        if counts["FILTERED"]:
+            eng.stats.filtered.labels(self.name).inc(counts["FILTERED"])
+        if counts["ERROR"]:
+            eng.stats.errored.labels(self.name).inc(counts["ERROR"])
+        return len(items)
+
+    # -- destinations ----------------------------------------------------------------------
+
+    async def _destination_worker(self, dest: Destination) -> None:
+        eng = self.engine
+        while not self.stopping:
+            if self.paused:
+                await self._idle(self.wake[dest.name])
+                continue
+            try:
+                items = await asyncio.to_thread(eng.queue.claim, self.name, dest.name, limit=20,
+                                                lease_ms=eng.lease_ms, ordered=self.cfg.ordered)
+                payloads = await asyncio.to_thread(self._payloads, items) if items else {}
+            except Exception as exc:  # noqa: BLE001
+                log.error("channel %s destination %s: claim failed: %s", self.name, dest.name, type(exc).__name__)
+                await asyncio.sleep(eng.poll_interval)
+                continue
+            if not items:
+                await self._idle(self.wake[dest.name])
+                continue
+            for n, item in enumerate(items):
+                if self.stopping or self.paused:
+                    # give back what this worker claimed but did not start
+                    await asyncio.to_thread(self._release, [i.id for i in items[n:]])
+                    break
+                payload = payloads.get(item.message_id)
+                try:
+                    await self._deliver_one(dest, item, payload)
+                except LeaseLost:
+                    log.warning("channel %s destination %s: message %d was taken over by another worker",
+                                self.name, dest.name, item.message_id)
+                except Exception as exc:  # noqa: BLE001
+                    log.error("channel %s destination %s: message %d: bookkeeping failed: %s", self.name,
+                              dest.name, item.message_id, type(exc).__name__)
+                    await asyncio.sleep(eng.poll_interval)
+                eng.notify()
+
+    def _payloads(self, items: list[Item]) -> dict[int, Payload]:
+        m = t.message.c
+        with self.engine.messages.read() as conn:
+            rows = conn.execute(sa.select(m.id, m.channel, sa.func.coalesce(m.transformed, m.raw), m.bundle,
+                                          m.msg_type, m.control_id)
+                                .where(m.id.in_([i.message_id for i in items]))).all()
+        return {int(r[0]): Payload(int(r[0]), r[1], bytes(r[2]), bytes(r[3]) if r[3] is not None else None,
+                                   r[4], r[5]) for r in rows}
+
+    def _finisher(self, dest: Destination, item: Item) -> tuple[Callable[[Any, Delivered], str], list[str]]:
+        policy = dest.cfg.retry
+        done: list[str] = []
+
+        def finish(conn: Any, result: Delivered) -> str:
+            now = self.engine.messages.clock()
+            give_up = policy.gives_up(item.attempts + 1, (now - item.enqueued_at) / 1000)
+            next_at = now + int(policy.delay(item.attempts + 1) * 1000)
+            status = self.engine.queue.finish_delivery(conn, item, result, give_up=give_up, next_at=next_at)
+            done.append(status)
+            return status
+        return finish, done
+
+    async def _deliver_one(self, dest: Destination, item: Item, payload: Payload | None) -> None:
+        eng = self.engine
+        finish, done = self._finisher(dest, item)
+        started = time.perf_counter()
+        if payload is None:
+            result = Delivered(False, error=f"Message {item.message_id} is no longer in the store", retry=False)
+        elif dest.transactional:
+            result = await asyncio.to_thread(dest.deliver_in, payload, finish)
+        else:
+            try:
+                result = await asyncio.wait_for(dest.deliver(payload), dest.cfg.timeout + 5)
+            except TimeoutError:
+                result = Delivered(False, error=f"No answer within {dest.cfg.timeout}s")
+            except Exception as exc:  # noqa: BLE001 - a destination bug must not stop the worker
+                log.error("channel %s destination %s: message %d: %s", self.name, dest.name, item.message_id,
+                          type(exc).__name__)
+                result = Delivered(False, error=f"Unexpected {type(exc).__name__} in the destination")
+        if not result.duration_ms:
+            result.duration_ms = int((time.perf_counter() - started) * 1000)
+        if not done:
+            def settle() -> None:
+                with eng.messages.fast.write() as cur:
+                    finish(cur, result)
+            await asyncio.to_thread(settle)
+        status = done[0]
+        outcome = {"SENT": "sent", "ERROR": "error"}.get(status, "retry")
+        eng.stats.deliveries.labels(self.name, dest.name, outcome).inc()
+        if status == "ERROR":
+            log.warning("channel %s destination %s: message %d failed for good after %d attempt(s)", self.name,
+                        dest.name, item.message_id, item.attempts + 1)

@@ -1,0 +1,404 @@
+"""The running engine: channels, the group committer, acknowledgments, runtime control, housekeeping.
+
+``Engine.handle(channel, raw, source)`` is what every source calls: describe the message, store it
+durably (group commit), then answer - at once for ``ack: on_receive``, after its destinations
+finished for ``ack: on_processed``. Control (deploy, undeploy, pause, resume) is recorded in the
+database; every engine on that database applies it within a second (``_control_loop``), so the CLI
+can change a running server without talking to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from ..hl7 import (
+    AckError,
+    AckMode,
+    ErrorCode,
+    HL7Error,
+    Outcome,
+    acknowledgment_mode,
+    wants_accept_ack,
+    wants_application_ack,
+)
+from .acks import Ack, Acks
+from .alerts import Alerts
+from .channel import ChannelRuntime
+from .config import ChannelConfig
+from .errors import ChannelConfigError, UnknownChannel
+from .info import MessageInfo, describe
+from .ingest import GroupCommitter
+from .queue import Queue, new_owner
+from .stats import EngineStats
+from .store import Incoming, MessageStore, Receipt
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("ehrgate.engine")
+
+
+class Engine:
+    def __init__(self, messages: MessageStore, channels: Mapping[str, ChannelConfig], *, fhir_store: Any = None,
+                 known_types: frozenset[str] | None = None, settings: Any = None,
+                 loader: Callable[[], Mapping[str, ChannelConfig]] | None = None,
+                 owns_messages: bool = False) -> None:
+        def opt(name: str, default: Any) -> Any:
+            return getattr(settings, name, default) if settings is not None else default
+
+        self.messages = messages
+        self.configs: dict[str, ChannelConfig] = dict(channels)
+        self.fhir_store = fhir_store
+        if known_types is None and fhir_store is not None:
+            from ..fhir.validation import known_resource_types
+
+            known_types = frozenset(known_resource_types())
+        self.known_types = known_types or frozenset()
+        self.loader = loader
+        self.owns_messages = owns_messages
+        self.owner = new_owner()
+        self.queue = Queue(messages, self.owner)
+        self.stats = EngineStats(messages.queue_stats, messages.clock)
+        self.lease_ms = int(opt("engine_lease_seconds", 60)) * 1000
+        self.poll_interval = int(opt("engine_poll_ms", 500)) / 1000
+        self.duplicate_window_ms = int(opt("engine_duplicate_window", 86400)) * 1000
+        self.alert_interval = float(opt("engine_alert_interval", 15))
+        self.retention_interval = float(opt("engine_retention_interval", 3600))
+        self.ingest = GroupCommitter(messages, max_batch=int(opt("engine_batch_size", 500)),
+                                     duplicate_window_ms=self.duplicate_window_ms, on_commit=self._committed)
+        self.alerts = Alerts(self)
+        self.acks = Acks()
+        self._metrics: dict[str, tuple[Any, Any, Any, Any]] = {}
+        self.runtimes: dict[str, ChannelRuntime] = {}
+        self._generations: dict[str, int] = {}
+        self._failed: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tick: asyncio.Future[None] | None = None
+        self.started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        released = await asyncio.to_thread(self.queue.release_dead_leases)
+        if released:
+            log.info("engine: took over %d queued item(s) from a process that is gone", released)
+        states = await asyncio.to_thread(self.messages.channel_states)
+        for name, cfg in self.configs.items():
+            state = states.get(name, {})
+            self._generations[name] = int(state.get("generation", 0))
+            if state.get("deployed", True):
+                await self._start_channel(cfg, paused=bool(state.get("paused", False)))
+        self.ingest.start()
+        self._tasks = [asyncio.create_task(self._control_loop(), name="engine:control"),
+                       asyncio.create_task(self._housekeeping(), name="engine:housekeeping")]
+        self.started = True
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for name in list(self.runtimes):
+            await self._stop_channel(name)
+        await self.ingest.close()
+        await self.alerts.close()
+        if self.owns_messages:
+            self.messages.close()
+        self.started = False
+
+    async def _start_channel(self, cfg: ChannelConfig, *, paused: bool = False) -> ChannelRuntime:
+        rt = ChannelRuntime(self, cfg, self._generations.get(cfg.name, 0))
+        rt.paused = paused
+        try:
+            await rt.start()
+        except OSError as exc:
+            await rt.stop()
+            o = cfg.source.options
+            raise ChannelConfigError(f"Channel '{cfg.name}' cannot listen on {o.get('host', '127.0.0.1')}:"
+                                     f"{o.get('port')}: {exc.strerror}. Expected a free port (change source.port)."
+                                     ) from None
+        self.runtimes[cfg.name] = rt
+        where = f" on {cfg.source.options.get('host', '127.0.0.1')}:{rt.port}" if rt.port is not None else ""
+        log.info("channel %s deployed (%s source%s%s)", cfg.name, cfg.source.type, where, ", paused" if paused else "")
+        return rt
+
+    async def _stop_channel(self, name: str) -> None:
+        rt = self.runtimes.pop(name, None)
+        if rt is not None:
+            await rt.stop()
+            log.info("channel %s undeployed", name)
+
+    # -- runtime control (recorded in the database, applied by every engine) ---------------
+
+    def _reload(self, name: str) -> ChannelConfig:
+        if self.loader is not None:
+            fresh = dict(self.loader())
+            if name not in fresh:
+                raise UnknownChannel(f"Channel '{name}' is not declared in ehrgate.yaml (channels: {', '.join(sorted(fresh)) or 'none'}).")
+            self.configs = fresh
+        if name not in self.configs:
+            raise UnknownChannel(f"Channel '{name}' is not declared (channels: {', '.join(sorted(self.configs)) or 'none'}).")
+        return self.configs[name]
+
+    async def deploy(self, name: str) -> dict[str, Any]:
+        """Re-read the channel from ehrgate.yaml and (re)start it here and on every other engine."""
+        cfg = await asyncio.to_thread(self._reload, name)
+        state = await asyncio.to_thread(self.messages.set_channel_state, name, deployed=True, bump=True)
+        await self._apply(name, state, cfg)
+        return state
+
+    async def undeploy(self, name: str) -> dict[str, Any]:
+        self._known(name)
+        state = await asyncio.to_thread(self.messages.set_channel_state, name, deployed=False)
+        await self._apply(name, state)
+        return state
+
+    async def pause(self, name: str) -> dict[str, Any]:
+        self._known(name)
+        state = await asyncio.to_thread(self.messages.set_channel_state, name, paused=True)
+        await self._apply(name, state)
+        return state
+
+    async def resume(self, name: str) -> dict[str, Any]:
+        self._known(name)
+        state = await asyncio.to_thread(self.messages.set_channel_state, name, paused=False)
+        await self._apply(name, state)
+        return state
+
+    def _known(self, name: str) -> None:
+        if name not in self.configs:
+            raise UnknownChannel(f"Channel '{name}' is not declared (channels: {', '.join(sorted(self.configs)) or 'none'}).")
+
+    async def _apply(self, name: str, state: Mapping[str, Any], cfg: ChannelConfig | None = None) -> None:
+        rt = self.runtimes.get(name)
+        generation = int(state.get("generation", 0))
+        if not state.get("deployed", True):
+            if rt is not None:
+                await self._stop_channel(name)
+            return
+        if rt is not None and rt.generation == generation:
+            rt.set_paused(bool(state.get("paused")))
+            return
+        if cfg is None:
+            cfg = await asyncio.to_thread(self._reload, name)
+        if rt is not None:
+            await self._stop_channel(name)
+        self._generations[name] = generation
+        await self._start_channel(cfg, paused=bool(state.get("paused")))
+
+    async def _control_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep controlling; say what failed
+                log.error("engine: reading channel state failed: %s", type(exc).__name__)
+
+    async def reconcile(self) -> None:
+        """Bring the running channels in line with the state recorded in the database."""
+        states = await asyncio.to_thread(self.messages.channel_states)
+        for name, state in states.items():
+            rt = self.runtimes.get(name)
+            if rt is None:
+                if not state["deployed"] or self._failed.get(name) == state["generation"]:
+                    continue
+                if name not in self.configs and (self.loader is None or self._generations.get(name) == state["generation"]):
+                    continue
+            elif state["deployed"] and rt.generation == state["generation"] and rt.paused == state["paused"]:
+                continue
+            try:
+                await self._apply(name, state)
+            except (ChannelConfigError, UnknownChannel) as exc:
+                self._failed[name] = int(state["generation"])
+                log.error("engine: channel %s not deployed: %s", name, exc.message)
+
+    async def _housekeeping(self) -> None:
+        last_alert = last_prune = time.monotonic()
+        while True:
+            await asyncio.sleep(min(5.0, self.alert_interval))
+            try:
+                self.stats.sample()
+                now = time.monotonic()
+                if now - last_alert >= self.alert_interval:
+                    last_alert = now
+                    await self.alerts.evaluate()
+                if now - last_prune >= self.retention_interval:
+                    last_prune = now
+                    await self.prune_expired()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.error("engine: housekeeping failed: %s", type(exc).__name__)
+
+    async def prune_expired(self) -> int:
+        """Apply each channel's ``retention_days`` (small batches, bounded per run)."""
+        total = 0
+        for cfg in list(self.configs.values()):
+            if cfg.retention_days:
+                cutoff = self.messages.clock() - int(cfg.retention_days * 86400 * 1000)
+                n = await asyncio.to_thread(self.messages.prune, cfg.name, cutoff, batch=500, max_batches=200)
+                if n:
+                    log.info("channel %s: pruned %d message(s) older than %s days", cfg.name, n, cfg.retention_days)
+                total += n
+        return total
+
+    # -- receiving and acknowledging -------------------------------------------------------
+
+    def metrics(self, channel: str) -> tuple[Any, Any, Any, Any]:
+        """(received, filtered, errored, ack latency) of ``channel``: labelled once, not per message."""
+        m = self._metrics.get(channel)
+        if m is None:
+            s = self.stats
+            m = self._metrics[channel] = (s.received.labels(channel), s.filtered.labels(channel),
+                                          s.errored.labels(channel), s.ack_latency.labels(channel))
+        return m
+
+    def _committed(self, items: list[Incoming], receipts: list[Receipt]) -> None:
+        for item, r in zip(items, receipts, strict=True):
+            received, filtered, errored, _ = self.metrics(item.channel)
+            received.inc()
+            if r.status == "FILTERED":
+                filtered.inc()
+            elif r.status == "ERROR":
+                errored.inc()
+            elif r.status == "RECEIVED":
+                rt = self.runtimes.get(item.channel)
+                if rt is not None:
+                    rt.wake_pipeline.set()
+
+    def notify(self) -> None:
+        """Something finished: wake whoever waits for an outcome (``ack: on_processed``)."""
+        if self._tick is not None and not self._tick.done():
+            self._tick.set_result(None)
+        self._tick = None
+
+    async def wait_outcome(self, message_id: int, timeout: float) -> tuple[str, str | None] | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            outcome = await asyncio.to_thread(self.messages.outcome, message_id)
+            if outcome is not None:
+                return outcome
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if self._tick is None:
+                self._tick = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._tick), min(left, 0.25))
+
+    async def _store(self, channel: str, raw: bytes, source: str) -> tuple[ChannelConfig, MessageInfo, Receipt | None]:
+        """Describe and durably store one message; the receipt is None when storing failed."""
+        rt = self.runtimes.get(channel)
+        if rt is None:
+            raise UnknownChannel(f"Channel '{channel}' is not deployed.")
+        cfg = rt.cfg
+        info = describe(raw, cfg.order_by)
+        item = Incoming(channel, raw, source, info.msg_type, info.control_id, info.sender, info.patient_ids,
+                        info.order_key, info.error, check_duplicates=cfg.duplicates == "skip")
+        try:
+            return cfg, info, await self.ingest.submit(item)
+        except Exception:  # noqa: BLE001 - not stored: never AA; the sender must send it again
+            return cfg, info, None
+
+    _NOT_STORED = ("Application internal error: the message could not be stored (expected to store it; "
+                   "send it again later)")
+
+    async def handle(self, channel: str, raw: bytes, source: str) -> Ack:
+        """Store one message and answer it with one ACK (HTTP and directory sources). Returns (ACK
+        bytes, MSA-1 code): after the commit for ``ack: on_receive``, after processing for
+        ``on_processed``. MLLP uses ``exchange``, which also follows enhanced mode."""
+        started = time.perf_counter()
+        cfg, info, receipt = await self._store(channel, raw, source)
+        if receipt is None:
+            return self.acks.reject(raw, HL7Error(self._NOT_STORED, code=207))
+        msg = info.message
+        if msg is None:
+            return self.acks.reject(raw, HL7Error(f"Message {receipt.id} cannot be parsed: {info.error}", code=100))
+        if cfg.ack == "on_receive":
+            result = self.acks.accepted(msg, application=False)
+        else:
+            outcome, errors = await self._processed(cfg, receipt)
+            result = self.acks.outcome(msg, outcome, errors, application=True)
+        self.metrics(channel)[3].observe(time.perf_counter() - started)
+        return result
+
+    async def exchange(self, channel: str, raw: bytes, source: str) -> AsyncIterator[bytes]:
+        """The frames that answer one MLLP message, in order (HL7 v2.5 section 2.9).
+
+        Original mode: one ACK, as ``handle``. Enhanced mode (MSH-15 or MSH-16 set), whatever the
+        channel's ``ack``: the accept ACK right after the commit - CA, or CE when the message could
+        not be stored - when MSH-15 asks for it (AL; SU on success; ER on error; NE never), then the
+        application ACK AA/AE once the message is processed (within ``ack_timeout``), when MSH-16
+        asks for it. A message that cannot be parsed gets an AR: its acknowledgment mode is unknown.
+        """
+        started = time.perf_counter()
+        cfg, info, receipt = await self._store(channel, raw, source)
+        msg = info.message
+        if msg is None or acknowledgment_mode(msg) is AckMode.ORIGINAL:
+            if receipt is None:
+                yield self.acks.reject(raw, HL7Error(self._NOT_STORED, code=207))[0]
+            elif msg is None:
+                yield self.acks.reject(raw, HL7Error(f"Message {receipt.id} cannot be parsed: {info.error}",
+                                                     code=100))[0]
+            elif cfg.ack == "on_receive":
+                ack = self.acks.accepted(msg, application=False)
+                self.metrics(channel)[3].observe(time.perf_counter() - started)
+                yield ack[0]
+            else:
+                outcome, errors = await self._processed(cfg, receipt)
+                ack = self.acks.outcome(msg, outcome, errors, application=True)
+                self.metrics(channel)[3].observe(time.perf_counter() - started)
+                yield ack[0]
+            return
+        if receipt is None:
+            errors = [AckError(ErrorCode.APPLICATION_INTERNAL_ERROR, self._NOT_STORED)]
+            if wants_accept_ack(msg, "error"):
+                yield self.acks.outcome(msg, "error", errors, application=False)[0]
+            elif wants_application_ack(msg, "error"):
+                yield self.acks.outcome(msg, "error", errors, application=True)[0]
+            return
+        if wants_accept_ack(msg, "accept"):
+            ack = self.acks.accepted(msg, application=False)
+            self.metrics(channel)[3].observe(time.perf_counter() - started)
+            yield ack[0]
+        if wants_application_ack(msg, "accept") or wants_application_ack(msg, "error"):
+            outcome, errors = await self._processed(cfg, receipt)
+            if wants_application_ack(msg, outcome):
+                yield self.acks.outcome(msg, outcome, errors, application=True)[0]
+
+    async def _processed(self, cfg: ChannelConfig, receipt: Receipt) -> tuple[Outcome, list[AckError]]:
+        """Wait (up to ``ack_timeout``) until the message - or the one it duplicates - is processed."""
+        target = receipt.duplicate_of if receipt.duplicate_of else receipt.id
+        outcome = await self.wait_outcome(target, cfg.ack_timeout)
+        if outcome is None:
+            return "error", [AckError(
+                ErrorCode.APPLICATION_INTERNAL_ERROR,
+                f"Message stored as id {target} but not processed within {cfg.ack_timeout:g}s; it stays "
+                "queued and will be delivered (do not send it again)")]
+        if outcome[0] == "ERROR":
+            return "error", [AckError(ErrorCode.APPLICATION_INTERNAL_ERROR,
+                                      f"Message {target}: {outcome[1] or 'processing failed'}")]
+        return "accept", []
+
+    # -- views -----------------------------------------------------------------------------
+
+    def channel_list(self) -> list[dict[str, Any]]:
+        out = []
+        for name, cfg in sorted(self.configs.items()):
+            rt = self.runtimes.get(name)
+            out.append({"name": name, "source": cfg.source.type, "port": rt.port if rt else None,
+                        "deployed": rt is not None, "paused": bool(rt and rt.paused), "ack": cfg.ack,
+                        "ordered": cfg.ordered, "destinations": [d.name for d in cfg.destinations]})
+        return out
+
+    def channel_stats(self, name: str) -> dict[str, Any]:
+        self._known(name)
+        cfg = self.configs[name]
+        rt = self.runtimes.get(name)
+        return {"name": name, "deployed": rt is not None, "paused": bool(rt and rt.paused),
+                **self.stats.channel(name, [d.name for d in cfg.destinations])}

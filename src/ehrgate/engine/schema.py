@@ -1,0 +1,117 @@
+"""The engine's tables: the message store, per-destination deliveries and attempts, the work queue.
+
+Changes need a new revision in ``migrations/versions`` (branch label ``engine``).
+
+* ``eng_message`` - one row per message received (and per child of a split): its metadata,
+  status and each stage's content (``raw`` bytes exactly as received, ``transformed`` ER7,
+  ``bundle`` FHIR JSON when a step produced one).
+* ``eng_message_patient`` - patient identifiers (PID-3) of each message, for indexed search.
+* ``eng_delivery`` - one row per (message, destination): status, attempts, request, response.
+* ``eng_attempt`` - every delivery attempt: time, outcome, error, duration.
+* ``eng_queue`` - pending work only (rows are deleted when done, so the hot table stays small):
+  ``step`` is ``''`` for the channel pipeline (filter, transform, route) or a destination name.
+* ``eng_channel_state`` - desired runtime state per channel (deployed, paused), shared by every
+  process on the database so ``ehrgate channel pause`` works with or without a running server.
+
+Text search: SQLite keeps a contentless FTS5 table ``eng_message_fts`` (rowid = message id);
+PostgreSQL a ``tsvector`` column ``eng_message.search`` with a GIN index. See docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = [
+    "attempt",
+    "channel_state",
+    "delivery",
+    "message",
+    "message_patient",
+    "metadata",
+    "queue",
+]
+
+metadata = sa.MetaData()
+
+PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+BIG = sa.BigInteger()
+
+message = sa.Table(
+    "eng_message",
+    metadata,
+    sa.Column("id", PK, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("received_at", BIG, nullable=False),
+    sa.Column("updated_at", BIG, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("msg_type", sa.String(40), nullable=False),
+    sa.Column("control_id", sa.String(64), nullable=False),
+    sa.Column("sender", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(160), nullable=False),
+    sa.Column("parent_id", BIG, nullable=True),
+    sa.Column("duplicate_of", BIG, nullable=True),
+    sa.Column("order_key", sa.String(128), nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("transformed", sa.LargeBinary, nullable=True),
+    sa.Column("bundle", sa.LargeBinary, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+message_patient = sa.Table(
+    "eng_message_patient",
+    metadata,
+    sa.Column("message_id", BIG, nullable=False),
+    sa.Column("identifier", sa.String(128), nullable=False),
+)
+
+delivery = sa.Table(
+    "eng_delivery",
+    metadata,
+    sa.Column("message_id", BIG, primary_key=True),
+    sa.Column("destination", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("updated_at", BIG, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("request", sa.LargeBinary, nullable=True),
+    sa.Column("response", sa.LargeBinary, nullable=True),
+)
+
+attempt = sa.Table(
+    "eng_attempt",
+    metadata,
+    sa.Column("id", PK, primary_key=True, autoincrement=True),
+    sa.Column("message_id", BIG, nullable=False),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("at", BIG, nullable=False),
+    sa.Column("outcome", sa.String(12), nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+queue = sa.Table(
+    "eng_queue",
+    metadata,
+    sa.Column("id", PK, primary_key=True, autoincrement=True),
+    sa.Column("message_id", BIG, nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("step", sa.String(64), nullable=False),
+    sa.Column("order_key", sa.String(128), nullable=False),
+    sa.Column("seq", BIG, nullable=False),
+    sa.Column("enqueued_at", BIG, nullable=False),
+    sa.Column("next_at", BIG, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("lease_owner", sa.String(96), nullable=True),
+    sa.Column("lease_until", BIG, nullable=True),
+)
+
+channel_state = sa.Table(
+    "eng_channel_state",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("deployed", sa.Boolean, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("updated_at", BIG, nullable=False),
+)

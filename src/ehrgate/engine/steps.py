@@ -1,0 +1,394 @@
+"""Channel steps: plain Python functions by import path, and built-in steps registered by name.
+
+A step takes one ``Work`` (the message on its way through the channel) and returns the list of
+works that continue: ``[work]`` to pass it on, ``[]`` to filter it out, several to split it.
+
+User functions (``filter:`` / ``transform:`` entries given as ``package.module:function``):
+
+* a filter is ``def f(message) -> bool`` (False filters the message out);
+* a transformer is ``def t(message) -> None | Message | list[Message]`` (None: changed in place;
+  a list: the message is split into those messages).
+
+A function with a second parameter also receives the ``Work`` (to set ``work.destinations`` or
+``work.bundle``). Built-in steps take options from their mapping, e.g.
+``{step: set_field, path: MSH-5, value: HUB}``. Register more with ``register_step(name, factory)``;
+a factory takes ``(options, base_dir)`` and returns the step, raising ChannelConfigError for bad
+options. ``hl7_to_fhir`` is reserved for the HL7 v2 → FHIR conversion (its own package, ``convert``):
+it becomes available as soon as ``ehrgate.convert`` provides ``hl7_to_fhir(message) -> Bundle``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..hl7 import HL7Error, Message, parse
+from .errors import ChannelConfigError, StepError
+
+__all__ = ["STEPS", "Step", "Work", "register_step", "resolve_steps"]
+
+
+@dataclass
+class Work:
+    """One message on its way through a channel's steps."""
+
+    message: Message
+    destinations: list[str] | None = None
+    """Destinations to deliver to; None means all of the channel's destinations."""
+    bundle: dict[str, Any] | None = None
+    """The FHIR transaction Bundle a conversion step produced (for the FHIR destinations)."""
+    notes: list[str] = field(default_factory=list)
+    channel: str = ""
+    message_id: int | None = None
+    """The message-store id (None in ``ehrgate channel test``)."""
+
+
+Step = Callable[[Work], list[Work]]
+StepFactory = Callable[[Mapping[str, Any], Path], Step]
+
+STEPS: dict[str, StepFactory] = {}
+
+
+def register_step(name: str, factory: StepFactory) -> None:
+    """Make ``{step: name, ...}`` available in channel declarations."""
+    STEPS[name] = factory
+
+
+def _opt(options: Mapping[str, Any], key: str, kind: type | tuple[type, ...], step: str) -> Any:
+    value = options.get(key)
+    if not isinstance(value, kind):
+        raise ChannelConfigError(f"step {step!r} option {key!r} has value {value!r}. Expected "
+                                 f"{getattr(kind, '__name__', kind)}.")
+    return value
+
+
+def _check_path(path: str, step: str) -> str:
+    try:
+        parse("MSH|^~\\&|\r").get(path)
+    except HL7Error as exc:
+        raise ChannelConfigError(f"step {step!r} path {path!r}: {exc.message}") from None
+    return path
+
+
+def _set(work: Work, path: str, value: str) -> None:
+    try:
+        work.message.set(path, value)
+    except HL7Error as exc:
+        raise StepError(f"Cannot set {path}: {exc.message}") from None
+
+
+# -- built-in steps ------------------------------------------------------------------------------
+
+
+def _set_field(options: Mapping[str, Any], base: Path) -> Step:
+    path = _check_path(_opt(options, "path", str, "set_field"), "set_field")
+    value = str(options.get("value", ""))
+
+    def step(work: Work) -> list[Work]:
+        _set(work, path, value)
+        return [work]
+    return step
+
+
+def _copy_field(options: Mapping[str, Any], base: Path) -> Step:
+    src = _check_path(_opt(options, "from", str, "copy_field"), "copy_field")
+    dst = _check_path(_opt(options, "to", str, "copy_field"), "copy_field")
+
+    def step(work: Work) -> list[Work]:
+        _set(work, dst, work.message.get(src))
+        return [work]
+    return step
+
+
+def _remove_field(options: Mapping[str, Any], base: Path) -> Step:
+    path = _check_path(_opt(options, "path", str, "remove_field"), "remove_field")
+
+    def step(work: Work) -> list[Work]:
+        if work.message.segment(path.split("-")[0].split("[")[0]) is not None:
+            try:
+                work.message.set_er7(path, "")
+            except HL7Error as exc:
+                raise StepError(f"Cannot remove {path}: {exc.message}") from None
+        return [work]
+    return step
+
+
+def _remove_segment(options: Mapping[str, Any], base: Path) -> Step:
+    name = _opt(options, "segment", str, "remove_segment")
+    if not re.fullmatch(r"[A-Z0-9]{3}", name) or name == "MSH":
+        raise ChannelConfigError(f"step 'remove_segment' segment {name!r}. Expected a segment id such as 'NTE' "
+                                 "(not MSH).")
+
+    def step(work: Work) -> list[Work]:
+        msg = work.message
+        for i in reversed(range(1, len(msg))):
+            if msg.segments[i].name == name:
+                msg.remove_segment(i)
+        return [work]
+    return step
+
+
+def load_table(path: Path) -> dict[str, str]:
+    """A code map from CSV (two columns: from,to; a header row 'from,to' is skipped) or YAML (a mapping)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ChannelConfigError(f"mapping table {str(path)!r} cannot be read: {exc.strerror}. Expected a CSV "
+                                 "or YAML file (relative paths are read from the config file's directory).") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ChannelConfigError(f"mapping table {str(path)!r} must hold a mapping of code to code.")
+        return {str(k): str(v) for k, v in data.items()}
+    table: dict[str, str] = {}
+    for n, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or (n == 1 and [c.strip().lower() for c in row[:2]] == ["from", "to"]):
+            continue
+        if len(row) < 2:
+            raise ChannelConfigError(f"mapping table {str(path)!r} line {n} has {len(row)} column(s). Expected "
+                                     "two: from,to.")
+        table[row[0].strip()] = row[1].strip()
+    return table
+
+
+def _map_table(options: Mapping[str, Any], base: Path) -> Step:
+    path = _check_path(_opt(options, "path", str, "map_table"), "map_table")
+    target = _check_path(str(options.get("to", path)), "map_table")
+    source = _opt(options, "table", (str, dict), "map_table")
+    table = ({str(k): str(v) for k, v in source.items()} if isinstance(source, dict)
+             else load_table((base / source) if not Path(source).is_absolute() else Path(source)))
+    default = options.get("default")  # None: keep the value; a string: use it for unmapped codes
+    on_missing = options.get("on_missing", "keep")
+    if on_missing not in ("keep", "error"):
+        raise ChannelConfigError(f"step 'map_table' on_missing has value {on_missing!r}. Expected keep or error.")
+
+    def step(work: Work) -> list[Work]:
+        value = work.message.get(path)
+        if value in table:
+            _set(work, target, table[value])
+        elif on_missing == "error":
+            raise StepError(f"{path} value {value!r} is not in the mapping table (add it, or set on_missing: keep)")
+        elif default is not None:
+            _set(work, target, str(default))
+        return [work]
+    return step
+
+
+def _match(options: Mapping[str, Any], base: Path) -> Step:
+    """A filter: keep the message when the value at ``path`` equals / is in / matches."""
+    path = _check_path(_opt(options, "path", str, "match"), "match")
+    values = options.get("in", options.get("equals"))
+    pattern = options.get("regex")
+    if values is None and pattern is None:
+        raise ChannelConfigError("step 'match' needs 'equals', 'in' or 'regex'.")
+    allowed = None if values is None else ({str(values)} if not isinstance(values, list) else {str(v) for v in values})
+    rx = re.compile(str(pattern)) if pattern is not None else None
+    negate = bool(options.get("not", False))
+
+    def step(work: Work) -> list[Work]:
+        value = _type_of(work.message) if path in ("MSH-9", "type") else work.message.get(path)
+        ok = (allowed is None or value in allowed) and (rx is None or rx.search(value) is not None)
+        return [work] if ok != negate else []
+    return step
+
+
+def _type_of(msg: Message) -> str:
+    return msg.message_type + ("^" + msg.trigger_event if msg.trigger_event else "")
+
+
+def _route(options: Mapping[str, Any], base: Path) -> Step:
+    """Choose destinations by message type (``by: type``, the default) or the value at a path."""
+    by = options.get("by", "type")
+    if by != "type":
+        _check_path(by, "route")
+    routes = options.get("routes")
+    if not isinstance(routes, Mapping) or not routes:
+        raise ChannelConfigError("step 'route' option 'routes' must map values to destination lists, e.g. "
+                                 "{'ADT^A01': [store], 'ORU': [lab]}.")
+    table = {str(k): [v] if isinstance(v, str) else list(v) for k, v in routes.items()}
+    default = options.get("default", [])
+    default = [default] if isinstance(default, str) else list(default)
+
+    def step(work: Work) -> list[Work]:
+        value = _type_of(work.message) if by == "type" else work.message.get(by)
+        chosen = table.get(value)
+        if chosen is None and by == "type":
+            chosen = table.get(work.message.message_type)
+        chosen = default if chosen is None else chosen
+        work.destinations = [d for d in chosen if work.destinations is None or d in work.destinations]
+        return [work] if work.destinations else []
+    step.destinations = {d for v in table.values() for d in v} | set(default)  # type: ignore[attr-defined]
+    return step
+
+
+def _split(options: Mapping[str, Any], base: Path) -> Step:
+    """One message per group that starts at ``segment`` (e.g. OBR); the segments before the first
+    group (MSH, PID, PV1...) are repeated in each; MSH-10 gets ``-n`` appended."""
+    name = _opt(options, "segment", str, "split")
+    if not re.fullmatch(r"[A-Z0-9]{3}", name) or name == "MSH":
+        raise ChannelConfigError(f"step 'split' segment {name!r}. Expected a segment id such as 'OBR'.")
+
+    def step(work: Work) -> list[Work]:
+        text = work.message.to_er7().rstrip("\r").split("\r")
+        fs = work.message.delimiters.field
+        starts = [i for i, s in enumerate(text) if s[:4] == name + fs or s == name]
+        if len(starts) <= 1:
+            return [work]
+        head = text[:starts[0]]
+        out = []
+        for n, (a, b) in enumerate(zip(starts, starts[1:] + [len(text)], strict=True), start=1):
+            child = parse("\r".join(head + text[a:b]) + "\r")
+            child.set("MSH-10", f"{work.message.control_id}-{n}")
+            out.append(Work(child, None if work.destinations is None else list(work.destinations),
+                            channel=work.channel, message_id=work.message_id))
+        return out
+    return step
+
+
+def _hl7_to_fhir(options: Mapping[str, Any], base: Path) -> Step:
+    """HL7 v2 → FHIR R4 (``ehrgate.convert``): sets ``work.bundle``. Options: ``timezone``,
+    ``identifier_systems``, ``code_systems``, ``patient_updates`` (see docs/convert.md)."""
+    try:
+        convert = importlib.import_module("ehrgate.convert")
+        fn = convert.hl7_to_fhir
+        conversion_options = convert.ConversionOptions
+    except (ImportError, AttributeError):
+        raise ChannelConfigError("step 'hl7_to_fhir' is not available (the HL7 v2 → FHIR conversion package "
+                                 "is missing). Expected: remove the step; the FHIR store destination then stores "
+                                 "the message without resources.") from None
+    allowed = {"timezone", "identifier_systems", "code_systems", "patient_updates"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise ChannelConfigError(f"step 'hl7_to_fhir' has unknown option(s) {', '.join(sorted(unknown))}. "
+                                 f"Expected: {', '.join(sorted(allowed))}.")
+    kwargs: dict[str, Any] = {k: v for k, v in options.items() if k in ("timezone", "identifier_systems",
+                                                                        "code_systems")}
+    if "patient_updates" in options:
+        kwargs["patient_updates"] = frozenset(options["patient_updates"])
+    try:
+        opts = conversion_options(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ChannelConfigError(f"step 'hl7_to_fhir' options are not valid: {exc}") from None
+
+    def step(work: Work) -> list[Work]:
+        ref = str(work.message_id) if work.message_id is not None else "channel-test"
+        result = fn(work.message, channel=work.channel, message_ref=ref, options=opts)
+        work.bundle = result.bundle
+        return [work]
+    return step
+
+
+for _name, _factory in {"set_field": _set_field, "copy_field": _copy_field, "remove_field": _remove_field,
+                        "remove_segment": _remove_segment, "map_table": _map_table, "match": _match,
+                        "route": _route, "split": _split, "hl7_to_fhir": _hl7_to_fhir}.items():
+    register_step(_name, _factory)
+
+
+def hl7_to_fhir_available() -> bool:
+    try:
+        _hl7_to_fhir({}, Path("."))
+        return True
+    except ChannelConfigError:
+        return False
+
+
+# -- user functions ------------------------------------------------------------------------------
+
+
+def import_function(path: str) -> Callable[..., Any]:
+    """'package.module:function' or 'package.module.function' → the function."""
+    module, sep, name = path.partition(":")
+    if not sep:
+        module, _, name = path.rpartition(".")
+    if not module or not name:
+        raise ChannelConfigError(f"{path!r} is not an import path. Expected 'package.module:function'.")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        raise ChannelConfigError(f"{path!r} cannot be imported: module {exc.name!r} is not found. Expected a "
+                                 "module on the Python path (PYTHONPATH or an installed package).") from None
+    except AttributeError:
+        raise ChannelConfigError(f"{path!r}: module {module!r} has no {name!r}.") from None
+    except Exception as exc:  # noqa: BLE001 - an import that fails is a configuration problem
+        raise ChannelConfigError(f"{path!r} failed to import: {type(exc).__name__}: {exc}") from None
+    if not callable(fn):
+        raise ChannelConfigError(f"{path!r} is not a function.")
+    return fn  # type: ignore[no-any-return]
+
+
+def _wants_work(fn: Callable[..., Any]) -> bool:
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 2
+
+
+def _user_filter(fn: Callable[..., Any]) -> Step:
+    two = _wants_work(fn)
+
+    def step(work: Work) -> list[Work]:
+        keep = fn(work.message, work) if two else fn(work.message)
+        return [work] if keep else []
+    return step
+
+
+def _user_transformer(fn: Callable[..., Any], label: str) -> Step:
+    two = _wants_work(fn)
+
+    def step(work: Work) -> list[Work]:
+        result = fn(work.message, work) if two else fn(work.message)
+        if result is None:
+            return [work]
+        if isinstance(result, Message):
+            work.message = result
+            return [work]
+        if isinstance(result, list) and all(isinstance(m, Message) for m in result):
+            return [Work(m, None if work.destinations is None else list(work.destinations), work.bundle,
+                         channel=work.channel, message_id=work.message_id) for m in result]
+        raise StepError(f"{label} returned {type(result).__name__}. Expected None, a Message or a list of Messages.")
+    return step
+
+
+@dataclass(frozen=True)
+class ResolvedStep:
+    label: str
+    run: Step
+
+
+def _resolve(spec: Any, kind: str, base: Path) -> ResolvedStep:
+    if isinstance(spec, Mapping) and "step" in spec:
+        name = spec["step"]
+        if name not in STEPS:
+            raise ChannelConfigError(f"step {name!r} is not known. Expected one of: {', '.join(sorted(STEPS))}, "
+                                     "or 'function: package.module:function'.")
+        options = {k: v for k, v in spec.items() if k != "step"}
+        return ResolvedStep(str(name), STEPS[name](options, base))
+    path = spec["function"] if isinstance(spec, Mapping) else spec
+    if isinstance(path, str) and path in STEPS:
+        return ResolvedStep(path, STEPS[path]({}, base))
+    fn = import_function(str(path))
+    return ResolvedStep(str(path), _user_filter(fn) if kind == "filter" else _user_transformer(fn, str(path)))
+
+
+def resolve_steps(cfg: Any) -> tuple[list[ResolvedStep], list[ResolvedStep]]:
+    """(filters, transformers) of a channel; raises ChannelConfigError naming the bad step."""
+    filters = [_resolve(s, "filter", cfg.base_dir) for s in cfg.filters]
+    transformers = [_resolve(s, "transform", cfg.base_dir) for s in cfg.transformers]
+    names = {d.name for d in cfg.destinations}
+    for step in filters + transformers:
+        wanted: set[str] = getattr(step.run, "destinations", set())
+        unknown = wanted - names
+        if unknown:
+            raise ChannelConfigError(f"step {step.label!r} routes to {', '.join(sorted(unknown))}, which the channel "
+                                     f"does not declare. Expected one of: {', '.join(sorted(names))}.")
+    return filters, transformers

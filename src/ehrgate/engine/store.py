@@ -1,0 +1,451 @@
+"""The message store: durable receipt (group commit), search, detail, reprocess, retention.
+
+Durability: the store has its own SQLAlchemy engine. On SQLite its connections run with
+``PRAGMA synchronous=FULL`` (the FHIR store's ``sqlite_synchronous`` setting does not apply here):
+in WAL mode FULL syncs the log at every commit, so a committed receipt survives a power cut. On
+PostgreSQL each receipt transaction sets ``synchronous_commit = on`` locally, whatever the server
+default. ``receive`` writes a whole batch (the messages that arrived together) in one transaction;
+the caller releases the ACKs only after it returns.
+
+Queue operations (claim, finish) live in ``queue.py`` and share this engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..fhir.store.engine import WRITE_OPTION, create_engine
+from . import schema as t
+from . import sql as q
+from .info import query_words, search_text
+
+__all__ = [
+    "FINAL_STATUSES",
+    "Incoming",
+    "MessageStore",
+    "Receipt",
+    "SearchQuery",
+    "STATUSES",
+    "now_ms",
+]
+
+STATUSES = ("RECEIVED", "FILTERED", "TRANSFORMED", "QUEUED", "SENT", "ERROR")
+FINAL_STATUSES = ("FILTERED", "TRANSFORMED", "SENT", "ERROR")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class Incoming:
+    """A message as a source hands it over, before it is stored."""
+
+    channel: str
+    raw: bytes
+    source: str
+    msg_type: str = ""
+    control_id: str = ""
+    sender: str = ""
+    patient_ids: tuple[str, ...] = ()
+    order_key: str = ""
+    error: str | None = None
+    check_duplicates: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    id: int
+    status: str
+    duplicate_of: int | None = None
+
+
+@dataclass(slots=True)
+class SearchQuery:
+    channel: str | None = None
+    status: str | None = None
+    since: int | None = None
+    until: int | None = None
+    msg_type: str | None = None
+    control_id: str | None = None
+    patient: str | None = None
+    text: str | None = None
+    before_id: int | None = None
+    limit: int = 100
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_SUMMARY = (t.message.c.id, t.message.c.channel, t.message.c.received_at, t.message.c.updated_at,
+            t.message.c.status, t.message.c.msg_type, t.message.c.control_id, t.message.c.sender,
+            t.message.c.source, t.message.c.parent_id, t.message.c.duplicate_of, t.message.c.error)
+
+
+class MessageStore:
+    """Messages, deliveries and the work queue in the application database."""
+
+    def __init__(self, engine: sa.Engine, *, clock: Any = now_ms) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.pg = engine.dialect.name == "postgresql"
+        self.fast = q.Connections(engine, keep=6 if self.pg else 2)  # PostgreSQL: 4 receipt writers + claims
+
+    @classmethod
+    def open(cls, url: str, **kwargs: Any) -> MessageStore:
+        """A store on ``url`` with its own connections (synchronous=FULL on SQLite). The schema
+        must already be migrated (``app.open_store`` does it)."""
+        return cls(create_engine(url, sqlite_synchronous="FULL", pool_size=4), **kwargs)
+
+    def close(self) -> None:
+        self.fast.close()
+        self.engine.dispose()
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite; synchronous commit on PostgreSQL)."""
+        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+            with conn.begin():
+                if self.pg:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    # -- receipt ---------------------------------------------------------------------------
+
+    def receive(self, batch: Sequence[Incoming], *, duplicate_window_ms: int = 0) -> list[Receipt]:
+        """Store ``batch`` in one transaction and queue each good message for its channel's pipeline.
+
+        A message whose (channel, sender, MSH-10) was seen within ``duplicate_window_ms`` is stored
+        with status FILTERED and ``duplicate_of`` set, and not processed again. One that could not
+        be parsed is stored with status ERROR.
+
+        Plain SQL on a kept DBAPI connection (``sql.py``): message ids are allocated first (SQLite:
+        after MAX(id), under the write lock; PostgreSQL: from the sequence), so each table gets one
+        executemany and duplicates inside the batch are resolved before anything is written. On
+        SQLite the text index is written later, in batches (``index_pending``).
+        """
+        if not batch:
+            return []
+        pg = self.pg
+        with self.fast.write() as cur:
+            now = self.clock()
+            if pg:  # round trips are the cost here: ids and duplicates in one, the inserts in one
+                ids, dups = self._ids_and_duplicates_pg(cur, batch, now - duplicate_window_ms, duplicate_window_ms > 0)
+            else:
+                dups = (self._duplicates(cur, batch, now - duplicate_window_ms)
+                        if duplicate_window_ms > 0 else {})
+                ids = self.new_ids(cur, len(batch))
+            rows: list[tuple[Any, ...]] = []
+            receipts: list[Receipt] = []
+            patients: list[tuple[int, str]] = []
+            work: list[tuple[Any, ...]] = []
+            for mid, item in zip(ids, batch, strict=True):
+                key = (item.channel, item.sender, item.control_id)
+                dup = dups.get(key) if item.check_duplicates else None
+                if item.error is not None:
+                    status, error = "ERROR", item.error
+                elif dup is not None:
+                    status = "FILTERED"
+                    error = (f"Duplicate of message {dup} (same sender {item.sender!r} and MSH-10 "
+                             f"{item.control_id!r} within the duplicate window)")
+                else:
+                    status, error = "RECEIVED", None
+                    if item.control_id and item.check_duplicates:
+                        dups[key] = mid  # later messages in the same batch see this one
+                    work.append((mid, item.channel, "", item.order_key, mid, now, now))
+                row = (mid, item.channel, now, now, status, item.msg_type, item.control_id, item.sender,
+                       item.source[:160], None, dup, item.order_key, item.raw, None, None, error)
+                rows.append(row + (search_text(item.raw),) if pg else row)
+                receipts.append(Receipt(mid, status, dup))
+                patients.extend((mid, p) for p in item.patient_ids)
+            with cur.connection.pipeline() if pg else contextlib.nullcontext():
+                cur.executemany((q.INSERT_MESSAGE_PG if pg else q.INSERT_MESSAGE)(pg), rows)
+                if patients:
+                    cur.executemany(q.INSERT_PATIENT(pg), patients)
+                if work:
+                    cur.executemany(q.INSERT_QUEUE(pg), work)
+        return receipts
+
+    def _ids_and_duplicates_pg(self, cur: Any, batch: Sequence[Incoming], since: int,
+                               check: bool) -> tuple[list[int], dict[tuple[str, str, str], int]]:
+        wanted = {(b.channel, b.sender, b.control_id) for b in batch
+                  if check and b.control_id and b.check_duplicates}
+        cur.execute(q.IDS_AND_DUPLICATES_PG(True), (len(batch), list({w[2] for w in wanted}), since))
+        ids: list[int] = []
+        dups: dict[tuple[str, str, str], int] = {}
+        for r in cur.fetchall():
+            if r[0] is None:
+                ids.append(int(r[3]))
+            elif (r[0], r[1], r[2]) in wanted:
+                dups[(r[0], r[1], r[2])] = int(r[3])
+        return sorted(ids), dups
+
+    def _duplicates(self, cur: Any, batch: Sequence[Incoming], since: int) -> dict[tuple[str, str, str], int]:
+        wanted = {(b.channel, b.sender, b.control_id) for b in batch if b.control_id and b.check_duplicates}
+        if not wanted:
+            return {}
+        controls = list({w[2] for w in wanted})
+        if self.pg:
+            cur.execute(q.DUPLICATES_PG(True), (controls, since))
+        else:
+            cur.execute(q.duplicates_sqlite(len(controls)), (*controls, since))
+        return {(r[0], r[1], r[2]): int(r[3]) for r in cur.fetchall() if (r[0], r[1], r[2]) in wanted}
+
+    def new_ids(self, cur: Any, n: int) -> list[int]:
+        """``n`` increasing ids for new messages, inside the caller's write transaction: after MAX(id)
+        on SQLite (the write lock is held, so nobody else inserts), from the sequence on PostgreSQL."""
+        if self.pg:
+            cur.execute(q.NEXT_MESSAGE_IDS_PG(True), (n,))
+            return sorted(int(r[0]) for r in cur.fetchall())
+        cur.execute(q.MAX_MESSAGE_ID(False))
+        top = int(cur.fetchone()[0])
+        return list(range(top + 1, top + 1 + n))
+
+    def index_text(self, conn: Any, ids: Sequence[int], raws: Sequence[bytes]) -> None:
+        """Index messages inserted outside ``receive`` (children of a split). On SQLite nothing to do:
+        ``index_pending`` takes every message above its mark."""
+        if self.pg:
+            q.cursor(conn).executemany(q.SET_SEARCH_PG(True), [(search_text(r), i)
+                                                               for i, r in zip(ids, raws, strict=True)])
+
+    def index_pending(self, limit: int = 256) -> int:
+        """SQLite: add up to ``limit`` messages stored since the last call to the text index, in one
+        transaction; returns how many (fewer than ``limit``: the index is complete).
+
+        FTS5 writes a new segment per transaction, so indexing each receipt batch cost a third of
+        its pages and CPU; batches of hundreds cost a fraction of that per message. The mark
+        (``eng_text_index.last_id``) moves in the same transaction, and ids only grow (they are
+        allocated under the write lock), so after a crash the next call carries on where it was.
+        """
+        if self.pg:
+            return 0
+        with self.fast.write() as cur:
+            cur.execute(q.TEXT_MARK(False))
+            mark = int(cur.fetchone()[0])
+            cur.execute(q.TEXT_PENDING(False), (mark, limit))
+            rows = cur.fetchall()
+            if not rows:
+                return 0
+            cur.executemany(q.INSERT_FTS(False), [(int(r[0]), search_text(bytes(r[1]))) for r in rows])
+            cur.execute(q.SET_TEXT_MARK(False), (int(rows[-1][0]),))
+        return len(rows)
+
+    def index_all(self) -> None:
+        """Bring the text index up to date (before a text search, so it sees every stored message)."""
+        while self.index_pending(2000) == 2000:
+            pass
+
+    # -- search and detail -----------------------------------------------------------------
+
+    def search(self, q: SearchQuery) -> list[dict[str, Any]]:
+        """Newest first. Every criterion uses an index; text goes through FTS5 / a GIN tsvector."""
+        m = t.message.c
+        stmt = sa.select(*_SUMMARY)
+        if q.channel:
+            stmt = stmt.where(m.channel == q.channel)
+        if q.status:
+            stmt = stmt.where(m.status == q.status.upper())
+        if q.since is not None:
+            stmt = stmt.where(m.received_at >= q.since)
+        if q.until is not None:
+            stmt = stmt.where(m.received_at < q.until)
+        if q.msg_type:
+            kind = q.msg_type.replace("_", "^")
+            stmt = stmt.where(m.msg_type == kind if "^" in kind else m.msg_type.like(kind + "^%"))
+        if q.control_id:
+            stmt = stmt.where(m.control_id == q.control_id)
+        if q.patient:
+            stmt = stmt.where(m.id.in_(sa.select(t.message_patient.c.message_id)
+                                       .where(t.message_patient.c.identifier == q.patient)))
+        if q.before_id:
+            stmt = stmt.where(m.id < q.before_id)
+        if q.text:
+            words = query_words(q.text)
+            if not words:
+                return []
+            self.index_all()
+            if self.pg:
+                stmt = stmt.where(sa.text("eng_message.search @@ to_tsquery('simple', :tsq)").bindparams(
+                    tsq=" & ".join(w + ":*" for w in words)))
+            else:
+                stmt = stmt.where(m.id.in_(sa.text("SELECT rowid FROM eng_message_fts WHERE eng_message_fts "
+                                                   "MATCH :fts").bindparams(
+                    fts=" ".join(f'"{w}"*' for w in words)).columns(sa.column("rowid"))))
+        stmt = stmt.order_by(m.id.desc()).limit(max(1, min(q.limit, 10000)))
+        with self.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def get(self, message_id: int) -> dict[str, Any] | None:
+        """Everything kept about one message: content of each stage, deliveries, attempts, children."""
+        with self.read() as conn:
+            row = conn.execute(sa.select(t.message).where(t.message.c.id == message_id)).first()
+            if row is None:
+                return None
+            out = dict(row._mapping)
+            out["patient_ids"] = [r[0] for r in conn.execute(
+                sa.select(t.message_patient.c.identifier).where(t.message_patient.c.message_id == message_id))]
+            out["deliveries"] = [dict(r._mapping) for r in conn.execute(
+                sa.select(t.delivery).where(t.delivery.c.message_id == message_id)
+                .order_by(t.delivery.c.destination))]
+            out["attempts"] = [dict(r._mapping) for r in conn.execute(
+                sa.select(t.attempt).where(t.attempt.c.message_id == message_id).order_by(t.attempt.c.id))]
+            out["children"] = [int(r[0]) for r in conn.execute(
+                sa.select(t.message.c.id).where(t.message.c.parent_id == message_id).order_by(t.message.c.id))]
+            out["queued"] = [dict(r._mapping) for r in conn.execute(
+                sa.select(t.queue.c.step, t.queue.c.attempts, t.queue.c.next_at, t.queue.c.lease_owner)
+                .where(t.queue.c.message_id == message_id))]
+        return out
+
+    def statuses(self, ids: Sequence[int]) -> dict[int, str]:
+        if not ids:
+            return {}
+        with self.read() as conn:
+            return {int(r[0]): r[1] for r in conn.execute(
+                sa.select(t.message.c.id, t.message.c.status).where(t.message.c.id.in_(list(ids))))}
+
+    def outcome(self, message_id: int) -> tuple[str, str | None] | None:
+        """(status, error) of a message, counting a split parent as its children's worst status;
+        None while any part of it is still being processed."""
+        with self.read() as conn:
+            row = conn.execute(sa.select(t.message.c.status, t.message.c.error)
+                               .where(t.message.c.id == message_id)).first()
+            if row is None:
+                return ("ERROR", f"Message {message_id} is not in the store")
+            status, error = row[0], row[1]
+            if status in ("RECEIVED", "QUEUED"):
+                return None
+            if status != "TRANSFORMED":
+                return (status, error)
+            kids = conn.execute(sa.select(t.message.c.status, t.message.c.error)
+                                .where(t.message.c.parent_id == message_id)).all()
+        if any(k[0] in ("RECEIVED", "QUEUED") for k in kids):
+            return None
+        bad = [k for k in kids if k[0] == "ERROR"]
+        return ("ERROR", bad[0][1]) if bad else ("SENT", None)
+
+    # -- reprocess and retention ----------------------------------------------------------
+
+    def reprocess(self, ids: Sequence[int]) -> tuple[list[int], list[str]]:
+        """Send finished messages through their channel again (same row; attempt history kept).
+        Returns (ids queued, one sentence per message skipped)."""
+        done: list[int] = []
+        skipped: list[str] = []
+        now = self.clock()
+        with self.write() as conn:
+            for mid in ids:
+                row = conn.execute(sa.select(t.message.c.status, t.message.c.channel, t.message.c.order_key)
+                                   .where(t.message.c.id == mid)).first()
+                if row is None:
+                    skipped.append(f"Message {mid} is not in the store.")
+                    continue
+                if row[0] not in FINAL_STATUSES:
+                    skipped.append(f"Message {mid} is {row[0]} (still being processed); reprocess it once "
+                                   "it is SENT, FILTERED or ERROR.")
+                    continue
+                conn.execute(sa.delete(t.delivery).where(t.delivery.c.message_id == mid))
+                conn.execute(sa.update(t.message).where(t.message.c.id == mid).values(
+                    status="RECEIVED", transformed=None, bundle=None, error=None, duplicate_of=None,
+                    updated_at=now))
+                conn.execute(t.queue.insert().values(message_id=mid, channel=row[1], step="", order_key=row[2],
+                                                     seq=mid, enqueued_at=now, next_at=now, attempts=0))
+                done.append(mid)
+        return done, skipped
+
+    def prune(self, channel: str | None, older_than_ms: int, *, batch: int = 500,
+              max_batches: int = 1_000_000) -> int:
+        """Delete finished messages received before ``older_than_ms`` (epoch ms), ``batch`` per
+        transaction so the database is never locked for long. Queued messages are never pruned."""
+        total = 0
+        m = t.message.c
+        for _ in range(max_batches):
+            with self.write() as conn:
+                stmt = sa.select(m.id, m.raw).where(m.received_at < older_than_ms, m.status.in_(FINAL_STATUSES))
+                if channel:
+                    stmt = stmt.where(m.channel == channel)
+                rows = conn.execute(stmt.order_by(m.received_at).limit(batch)).all()
+                if not rows:
+                    break
+                ids = [int(r[0]) for r in rows]
+                if not self.pg:
+                    # only what is in the index: a contentless FTS5 table must not be told to delete
+                    # text it never had (messages above the mark were never indexed)
+                    mark = int(conn.exec_driver_sql("SELECT last_id FROM eng_text_index WHERE id = 1").scalar() or 0)
+                    indexed = [(int(r[0]), search_text(bytes(r[1]))) for r in rows if int(r[0]) <= mark]
+                    if indexed:
+                        conn.exec_driver_sql(
+                            "INSERT INTO eng_message_fts(eng_message_fts, rowid, body) VALUES ('delete', ?, ?)",
+                            indexed)
+                for table, col in ((t.message_patient, t.message_patient.c.message_id),
+                                   (t.delivery, t.delivery.c.message_id), (t.attempt, t.attempt.c.message_id),
+                                   (t.queue, t.queue.c.message_id), (t.message, m.id)):
+                    conn.execute(sa.delete(table).where(col.in_(ids)))
+                total += len(ids)
+            if len(rows) < batch:
+                break
+        return total
+
+    # -- channel state and statistics -----------------------------------------------------
+
+    def channel_states(self) -> dict[str, dict[str, Any]]:
+        with self.read() as conn:
+            return {r[0]: {"deployed": bool(r[1]), "paused": bool(r[2]), "generation": int(r[3])}
+                    for r in conn.execute(sa.select(t.channel_state.c.name, t.channel_state.c.deployed,
+                                                    t.channel_state.c.paused, t.channel_state.c.generation))}
+
+    def set_channel_state(self, name: str, *, deployed: bool | None = None, paused: bool | None = None,
+                          bump: bool = False) -> dict[str, Any]:
+        """Record the desired state of a channel; every running process follows within a second."""
+        now = self.clock()
+        c = t.channel_state.c
+        with self.write() as conn:
+            row = conn.execute(sa.select(c.deployed, c.paused, c.generation).where(c.name == name)).first()
+            if row is None:
+                values = {"name": name, "deployed": True if deployed is None else deployed,
+                          "paused": bool(paused), "generation": 1, "updated_at": now}
+                conn.execute(t.channel_state.insert().values(**values))
+                return values
+            values = {"deployed": bool(row[0]) if deployed is None else deployed,
+                      "paused": bool(row[1]) if paused is None else paused,
+                      "generation": int(row[2]) + (1 if bump else 0), "updated_at": now}
+            conn.execute(sa.update(t.channel_state).where(c.name == name).values(**values))
+            return {"name": name, **values}
+
+    def queue_stats(self) -> dict[tuple[str, str], tuple[int, int | None]]:
+        """(channel, step) → (queued count, enqueued_at of the oldest). The queue holds only pending work."""
+        q = t.queue.c
+        with self.read() as conn:
+            return {(r[0], r[1]): (int(r[2]), int(r[3]) if r[3] is not None else None) for r in conn.execute(
+                sa.select(q.channel, q.step, sa.func.count(), sa.func.min(q.enqueued_at)).group_by(q.channel, q.step))}
+
+    def status_counts(self, since: int | None = None) -> dict[tuple[str, str], int]:
+        """(channel, status) → messages received since ``since`` (epoch ms; all when None)."""
+        m = t.message.c
+        stmt = sa.select(m.channel, m.status, sa.func.count()).group_by(m.channel, m.status)
+        if since is not None:
+            stmt = stmt.where(m.received_at >= since)
+        with self.read() as conn:
+            return {(r[0], r[1]): int(r[2]) for r in conn.execute(stmt)}
+
+    def delivery_counts(self, since: int | None = None) -> dict[tuple[str, str, str], int]:
+        """(channel, destination, status) → deliveries of messages received since ``since``."""
+        m, d = t.message.c, t.delivery.c
+        stmt = (sa.select(m.channel, d.destination, d.status, sa.func.count())
+                .select_from(t.delivery.join(t.message, m.id == d.message_id))
+                .group_by(m.channel, d.destination, d.status))
+        if since is not None:
+            stmt = stmt.where(m.received_at >= since)
+        with self.read() as conn:
+            return {(r[0], r[1], r[2]): int(r[3]) for r in conn.execute(stmt)}

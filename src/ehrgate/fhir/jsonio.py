@@ -1,0 +1,95 @@
+"""JSON in and out of the store.
+
+The store keeps the client's JSON, not a model's re-serialisation. orjson (fast) parses bodies,
+but it reads ``1.50`` as the float 1.5, and FHIR decimals carry their precision
+(http://hl7.org/fhir/R4/datatypes.html#decimal). So a body whose text holds a number that a float
+would change is parsed with simplejson into ``Decimal`` values instead, and dumping falls back to
+simplejson whenever orjson meets a ``Decimal``. Validation and indexing accept ``Decimal`` as a
+number. Search results embed the stored bytes as they are, without parsing them again.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import simplejson
+
+from .errors import BadRequest
+
+__all__ = ["dumps", "is_number", "json_depth", "loads", "needs_exact", "parse_body"]
+
+# Numbers whose float round trip would change their text: trailing zeros after the point,
+# exponents, or more digits than a double keeps. False positives (inside strings) only cost speed.
+_RISKY_NUMBER = re.compile(rb"[0-9]\.[0-9]*0(?![0-9])|[0-9][eE][+-]?[0-9]|[0-9.]{17,}")
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """Nesting depth of objects and arrays, stopping as soon as ``limit`` is exceeded."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return deepest
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return deepest
+
+
+def needs_exact(raw: bytes) -> bool:
+    """True when a float round trip could change a number in ``raw`` (then parse with ``loads``)."""
+    return _RISKY_NUMBER.search(raw) is not None
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse JSON keeping decimal precision where a float would lose it. Raises ValueError."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if _RISKY_NUMBER.search(data):
+        return simplejson.loads(data, parse_float=_exact_number)
+    return orjson.loads(data)
+
+
+def _exact_number(text: str) -> float | Decimal:
+    """A float when it prints back as written (most numbers), else the exact Decimal. Keeping
+    floats where they are exact lets those resources take orjson's fast path when dumped."""
+    value = float(text)
+    return value if repr(value) == text else Decimal(text)
+
+
+def parse_body(raw: bytes, max_depth: int = 64) -> Any:
+    """Parse a request body; raise BadRequest naming the problem on malformed or too-deep JSON."""
+    if not raw or not raw.strip():
+        raise BadRequest("The request body is empty; expected a FHIR resource in JSON.")
+    try:
+        value = loads(raw)
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc).split("\n")[0] if not isinstance(exc, RecursionError) else "nesting too deep"
+        raise BadRequest(f"The request body is not valid JSON: {reason}.") from None
+    if json_depth(value, max_depth) > max_depth:
+        raise BadRequest(f"The request body nests JSON deeper than {max_depth} levels.")
+    return value
+
+
+def dumps(value: Any, pretty: bool = False) -> bytes:
+    """Serialise; exact for ``Decimal`` values (simplejson), fast otherwise (orjson)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 if pretty else 0)
+    except TypeError:
+        return simplejson.dumps(
+            value,
+            use_decimal=True,
+            ensure_ascii=False,
+            indent=2 if pretty else None,
+            separators=(",", ": ") if pretty else (",", ":"),
+        ).encode()
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)

@@ -1,0 +1,120 @@
+"""Database engines: SQLite (embedded default) and PostgreSQL, one schema, versioned migrations.
+
+SQLite runs in WAL mode. pysqlite's own transaction handling is switched off so that EHRGate
+emits ``BEGIN`` itself: write transactions use ``BEGIN IMMEDIATE`` (take the write lock first, so
+a search-then-insert inside the transaction cannot race another writer), reads a plain ``BEGIN``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event
+
+__all__ = ["create_engine", "migrate", "normalize_url"]
+
+WRITE_OPTION = "ehrgate_write"
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` / ``postgres://`` URLs and use the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 8) -> sa.Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        path = sa.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=4,
+        )
+        sync = sqlite_synchronous.upper()
+        if sync not in ("NORMAL", "FULL", "OFF"):
+            raise ValueError(f"Setting 'sqlite_synchronous' has value {sqlite_synchronous!r}. Expected NORMAL or FULL.")
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sync}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA cache_size=-65536")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            if conn.get_execution_options().get(WRITE_OPTION):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+        return engine
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=8, pool_pre_ping=True)
+
+
+FHIR_MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
+
+
+def _alembic_config(connection: sa.Connection, locations: Sequence[Path]) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    # Each package that owns tables keeps its own chain (a branch label per package, rooted on the
+    # FHIR store's); the application passes the directories in, so the store knows no one else.
+    dirs = [str(FHIR_MIGRATIONS), *[str(p) for p in locations]]
+    cfg.set_main_option("version_locations", " ".join(dirs))
+    cfg.set_main_option("path_separator", "space")
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(engine: sa.Engine, locations: Sequence[Path] = ()) -> None:
+    """Bring every schema chain to its newest version (idempotent; safe to run at every start).
+
+    ``locations`` are the migration directories of other packages (engine, smart, bulk).
+    """
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+        if engine.dialect.name == "postgresql":
+            # One migrator at a time when several processes start together.
+            with conn.begin():
+                conn.exec_driver_sql("SELECT pg_advisory_lock(80872001)")
+            try:
+                command.upgrade(_alembic_config(conn, locations), "heads")
+                conn.commit()
+            finally:
+                with conn.begin():
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(80872001)")
+        else:
+            command.upgrade(_alembic_config(conn, locations), "heads")
+            conn.commit()
+
+
+def current_revisions(engine: sa.Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+if os.environ.get("EHRGATE_SQL_ECHO"):  # pragma: no cover - developer aid only
+    import logging
+
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)

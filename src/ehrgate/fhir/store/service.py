@@ -1,0 +1,495 @@
+"""The one write path of the FHIR store (DESIGN: "The store is the centre").
+
+Every write — REST, transaction bundle, HL7 conversion, console, workflow API — goes through a
+``WriteSession``: validate → assign version → write version and current row → extract index rows
+and patient-compartment membership → append an outbox event, all in one database transaction.
+Nothing else writes resource tables.
+
+Index rows are buffered per session and flushed in batches (before any read in the session and at
+commit), which is what makes bulk loads fast without a second code path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from operator import attrgetter
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import (
+    BadRequest,
+    Conflict,
+    FhirError,
+    Gone,
+    InvalidResource,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
+from ..jsonio import dumps
+from ..search.types import IndexRows
+from . import sql as q
+from .engine import WRITE_OPTION
+from .model import Stored, WriteResult, iso_instant
+from .sql import cursor_of
+
+__all__ = ["ID_PATTERN", "Store", "WriteSession", "parse_etag"]
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_SKIP_INDEX_PARAMS = frozenset({"_id", "_lastUpdated"})  # served from the resource table itself
+_INTERACTION = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+_ROW_VALUES = {name: attrgetter(*cols) for name, (_table, cols) in q.INDEX_COLUMNS.items()}
+
+
+def _column_limits() -> dict[str, tuple[int | None, ...]]:
+    from .schema import metadata
+
+    out = {}
+    for name, (table, cols) in q.INDEX_COLUMNS.items():
+        columns = metadata.tables[table].c
+        out[name] = tuple(getattr(columns[c].type, "length", None) for c in cols)
+    return out
+
+
+_LIMITS = _column_limits()
+
+
+def _clip(values: tuple[Any, ...], limits: tuple[int | None, ...]) -> tuple[Any, ...]:
+    """Index values longer than their column (a 2,000-character valueString) are cut to fit:
+    PostgreSQL refuses them otherwise; prefix searches still find them."""
+    return tuple(v[:n] if n is not None and isinstance(v, str) and len(v) > n else v for v, n in zip(values, limits, strict=True))
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_etag(value: str) -> int:
+    """``W/"3"`` or ``"3"`` or ``3`` → 3 (http://hl7.org/fhir/R4/http.html#versioning)."""
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise BadRequest(f"ETag {value!r} is not a version; expected W/\"<versionId>\".")
+    return int(text)
+
+
+def _default_validate(resource: dict[str, Any]) -> list[Any]:
+    from ..validation import validate
+
+    return validate(resource)
+
+
+def _default_extract(resource: dict[str, Any]) -> IndexRows:
+    from ..search.extract import extract_index
+
+    return extract_index(resource)
+
+
+class Store:
+    """Owns the engine; hands out read connections and write sessions."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        clock: Callable[[], int] = now_ms,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        validate: Callable[[dict[str, Any]], list[Any]] = _default_validate,
+        extract: Callable[[dict[str, Any]], IndexRows] = _default_extract,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.new_id = new_id
+        self.validate = validate
+        self.extract = extract
+        self.dialect = engine.dialect.name
+        self.inline = self.dialect == "sqlite"
+        """True when calls are cheap enough to run on the event loop (embedded SQLite)."""
+        self.executor: ThreadPoolExecutor | None = None
+        if not self.inline:
+            # A bounded set of threads for database calls, each keeping its read connection.
+            size = getattr(engine.pool, "size", lambda: 8)()
+            self.executor = ThreadPoolExecutor(max_workers=max(2, size), thread_name_prefix="ehrgate-db")
+        self._local = threading.local()
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    @contextmanager
+    def reader(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def writer(self) -> Iterator[WriteSession]:
+        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+            with conn.begin():
+                session = WriteSession(self, conn)
+                yield session
+                session.flush()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _fetch(self, stmt: q.Q, params: tuple[Any, ...], conn: sa.Connection | None) -> Any:
+        """One row of a hot-path SELECT: inside ``conn`` when given, else on a short read."""
+        pg = self.dialect == "postgresql"
+        if conn is not None:
+            cur = cursor_of(conn)
+            cur.execute(stmt(pg), params)
+            return cur.fetchone()
+        if not pg:
+            # Embedded SQLite: a per-thread connection in autocommit mode; one SELECT is atomic.
+            raw = getattr(self._local, "raw", None)
+            if raw is None:
+                # Keep the pool's proxy referenced: dropping it would hand the connection back to
+                # the pool while this thread still uses it.
+                self._local.fairy = self.engine.raw_connection()
+                raw = self._local.raw = self._local.fairy.driver_connection
+            return raw.execute(stmt.qmark, params).fetchone()
+        # PostgreSQL: a per-thread connection in autocommit mode (one round trip per read instead
+        # of a pool checkout, a pre-ping, the SELECT and a rollback); reconnects after an error.
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            fairy = self.engine.raw_connection()
+            raw = fairy.driver_connection
+            fairy.detach()  # ours for the thread's lifetime, no longer the pool's
+            raw.autocommit = True
+            self._local.raw = raw
+        try:
+            with raw.cursor() as cur:
+                cur.execute(stmt.format, params)
+                return cur.fetchone()
+        except Exception:
+            self._local.raw = None
+            try:
+                raw.close()
+            except Exception:  # noqa: BLE001 - the connection is gone either way
+                pass
+            raise
+
+    def read(self, res_type: str, res_id: str, conn: sa.Connection | None = None) -> Stored:
+        row = self._fetch(q.SELECT_CURRENT, (res_type, res_id), conn)
+        if row is None:
+            raise NotFound(f"{res_type}/{res_id} is not known.")
+        version, last_updated, deleted, raw = row
+        stored = Stored(res_type, res_id, version, last_updated, bool(deleted), bytes(raw) if raw is not None else None)
+        if stored.deleted:
+            err = Gone(f"{res_type}/{res_id} was deleted (version {version}).")
+            err.headers["ETag"] = stored.etag
+            raise err
+        return stored
+
+    def vread(self, res_type: str, res_id: str, version: int) -> Stored:
+        row = self._fetch(q.SELECT_VERSION, (res_type, res_id, version), None)
+        if row is None:
+            raise NotFound(f"{res_type}/{res_id} has no version {version}.")
+        ver, last_updated, deleted, raw, method = row
+        stored = Stored(res_type, res_id, ver, last_updated, bool(deleted), bytes(raw) if raw is not None else None, method)
+        if stored.deleted:
+            raise Gone(f"Version {version} of {res_type}/{res_id} is a deletion.")
+        return stored
+
+    # -- one-shot writes --------------------------------------------------------------------
+
+    def create(self, res_type: str, resource: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:
+        with self.writer() as w:
+            return w.create(res_type, resource, if_none_exist=if_none_exist)
+
+    def update(self, res_type: str, res_id: str, resource: dict[str, Any], *, if_match: str | None = None) -> WriteResult:
+        with self.writer() as w:
+            return w.update(res_type, res_id, resource, if_match=if_match)
+
+    def delete(self, res_type: str, res_id: str, *, if_match: str | None = None) -> WriteResult:
+        with self.writer() as w:
+            return w.delete(res_type, res_id, if_match=if_match)
+
+
+class WriteSession:
+    """One database transaction of writes. Use through ``Store.writer()``."""
+
+    def __init__(self, store: Store, conn: sa.Connection) -> None:
+        self.store = store
+        self.conn = conn
+        self._pending: dict[int, tuple[str, IndexRows]] = {}
+        self._stale: set[int] = set()
+        self._outbox: list[tuple[Any, ...]] = []
+        self._pg = store.dialect == "postgresql"
+        self.cur = cursor_of(conn)
+        self.now = store.clock()
+        self.guard: Callable[[sa.Connection, str, str, str | None, Any], None] | None = None
+        """Called before every write (and conditional match) with (conn, interaction, type, id,
+        resource): the caller's access rules, applied inside the transaction (fhir/guard.py)."""
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _check(self, res_type: str, resource: dict[str, Any]) -> None:
+        if not isinstance(resource, dict):
+            raise BadRequest("Expected a FHIR resource (a JSON object).")
+        if resource.get("resourceType") != res_type:
+            raise BadRequest(
+                f"The body's resourceType {resource.get('resourceType')!r} does not match the URL's {res_type!r}.",
+                expression="resourceType",
+            )
+        issues = [i for i in self.store.validate(resource) if getattr(i, "severity", "error") in ("error", "fatal")]
+        if issues:
+            first = issues[0].diagnostics
+            more = f" (and {len(issues) - 1} more problems)" if len(issues) > 1 else ""
+            raise InvalidResource(f"{res_type} is not valid: {first}{more}", issues=issues)
+
+    def _current(self, res_type: str, res_id: str) -> Any:
+        stmt = q.SELECT_FOR_WRITE_PG if self._pg else q.SELECT_FOR_WRITE
+        self.cur.execute(stmt(self._pg), (res_type, res_id))
+        return self.cur.fetchone()
+
+    def lock_criteria(self, res_type: str, criteria: str) -> None:
+        """Serialise conditional writes on the same criteria (a row lock, not a read-then-write race)."""
+        key = hashlib.sha256(_canonical_criteria(criteria).encode()).hexdigest()
+        self.cur.execute(q.LOCK_CRITERIA(self._pg), (res_type, key, self.now))
+
+    def find(self, res_type: str, criteria: str) -> list[tuple[int, str]]:
+        """(pk, id) of the current resources that match a search query string."""
+        from ..search.engine import match_ids
+
+        self.flush()
+        return match_ids(self.conn, res_type, criteria, self.store.dialect)
+
+    def _write(
+        self,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any] | None,
+        *,
+        method: str,
+        if_match: str | None = None,
+        fresh_id: bool = False,
+    ) -> WriteResult:
+        """Write a new version (``resource`` None = delete). The single place versions are made.
+
+        ``fresh_id``: the id was just generated by the server, so no current row can exist and the
+        lookup is skipped (the insert's ON CONFLICT still guards it).
+        """
+        pg = self._pg
+        cur = self.cur
+        if self.guard is not None:
+            self.flush()
+            self.guard(self.conn, _INTERACTION[method], res_type, res_id, resource)
+        row = None if fresh_id else self._current(res_type, res_id)
+        if if_match is not None:
+            expected = parse_etag(if_match)
+            if row is None or row[2] or row[1] != expected:
+                have = "no current version" if row is None or row[2] else f"version {row[1]}"
+                raise PreconditionFailed(
+                    f"If-Match asked for version {expected} of {res_type}/{res_id}, but the server has {have}."
+                )
+        if resource is None:
+            if row is None:
+                raise NotFound(f"{res_type}/{res_id} is not known.")
+            if row[2]:
+                return WriteResult(Stored(res_type, res_id, row[1], self.now, True, None), 204, "unchanged")
+
+        deleted = resource is None
+        if row is None:
+            cur.execute(q.INSERT_RESOURCE(pg), (res_type, res_id, 1, self.now, deleted))
+            created = cur.fetchone()
+            if created is None:  # another transaction created it between our lookup and insert
+                row = self._current(res_type, res_id)
+                if row is None:
+                    raise Conflict(f"{res_type}/{res_id} is being created by another request; retry.")
+            else:
+                pk, version, is_new = created[0], 1, True
+        if row is not None:
+            pk, version, is_new = row[0], row[1] + 1, bool(row[2])
+            self._stale.add(pk)
+            cur.execute(q.UPDATE_RESOURCE(pg), (version, self.now, deleted, pk))
+
+        raw: bytes | None = None
+        if resource is not None:
+            meta = dict(resource.get("meta") or {})
+            meta["versionId"] = str(version)
+            meta["lastUpdated"] = iso_instant(self.now)
+            ordered: dict[str, Any] = {"resourceType": res_type, "id": res_id, "meta": meta}
+            for key, value in resource.items():
+                if key not in ordered:
+                    ordered[key] = value
+            resource = ordered
+            raw = dumps(resource)
+        cur.execute(q.INSERT_VERSION(pg), (pk, res_type, res_id, version, self.now, method, deleted, raw))
+        vpk = cur.fetchone()[0]
+        if resource is not None:
+            self._pending[pk] = (res_type, self.store.extract(resource))
+        else:
+            self._pending.pop(pk, None)
+        action = "delete" if deleted else ("create" if is_new else "update")
+        self._outbox.append((vpk, res_type, res_id, version, action, self.now))
+        stored = Stored(res_type, res_id, version, self.now, deleted, raw, method)
+        if deleted:
+            return WriteResult(stored, 204, "deleted")
+        return WriteResult(stored, 201 if is_new else 200, "created" if is_new else "updated")
+
+    def flush(self) -> None:
+        """Write buffered index rows, compartments and outbox events (batched executemany)."""
+        pg = self._pg
+        cur = self.cur
+        if self._stale:
+            pks = [(pk,) for pk in self._stale]
+            for name in q.INDEX_COLUMNS:
+                cur.executemany(q.DELETE_INDEX[name](pg), pks)
+            cur.executemany(q.DELETE_COMPARTMENT(pg), pks)
+            self._stale.clear()
+        if self._pending:
+            batches: dict[str, list[tuple[Any, ...]]] = {name: [] for name in q.INDEX_COLUMNS}
+            comps: list[tuple[Any, ...]] = []
+            for pk, (res_type, rows) in self._pending.items():
+                for name, values in _ROW_VALUES.items():
+                    batch = batches[name]
+                    limits = _LIMITS[name]
+                    for row in getattr(rows, name):
+                        if row.param not in _SKIP_INDEX_PARAMS:
+                            vals = values(row)
+                            if any(isinstance(v, str) and len(v) > 64 for v in vals):
+                                vals = _clip(vals, limits)
+                            batch.append((pk, res_type, *vals))
+                comps.extend((pk, res_type, p) for p in rows.compartments)
+            for name, batch in batches.items():
+                if batch:
+                    cur.executemany(q.INSERT_INDEX[name](pg), batch)
+            if comps:
+                cur.executemany(q.INSERT_COMPARTMENT(pg), comps)
+            self._pending.clear()
+        if self._outbox:
+            cur.executemany(q.INSERT_OUTBOX(pg), self._outbox)
+            self._outbox = []
+
+    # -- interactions -----------------------------------------------------------------------
+
+    def create(
+        self,
+        res_type: str,
+        resource: dict[str, Any],
+        *,
+        if_none_exist: str | None = None,
+        res_id: str | None = None,
+        fresh_id: bool = False,
+    ) -> WriteResult:
+        """create (http://hl7.org/fhir/R4/http.html#create); ``If-None-Exist`` makes it conditional."""
+        self._check(res_type, resource)
+        if if_none_exist:
+            self.lock_criteria(res_type, if_none_exist)
+            matches = self.find(res_type, if_none_exist)
+            if len(matches) > 1:
+                raise PreconditionFailed(
+                    f"If-None-Exist '{if_none_exist}' matches {len(matches)} {res_type} resources; expected at most one."
+                )
+            if matches:
+                if self.guard is not None:
+                    self.guard(self.conn, "read", res_type, matches[0][1], None)
+                stored = self.store.read(res_type, matches[0][1], self.conn)
+                return WriteResult(stored, 200, "matched")
+        if res_id is not None:
+            # ids handed in are server-generated too (a transaction assigns them up front)
+            return self._write(res_type, res_id, resource, method="POST", fresh_id=fresh_id)
+        return self._write(res_type, self.store.new_id(), resource, method="POST", fresh_id=True)
+
+    def update(
+        self,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None = None,
+    ) -> WriteResult:
+        """update, or create with a client-assigned id (http://hl7.org/fhir/R4/http.html#upsert)."""
+        if not ID_PATTERN.match(res_id):
+            raise BadRequest(f"Id {res_id!r} is not a valid FHIR id (1-64 of A-Z a-z 0-9 - .).")
+        body_id = resource.get("id") if isinstance(resource, dict) else None
+        if body_id is None:
+            raise BadRequest(f"The {res_type} in the body has no id; an update must carry id {res_id!r}.", expression="id")
+        if body_id != res_id:
+            raise BadRequest(f"The body's id {body_id!r} does not match the URL's id {res_id!r}.", expression="id")
+        self._check(res_type, resource)
+        return self._write(res_type, res_id, resource, method="PUT", if_match=if_match)
+
+    def conditional_update(
+        self,
+        res_type: str,
+        criteria: str,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None = None,
+    ) -> WriteResult:
+        """Conditional update (http://hl7.org/fhir/R4/http.html#cond-update)."""
+        self._check(res_type, resource)
+        self.lock_criteria(res_type, criteria)
+        matches = self.find(res_type, criteria)
+        if len(matches) > 1:
+            raise PreconditionFailed(
+                f"Conditional update criteria '{criteria}' match {len(matches)} {res_type} resources; expected at most one."
+            )
+        body_id = resource.get("id")
+        if matches:
+            found = matches[0][1]
+            if body_id is not None and body_id != found:
+                raise BadRequest(
+                    f"The body's id {body_id!r} differs from the matching resource {res_type}/{found}.", expression="id"
+                )
+            resource = {**resource, "id": found}
+            return self._write(res_type, found, resource, method="PUT", if_match=if_match)
+        if body_id is not None:
+            if not ID_PATTERN.match(str(body_id)):
+                raise BadRequest(f"Id {body_id!r} is not a valid FHIR id.", expression="id")
+            return self._write(res_type, body_id, resource, method="PUT")
+        return self._write(res_type, self.store.new_id(), resource, method="PUT", fresh_id=True)
+
+    def delete(self, res_type: str, res_id: str, *, if_match: str | None = None) -> WriteResult:
+        return self._write(res_type, res_id, None, method="DELETE", if_match=if_match)
+
+    def conditional_delete(self, res_type: str, criteria: str) -> list[WriteResult]:
+        """Conditional delete; deleting several matches is allowed (R4 lets the server choose)."""
+        matches = self.find(res_type, criteria)
+        return [self._write(res_type, rid, None, method="DELETE") for _pk, rid in matches]
+
+    def patch(
+        self,
+        res_type: str,
+        res_id: str,
+        patch: Any,
+        *,
+        kind: str,
+        if_match: str | None = None,
+    ) -> WriteResult:
+        """patch with JSON Patch (RFC 6902) or JSON merge patch (RFC 7386)."""
+        from ..jsonio import loads
+        from .patching import apply_patch
+
+        current = self.store.read(res_type, res_id, self.conn)
+        if if_match is not None and parse_etag(if_match) != current.version:
+            raise PreconditionFailed(
+                f"If-Match asked for version {parse_etag(if_match)} of {res_type}/{res_id}, "
+                f"but the server has version {current.version}."
+            )
+        assert current.raw is not None
+        patched = apply_patch(loads(current.raw), patch, kind)
+        if patched.get("id") != res_id or patched.get("resourceType") != res_type:
+            raise Unprocessable("A patch may not change the resource's id or resourceType.")
+        self._check(res_type, patched)
+        return self._write(res_type, res_id, patched, method="PATCH")
+
+
+def _canonical_criteria(criteria: str) -> str:
+    from urllib.parse import parse_qsl, urlencode
+
+    pairs = sorted(parse_qsl(criteria.lstrip("?"), keep_blank_values=True))
+    return urlencode(pairs)
+
+
+# Re-exported so callers catching store errors need one import.
+StoreError = FhirError

@@ -1,0 +1,84 @@
+"""Hot-path SQL, run on the DBAPI cursor directly.
+
+SQLAlchemy Core builds the searches; the few statements every read and write runs are plain SQL
+on the driver's cursor, because SQLAlchemy's per-statement overhead (~150 µs) was the largest cost
+of a write (measured: bench/RESULTS.md). Statements are written once with ``?`` placeholders;
+PostgreSQL (psycopg) gets the ``%s`` form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Q", "cursor_of"]
+
+
+class Q:
+    """One statement in both paramstyles."""
+
+    __slots__ = ("format", "qmark")
+
+    def __init__(self, sql: str) -> None:
+        self.qmark = sql
+        self.format = sql.replace("%", "%%").replace("?", "%s")
+
+    def __call__(self, pg: bool) -> str:
+        return self.format if pg else self.qmark
+
+
+def cursor_of(conn: Any) -> Any:
+    """The DBAPI cursor of a SQLAlchemy Connection (inside its current transaction)."""
+    return conn.connection.driver_connection.cursor()
+
+
+SELECT_CURRENT = Q(
+    "SELECT r.version, r.last_updated, r.deleted, v.raw FROM resource r "
+    "JOIN resource_version v ON v.res_pk = r.pk AND v.version = r.version "
+    "WHERE r.res_type = ? AND r.res_id = ?"
+)
+SELECT_FOR_WRITE = Q("SELECT pk, version, deleted FROM resource WHERE res_type = ? AND res_id = ?")
+SELECT_FOR_WRITE_PG = Q("SELECT pk, version, deleted FROM resource WHERE res_type = ? AND res_id = ? FOR UPDATE")
+INSERT_RESOURCE = Q(
+    "INSERT INTO resource (res_type, res_id, version, last_updated, deleted) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (res_type, res_id) DO NOTHING RETURNING pk"
+)
+UPDATE_RESOURCE = Q("UPDATE resource SET version = ?, last_updated = ?, deleted = ? WHERE pk = ?")
+INSERT_VERSION = Q(
+    "INSERT INTO resource_version (res_pk, res_type, res_id, version, last_updated, method, deleted, raw) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING vpk"
+)
+SELECT_VERSION = Q(
+    "SELECT version, last_updated, deleted, raw, method FROM resource_version "
+    "WHERE res_type = ? AND res_id = ? AND version = ?"
+)
+LOCK_CRITERIA = Q(
+    "INSERT INTO cond_lock (res_type, criteria_hash, touched) VALUES (?, ?, ?) "
+    "ON CONFLICT (res_type, criteria_hash) DO UPDATE SET touched = excluded.touched"
+)
+INSERT_OUTBOX = Q(
+    "INSERT INTO outbox (vpk, res_type, res_id, version, action, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+INSERT_COMPARTMENT = Q("INSERT INTO compartment (res_pk, res_type, patient_id) VALUES (?, ?, ?)")
+
+# Index tables: column order after (res_pk, res_type) equals the row dataclass's field order.
+INDEX_COLUMNS = {
+    "strings": ("idx_string", ("param", "norm", "exact")),
+    "tokens": ("idx_token", ("param", "system", "code", "text", "type_system", "type_code")),
+    "references": ("idx_reference", ("param", "target_type", "target_id", "url")),
+    "dates": ("idx_date", ("param", "low", "high")),
+    "numbers": ("idx_number", ("param", "value")),
+    "quantities": ("idx_quantity", ("param", "value", "system", "code", "unit")),
+    "uris": ("idx_uri", ("param", "uri")),
+    "composites": (
+        "idx_composite",
+        ("param", "system", "code", "value", "value_system", "value_code", "value_unit", "value_text"),
+    ),
+}
+INSERT_INDEX = {
+    name: Q(f"INSERT INTO {table} (res_pk, res_type, {', '.join(cols)}) VALUES ({', '.join('?' * (len(cols) + 2))})")
+    for name, (table, cols) in INDEX_COLUMNS.items()
+}
+DELETE_INDEX = {
+    name: Q(f"DELETE FROM {table} WHERE res_pk = ?") for name, (table, _cols) in INDEX_COLUMNS.items()
+}
+DELETE_COMPARTMENT = Q("DELETE FROM compartment WHERE res_pk = ?")

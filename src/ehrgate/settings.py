@@ -1,0 +1,246 @@
+"""One settings table, loaded once (STYLE rule 12: nothing else reads ``os.environ``).
+
+Precedence, lowest first: built-in default < config file (``ehrgate.yaml``) < environment
+variable ``EHRGATE_<NAME>`` < command-line flag. Every setting is documented in
+``docs/settings.md``; a test checks that the table and that page agree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["SETTINGS", "Setting", "Settings", "SettingsError", "load_settings"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the key and the value."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    type: type = str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "Address the HTTP server listens on."),
+    Setting("port", 8080, "TCP port of the HTTP server.", int),
+    Setting("data_dir", "./ehrgate-data", "Directory for the embedded SQLite database, keys and export files."),
+    Setting(
+        "database_url",
+        "",
+        "SQLAlchemy-style database URL, e.g. postgresql://user@host/db. Empty: SQLite file "
+        "`ehrgate.sqlite3` inside data_dir.",
+    ),
+    Setting(
+        "base_url",
+        "",
+        "Public base URL of the server (scheme://host:port), used in absolute links such as "
+        "Bundle.link and fullUrl. Empty: derived from host and port.",
+    ),
+    Setting("max_body_bytes", 16 * 1024 * 1024, "Largest request body accepted; larger bodies get 413.", int),
+    Setting("max_json_depth", 64, "Deepest JSON nesting accepted in a request body.", int),
+    Setting("default_page_size", 50, "Search page size when the request has no _count.", int),
+    Setting("max_page_size", 1000, "Largest _count honoured; larger values are capped.", int),
+    Setting("sqlite_synchronous", "NORMAL", "SQLite PRAGMA synchronous for the FHIR store (NORMAL or FULL)."),
+    Setting("log_level", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR."),
+    Setting(
+        "access_log",
+        False,
+        "Log one line per HTTP request (request id, method, path, status, milliseconds). Off by default: "
+        "at ~30 µs a line it costs a third of a FHIR read. Failures are always logged with their request id.",
+        bool,
+    ),
+    Setting(
+        "audit_access",
+        True,
+        "Record an AuditEvent for every FHIR call made with an access token (written in batches, about once a second).",
+        bool,
+    ),
+    Setting("demo_patients", 40, "Number of synthetic patients `ehrgate demo` generates into an empty database.", int),
+    Setting("demo_seed", 7, "Random seed for the synthetic demo data, so every demo shows the same patients.", int),
+    Setting(
+        "auth_required",
+        True,
+        "Every FHIR request needs a valid SMART bearer token. false opens the API for local development "
+        "and scripted checks (the server logs a warning); /metadata and discovery stay public either way.",
+        bool,
+    ),
+    Setting("environment", "dev", "Which per-environment values of `apps:` in ehrgate.yaml apply (e.g. dev, test, prod)."),
+    Setting("access_token_lifetime", 3600, "Seconds an access token (and id_token) is valid.", int),
+    Setting("refresh_token_lifetime", 90 * 86400, "Seconds an offline_access refresh token is valid; 0 means no expiry.", int),
+    Setting("auth_code_lifetime", 60, "Seconds an authorization code is valid (single use).", int),
+    Setting("launch_lifetime", 300, "Seconds an EHR launch handle is valid (single use).", int),
+    Setting("session_lifetime", 8 * 3600, "Seconds a sign-in session lasts; online_access grants end with it.", int),
+    Setting(
+        "token_rate_limit",
+        600,
+        "Token endpoint requests allowed per client per minute (each process); 0 switches the limit off.",
+        int,
+    ),
+    Setting(
+        "revocation_check_seconds",
+        2,
+        "How long a process may trust its cached check that an access token's grant is not revoked; "
+        "revocations in the same process apply at once, in other processes within this time.",
+        int,
+    ),
+    Setting("practice_id", "", "Practice identifier sent as `practice_id` in token responses of EHR launches; empty: not sent."),
+    # -- HL7 v2 engine (docs/engine.md) --
+    Setting(
+        "mllp_port",
+        2575,
+        "MLLP port (on `host`) of the built-in channel `mllp-in` (MLLP → FHIR store, ACK on receipt) that "
+        "`ehrgate demo` runs; `ehrgate serve` runs it only when `--mllp-port` is given. 0 picks a free port.",
+        int,
+    ),
+    Setting(
+        "engine_duplicate_window",
+        86400,
+        "Seconds within which a message with the same channel, sender (MSH-3/MSH-4) and control ID (MSH-10) "
+        "is a duplicate: stored, ACKed, not processed again (channels with `duplicates: skip`). 0 turns it off.",
+        int,
+    ),
+    Setting("engine_batch_size", 500, "Most messages stored in one transaction (group commit) before their ACKs go out.", int),
+    Setting(
+        "engine_lease_seconds",
+        60,
+        "How long a worker holds a queued message it claimed; if its process dies, another process takes the "
+        "message over after this (at once for a restarted process on the same host). Must exceed destination timeouts.",
+        int,
+    ),
+    Setting("engine_poll_ms", 500, "How often idle workers look at the queue for work from other processes and retries (ms).", int),
+    Setting("engine_alert_interval", 15, "Seconds between evaluations of channel alert thresholds.", int),
+    Setting("engine_retention_interval", 3600, "Seconds between runs of channel retention (`retention_days`).", int),
+    Setting(
+        "admin_token",
+        "",
+        "Bearer token for the engine admin API (`/admin/...`). Empty: the admin API answers only requests "
+        "from the loopback address.",
+    ),
+    Setting("bulk_dir", "", "Directory of Bulk Data export files. Empty: `bulk` inside data_dir. With several "
+            "EHRGate processes on one PostgreSQL database it must be shared by all of them."),
+    Setting("bulk_workers", 2, "Bulk Data exports this process runs at once (worker threads); 0: none (another "
+            "process on the same database runs them).", int),
+    Setting("bulk_file_lines", 50000, "Resources per Bulk Data NDJSON file; a type with more is split into "
+            "several files.", int),
+    Setting("bulk_file_ttl", 86400, "Seconds a finished Bulk Data export (its manifest and files) is kept before "
+            "it is removed.", int),
+    Setting("bulk_max_jobs", 4, "Bulk Data exports one client may have queued or running; more kick-offs get 429 "
+            "with Retry-After. 0: no limit.", int),
+    Setting("bulk_retry_after", 2, "Seconds a Bulk Data status response asks the client to wait (Retry-After) "
+            "before polling again.", int),
+    Setting("bulk_lease_seconds", 60, "How long a Bulk Data export stays claimed by a worker without a heartbeat; "
+            "if its process dies, another takes the export over after this (at once after a restart on the same host).",
+            int),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _coerce(setting: Setting, value: Any, origin: str) -> Any:
+    if setting.type is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{origin} '{setting.name}' has value {value!r}. Not a valid bool (use true or false).")
+    if setting.type is int:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(
+                f"{origin} '{setting.name}' has value {value!r}. Not a valid integer."
+            ) from None
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Any]
+    config: Mapping[str, Any]
+    """The whole parsed config file (other sections such as ``apps:`` and ``channels:``)."""
+    path: str | None = None
+    """The config file read, if any (the engine re-reads its ``channels:`` on deploy)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.values["data_dir"]) / "ehrgate.sqlite3"
+
+    @property
+    def effective_database_url(self) -> str:
+        url = self.values["database_url"]
+        return url or f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def public_base(self) -> str:
+        base = self.values["base_url"].rstrip("/")
+        if base:
+            return base
+        host = self.values["host"]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.values['port']}"
+
+    def replace(self, **overrides: Any) -> Settings:
+        values = dict(self.values)
+        for key, value in overrides.items():
+            values[key] = _coerce(_BY_NAME[key], value, "Setting")
+        return Settings(values, self.config, self.path)
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from defaults, the config file, ``EHRGATE_*`` variables and flags."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    config: dict[str, Any] = {}
+    path = config_file or env.get("EHRGATE_CONFIG")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                loaded = yaml.safe_load(fh) or {}
+        except OSError as exc:
+            raise SettingsError(f"Config file '{path}' cannot be read: {exc.strerror}.") from None
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"Config file '{path}' is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"Config file '{path}' must hold a mapping at the top level.")
+        config = loaded
+        for key, value in (loaded.get("settings") or {}).items():
+            if key not in _BY_NAME:
+                raise SettingsError(
+                    f"Config file '{path}' has unknown setting '{key}'. See docs/settings.md for the list."
+                )
+            values[key] = _coerce(_BY_NAME[key], value, "Config")
+    for setting in SETTINGS:
+        raw = env.get("EHRGATE_" + setting.name.upper())
+        if raw is not None:
+            values[setting.name] = _coerce(setting, raw, "Environment variable EHRGATE_" + setting.name.upper() + " for")
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in _BY_NAME:
+            raise SettingsError(f"Unknown setting '{key}'.")
+        values[key] = _coerce(_BY_NAME[key], value, "Option")
+    return Settings(values, config, str(path) if path else None)

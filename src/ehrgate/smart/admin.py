@@ -1,0 +1,125 @@
+"""The admin HTTP API for the app registry (the same service the CLI uses).
+
+``GET/POST /admin/apps``, ``GET/DELETE /admin/apps/{client_id}``, ``POST
+/admin/apps/{client_id}/rotate-secret``. Authenticated with HTTP Basic as a user with the ``admin``
+role; writes take JSON only (a cross-site form cannot send it). Secrets appear once, in the answer
+to add/rotate.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .apps import App, AppError, add_app, get_app, list_apps, remove_app, rotate_secret
+from .users import authenticate
+from .web import json_response
+
+if TYPE_CHECKING:
+    from ..fhir.store.service import WriteSession
+    from .server import SmartServer
+
+__all__ = ["app_item", "apps_collection", "rotate"]
+
+
+def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": message}, status, headers=headers)
+
+
+async def _admin(srv: SmartServer, request: Request) -> Response | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Basic realm="EHRGate admin"'}
+    if scheme.lower() != "basic":
+        return _problem(401, "Sign in with HTTP Basic as an admin user.", challenge)
+    try:
+        username, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return _problem(401, "The Basic credentials are not base64 of username:password.", challenge)
+    user = await srv.reading(lambda conn: authenticate(conn, username, password))
+    if user is None:
+        return _problem(401, "The username or password is not right.", challenge)
+    if user.role != "admin":
+        return _problem(403, f"User {username!r} is not an admin.")
+    return None
+
+
+def app_from_json(data: Any) -> App:
+    if not isinstance(data, dict):
+        raise AppError("Send a JSON object with client_id, name, type, redirect_uris, ….")
+    known = {"client_id", "name", "type", "redirect_uris", "launch_url", "description", "icon_url", "scopes", "jwks", "jwks_uri"}
+    unknown = set(data) - known
+    if unknown:
+        raise AppError(f"Unknown field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(known))}.")
+    scopes = data.get("scopes")
+    if isinstance(scopes, list):
+        scopes = " ".join(scopes)
+    kwargs: dict[str, Any] = {}
+    if scopes:
+        kwargs["scopes"] = str(scopes)
+    return App(
+        client_id=str(data.get("client_id") or ""), name=str(data.get("name") or ""), client_type=str(data.get("type") or ""),
+        redirect_uris=tuple(str(u) for u in data.get("redirect_uris") or ()), launch_url=str(data.get("launch_url") or ""),
+        description=str(data.get("description") or ""), icon_url=str(data.get("icon_url") or ""),
+        jwks=data.get("jwks"), jwks_uri=str(data.get("jwks_uri") or ""), source="api", **kwargs,
+    )
+
+
+async def apps_collection(srv: SmartServer, request: Request) -> Response:
+    denied = await _admin(srv, request)
+    if denied:
+        return denied
+    if request.method == "GET":
+        apps = await srv.reading(list_apps)
+        return json_response({"apps": [a.summary() for a in apps]})
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return _problem(415, "Send the app as JSON (Content-Type: application/json).")
+    try:
+        app = app_from_json(json.loads(await request.body()))
+
+        def add(w: WriteSession) -> tuple[App, str | None]:
+            return add_app(w.conn, app, now=srv.now())
+
+        created, secret = await srv.writing(add)
+    except json.JSONDecodeError:
+        return _problem(400, "The body is not valid JSON.")
+    except AppError as exc:
+        return _problem(400, str(exc))
+    body = created.summary()
+    if secret:
+        body["client_secret"] = secret
+    return json_response(body, 201)
+
+
+async def app_item(srv: SmartServer, request: Request) -> Response:
+    denied = await _admin(srv, request)
+    if denied:
+        return denied
+    client_id = request.path_params["client_id"]
+    if request.method == "DELETE":
+        try:
+            await srv.writing(lambda w: remove_app(w.conn, client_id))
+        except AppError as exc:
+            return _problem(404, str(exc))
+        return Response(None, 204)
+    app = await srv.reading(lambda conn: get_app(conn, client_id))
+    if app is None:
+        return _problem(404, f"No app with client_id {client_id!r}.")
+    return json_response(app.summary())
+
+
+async def rotate(srv: SmartServer, request: Request) -> Response:
+    denied = await _admin(srv, request)
+    if denied:
+        return denied
+    client_id = request.path_params["client_id"]
+    try:
+        secret = await srv.writing(lambda w: rotate_secret(w.conn, client_id))
+    except AppError as exc:
+        return _problem(404 if "No app" in str(exc) else 400, str(exc))
+    return json_response({"client_id": client_id, "client_secret": secret})

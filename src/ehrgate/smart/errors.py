@@ -1,0 +1,118 @@
+"""OAuth 2.0 errors, one class per RFC 6749 error code (§4.1.2.1, §5.2), each able to render
+itself as ``(status, body, headers)`` without a web framework.
+
+    OAuthError (400)
+    ├── InvalidRequest (400, invalid_request)
+    ├── InvalidClient (401, invalid_client; WWW-Authenticate when Basic was used)
+    ├── InvalidGrant (400, invalid_grant)
+    ├── UnauthorizedClient (400, unauthorized_client)
+    ├── UnsupportedGrantType (400, unsupported_grant_type)
+    ├── UnsupportedResponseType (400, unsupported_response_type)
+    ├── InvalidScope (400, invalid_scope)
+    ├── AccessDenied (403, access_denied)
+    ├── ServerError (500, server_error)
+    ├── TemporarilyUnavailable (503, temporarily_unavailable)
+    └── SlowDown (429, temporarily_unavailable; the per-client token rate limit, with Retry-After)
+
+``description`` is a sentence for the developer of the app (never a token or secret).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+__all__ = [
+    "AccessDenied",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidRequest",
+    "InvalidScope",
+    "OAuthError",
+    "ServerError",
+    "SlowDown",
+    "TemporarilyUnavailable",
+    "UnauthorizedClient",
+    "UnsupportedGrantType",
+    "UnsupportedResponseType",
+]
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class OAuthError(Exception):
+    error = "invalid_request"
+    status = 400
+
+    def __init__(self, description: str = "", *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(description or self.error)
+        self.description = description
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, str]:
+        out = {"error": self.error}
+        if self.description:
+            out["error_description"] = self.description
+        return out
+
+    def render(self) -> tuple[int, bytes, dict[str, str]]:
+        headers = {"Content-Type": "application/json", **NO_STORE, **self.headers}
+        return self.status, json.dumps(self.body()).encode(), headers
+
+    def redirect_query(self, state: str | None) -> str:
+        """The query string added to the app's redirect_uri (RFC 6749 §4.1.2.1)."""
+        params = self.body()
+        if state is not None:
+            params["state"] = state
+        return urlencode(params)
+
+
+class InvalidRequest(OAuthError):
+    error = "invalid_request"
+
+
+class InvalidClient(OAuthError):
+    error = "invalid_client"
+    status = 401
+
+
+class InvalidGrant(OAuthError):
+    error = "invalid_grant"
+
+
+class UnauthorizedClient(OAuthError):
+    error = "unauthorized_client"
+
+
+class UnsupportedGrantType(OAuthError):
+    error = "unsupported_grant_type"
+
+
+class UnsupportedResponseType(OAuthError):
+    error = "unsupported_response_type"
+
+
+class InvalidScope(OAuthError):
+    error = "invalid_scope"
+
+
+class AccessDenied(OAuthError):
+    error = "access_denied"
+    status = 403
+
+
+class ServerError(OAuthError):
+    error = "server_error"
+    status = 500
+
+
+class TemporarilyUnavailable(OAuthError):
+    error = "temporarily_unavailable"
+    status = 503
+
+
+class SlowDown(TemporarilyUnavailable):
+    status = 429
+
+    def __init__(self, description: str, retry_after: int) -> None:
+        super().__init__(description, headers={"Retry-After": str(retry_after)})

@@ -1,0 +1,463 @@
+"""The token endpoint (RFC 6749 §3.2, §4.1.3, §6, §4.4), introspection (RFC 7662) and revocation
+(RFC 7009).
+
+Client authentication (SMART App Launch 2.2 §Client Authentication): public clients send
+``client_id``; symmetric clients HTTP Basic or ``client_secret`` in the body; asymmetric clients a
+``private_key_jwt`` assertion (RFC 7523). A refresh request without any client identification is
+accepted for public clients (the npm fhirclient refreshes that way): the refresh token names it.
+
+Every state change (code use, rotation, revocation, replay handling) and its AuditEvent commit in
+one transaction; failures that revoke something commit the revocation before the error is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+import urllib.request
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+import sqlalchemy as sa
+from joserfc.jwk import KeySet
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import grants as G
+from .apps import App
+from .errors import (
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    OAuthError,
+    SlowDown,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
+from .pkce import PkceError, verify
+from .policy import TokenContext
+from .scopes import ScopeError, parse_scopes
+from .tokens import TokenError, _unverified_claims, verify_client_assertion
+from .web import cors, json_response, oauth_error, preflight
+
+if TYPE_CHECKING:
+    from ..fhir.store.service import WriteSession
+    from .server import SmartServer
+
+__all__ = ["introspect", "revoke", "token"]
+
+log = logging.getLogger("ehrgate.smart")
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_JWKS_TTL = 300.0
+
+
+async def _form(request: Request) -> FormData:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise InvalidRequest("Send the request form-encoded (Content-Type: application/x-www-form-urlencoded).")
+    form = await request.form()
+    for key in set(form.keys()):
+        if len(form.getlist(key)) > 1:
+            raise InvalidRequest(f"Parameter {key!r} is repeated; send it once (RFC 6749 §3.2).")
+    return form
+
+
+def _field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+# -- client authentication --------------------------------------------------------------------
+
+
+class ClientAuth:
+    def __init__(self, app: App | None, client_id: str, method: str) -> None:
+        self.app = app
+        self.client_id = client_id
+        self.method = method
+
+
+def _basic(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        raw = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClient("The Basic credentials are not base64 of client_id:client_secret.",
+                            headers={"WWW-Authenticate": 'Basic realm="token"'}) from None
+    cid, sep, secret = raw.partition(":")
+    if not sep:
+        raise InvalidClient("The Basic credentials must be client_id:client_secret.", headers={"WWW-Authenticate": 'Basic realm="token"'})
+    return unquote_plus(cid), unquote_plus(secret)
+
+
+def _claimed_client(request: Request, form: FormData) -> str:
+    basic = _basic(request)
+    if basic:
+        return basic[0]
+    if _field(form, "client_assertion"):
+        claims = _unverified_claims(_field(form, "client_assertion"))
+        return str(claims.get("iss") or _field(form, "client_id"))
+    return _field(form, "client_id")
+
+
+async def _client_keys(srv: SmartServer, app: App) -> KeySet:
+    if app.jwks:
+        ks = app.keyset()
+        assert ks is not None
+        return ks
+    cached = srv._jwks_cache.get(app.jwks_uri)
+    if cached and time.monotonic() - cached[0] < _JWKS_TTL:
+        return cached[1]  # type: ignore[no-any-return]
+
+    def fetch() -> Any:
+        req = urllib.request.Request(app.jwks_uri, headers={"Accept": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - http(s) checked at registration
+            return json.loads(resp.read(1_000_000))
+
+    import anyio
+
+    try:
+        data = await anyio.to_thread.run_sync(fetch)
+        ks = KeySet.import_key_set(data)
+    except Exception:  # noqa: BLE001 - any network or format failure
+        raise InvalidClient(f"The jwks_uri registered for client {app.client_id!r} could not be fetched or is not a JWKS.") from None
+    srv._jwks_cache[app.jwks_uri] = (time.monotonic(), ks)
+    return ks
+
+
+async def authenticate(srv: SmartServer, request: Request, form: FormData, *, allow_anonymous: bool = False) -> ClientAuth:
+    basic = _basic(request)
+    assertion_type = _field(form, "client_assertion_type")
+    assertion = _field(form, "client_assertion")
+    body_id = _field(form, "client_id")
+    if assertion_type or assertion:
+        if assertion_type != JWT_BEARER:
+            raise InvalidClient(f"client_assertion_type must be {JWT_BEARER!r}.")
+        if not assertion:
+            raise InvalidClient("Missing 'client_assertion'.")
+        claimed = str(_unverified_claims(assertion).get("iss") or "")
+        if body_id and claimed != body_id:
+            raise InvalidClient("The client assertion's iss does not match client_id.")
+        app = await srv.app(claimed) if claimed else None
+        if app is None:
+            raise InvalidClient("The client assertion names an unknown client (iss); register the app first.")
+        if app.client_type != "confidential-asymmetric":
+            raise InvalidClient(f"Client {app.client_id!r} is not registered for private_key_jwt authentication.")
+        try:
+            claims = verify_client_assertion(assertion, await _client_keys(srv, app), client_id=app.client_id,
+                                             token_url=srv.token_url, now=srv.clock())
+        except TokenError as exc:
+            raise InvalidClient(str(exc)) from None
+        cid, jti, exp = app.client_id, str(claims["jti"]), int(claims["exp"])
+        try:
+            fresh = await srv.writing(lambda w: G.record_jti(w.conn, cid, jti, expires=exp, now=srv.now()))
+        except sa.exc.IntegrityError:  # the same jti raced in on another connection
+            fresh = False
+        if not fresh:
+            raise InvalidClient("The client assertion's jti was already used; sign a new assertion with a fresh jti.")
+        return ClientAuth(app, app.client_id, "private_key_jwt")
+    if basic:
+        cid, secret = basic
+        app = await srv.app(cid)
+        if app is None or not app.check_secret(secret):
+            raise InvalidClient("Client authentication failed: unknown client_id or wrong secret.",
+                                headers={"WWW-Authenticate": 'Basic realm="token"'})
+        return ClientAuth(app, cid, "client_secret_basic")
+    secret = _field(form, "client_secret")
+    if secret:
+        app = await srv.app(body_id)
+        if app is None or not app.check_secret(secret):
+            raise InvalidClient("Client authentication failed: unknown client_id or wrong secret.")
+        return ClientAuth(app, body_id, "client_secret_post")
+    if body_id:
+        app = await srv.app(body_id)
+        if app is None:
+            raise InvalidClient(f"Client {body_id!r} is not registered.")
+        if not app.public:
+            raise InvalidClient(f"Client {body_id!r} is confidential; authenticate it (Basic or client_assertion).")
+        return ClientAuth(app, body_id, "none")
+    if allow_anonymous:
+        return ClientAuth(None, "", "none")
+    raise InvalidClient("No client identification: send client_id (public clients) or authenticate the client.")
+
+
+# -- token endpoint ---------------------------------------------------------------------------
+
+
+async def token(srv: SmartServer, request: Request) -> Response:
+    if request.method == "OPTIONS":
+        return preflight(request)
+    try:
+        form = await _form(request)
+        grant_type = _field(form, "grant_type")
+        claimed = _claimed_client(request, form)
+        wait = srv.rate.check(claimed or "(anonymous)")
+        if wait:
+            raise SlowDown(f"Too many token requests for this client; retry after {wait} seconds.", wait)
+        handler = GRANT_TYPES.get(grant_type)
+        if handler is None:
+            if not grant_type:
+                raise InvalidRequest("Missing 'grant_type'.")
+            raise UnsupportedGrantType(
+                f"grant_type {grant_type!r} is not supported; use authorization_code, refresh_token or client_credentials."
+            )
+        auth = await authenticate(srv, request, form, allow_anonymous=grant_type == "refresh_token")
+        body = await handler(srv, request, form, auth)
+    except OAuthError as exc:
+        return oauth_error(exc, request, cors_open=True)
+    return json_response(body, headers=cors(request))
+
+
+def _result(w: WriteSession, fn: Any) -> Any:
+    """Run a grant step; a GrantError becomes a value so the transaction still commits."""
+    try:
+        return fn()
+    except G.GrantError as exc:
+        return exc
+
+
+def _token_body(
+    srv: SmartServer, w: WriteSession, grant: G.Grant, scope: str, *, refresh: bool, nonce: str | None = None,
+    auth_time: int | None = None, with_id_token: bool = True,
+) -> dict[str, Any]:
+    ctx_extra = grant.context
+    role = str(ctx_extra.get("role", ""))
+    fhir_user = str(ctx_extra.get("fhir_user", ""))
+    ctx = TokenContext(
+        client_id=grant.client_id, scope=scope, grant_id=grant.id, sub=grant.user_id or grant.client_id, role=role,
+        fhir_user=srv.absolute_user(fhir_user), patient=grant.patient, encounter=grant.encounter,
+    )
+    lifetime = srv.settings.access_token_lifetime
+    access, _exp = srv.tokens.access_token(ctx, lifetime)
+    body: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": lifetime, "scope": scope}
+    scopes = parse_scopes(scope)
+    if grant.patient:
+        body["patient"] = grant.patient
+    if grant.encounter:
+        body["encounter"] = grant.encounter
+    for key in ("need_patient_banner", "smart_style_url", "practice_id", "fhirContext", "intent", "tenant"):
+        if key in ctx_extra:
+            body[key] = ctx_extra[key]
+    if with_id_token and grant.user_id and "openid" in scopes and ("fhirUser" in scopes or "profile" in scopes):
+        body["id_token"] = srv.tokens.id_token(
+            client_id=grant.client_id, sub=grant.user_id, fhir_user=srv.absolute_user(fhir_user), nonce=nonce,
+            lifetime=lifetime, auth_time=auth_time,
+        )
+    if refresh and ("offline_access" in scopes or "online_access" in scopes):
+        life = srv.settings.refresh_token_lifetime if grant.offline else srv.settings.session_lifetime
+        body["refresh_token"] = G.issue_refresh(w.conn, grant, now=srv.now(), lifetime=life or None)
+    return body
+
+
+async def _authorization_code(srv: SmartServer, request: Request, form: FormData, auth: ClientAuth) -> dict[str, Any]:
+    code = _field(form, "code")
+    if not code:
+        raise InvalidRequest("Missing 'code'.")
+    redirect_uri = _field(form, "redirect_uri")
+    verifier = _field(form, "code_verifier")
+    if auth.app is None:
+        raise InvalidClient("No client identification.")
+    if not auth.app.redirect_uris:
+        raise UnauthorizedClient(f"Client {auth.client_id!r} is not registered for the authorization_code grant.")
+
+    def step(w: WriteSession) -> Any:
+        use = _result(w, lambda: G.use_code(w.conn, code, client_id=auth.client_id, now=srv.now()))
+        if isinstance(use, G.GrantError):
+            if use.revoked_grant:
+                srv.audit(w, "token-issue", request, outcome="serious", client_id=auth.client_id,
+                          grant_id=use.revoked_grant, description="Authorization code replayed; the grant was revoked.")
+            return InvalidGrant(str(use)), use.revoked_grant
+        if redirect_uri != use.redirect_uri:
+            return InvalidGrant("redirect_uri does not match the one sent to the authorize endpoint."), None
+        try:
+            verify(verifier, use.code_challenge, use.challenge_method)
+        except PkceError as exc:
+            return InvalidGrant(str(exc)), None
+        grant = use.grant
+        body = _token_body(srv, w, grant, grant.scope, refresh=True, nonce=use.nonce, auth_time=use.auth_time)
+        srv.audit(w, "token-issue", request, client_id=grant.client_id, user=grant.context.get("fhir_user") or None,
+                  patient=grant.patient, grant_id=grant.id, description="Tokens issued for an authorization code.")
+        return body, None
+
+    out, revoked = await srv.writing(step)
+    srv.forget_grant(revoked)
+    if isinstance(out, OAuthError):
+        raise out
+    log.info("token issued client=%s grant_type=authorization_code", auth.client_id)
+    return out  # type: ignore[no-any-return]
+
+
+async def _refresh_token(srv: SmartServer, request: Request, form: FormData, auth: ClientAuth) -> dict[str, Any]:
+    value = _field(form, "refresh_token")
+    if not value:
+        raise InvalidRequest("Missing 'refresh_token'.")
+    try:
+        requested = parse_scopes(_field(form, "scope")) if _field(form, "scope") else None
+    except ScopeError as exc:
+        raise InvalidScope(str(exc)) from None
+
+    def step(w: WriteSession) -> Any:
+        row, grant = G.find_refresh(w.conn, value)
+        if row is None or grant is None:
+            return InvalidGrant("The refresh token is not valid."), None
+        if auth.app is None:
+            owner = srv_app_sync(w, grant.client_id)
+            if owner is None or not owner.public:
+                return InvalidClient("Authenticate the client to refresh its tokens."), None
+        elif grant.client_id != auth.client_id:
+            return InvalidGrant("The refresh token was issued to another client."), None
+        scope = grant.scope
+        if requested is not None:
+            wider = requested.uncovered_by(parse_scopes(grant.scope))
+            if wider:
+                return InvalidScope(
+                    f"Scope {wider[0].raw!r} was not part of the original grant; a refresh can only keep or narrow scopes."
+                ), None
+            scope = str(requested)
+        used = _result(w, lambda: G.use_refresh(w.conn, value, now=srv.now()))
+        if isinstance(used, G.GrantError):
+            if used.revoked_grant:
+                srv.audit(w, "token-refresh", request, outcome="serious", client_id=grant.client_id,
+                          grant_id=used.revoked_grant, description="A rotated refresh token was reused; the grant was revoked.")
+            return InvalidGrant(str(used)), used.revoked_grant
+        body = _token_body(srv, w, used, scope, refresh=True, with_id_token=False)
+        if "refresh_token" not in body:  # the narrowed scope dropped offline/online access: keep refreshing possible
+            body["refresh_token"] = G.issue_refresh(w.conn, used, now=srv.now(), lifetime=None)
+        srv.audit(w, "token-refresh", request, client_id=used.client_id, user=used.context.get("fhir_user") or None,
+                  patient=used.patient, grant_id=used.id, description="Access token refreshed.")
+        return body, None
+
+    out, revoked = await srv.writing(step)
+    srv.forget_grant(revoked)
+    if isinstance(out, OAuthError):
+        raise out
+    return out  # type: ignore[no-any-return]
+
+
+def srv_app_sync(w: WriteSession, client_id: str) -> App | None:
+    from .apps import get_app
+
+    return get_app(w.conn, client_id)
+
+
+async def _client_credentials(srv: SmartServer, request: Request, form: FormData, auth: ClientAuth) -> dict[str, Any]:
+    app = auth.app
+    if app is None or app.public:
+        raise UnauthorizedClient("client_credentials needs a confidential client (SMART Backend Services: private_key_jwt).")
+    try:
+        requested = parse_scopes(_field(form, "scope") or " ".join(
+            s.raw for s in app.allowed_scopes if s.resource and s.resource.context == "system"))
+    except ScopeError as exc:
+        raise InvalidScope(str(exc)) from None
+    if not len(requested):
+        raise InvalidScope(f"Client {app.client_id!r} has no system/ scopes registered; request e.g. scope=system/*.rs.")
+    bad = [s.raw for s in requested if s.resource is None or s.resource.context != "system"]
+    if bad:
+        raise InvalidScope(f"Scope {bad[0]!r} cannot be used with client_credentials; request system/ scopes.")
+    outside = requested.uncovered_by(app.allowed_scopes)
+    if outside:
+        raise InvalidScope(f"Scope {outside[0].raw!r} is not registered for client {app.client_id!r}.")
+    scope = str(requested)
+
+    def step(w: WriteSession) -> dict[str, Any]:
+        grant = G.create_grant(w.conn, client_id=app.client_id, user_id=None, scope=scope, now=srv.now())
+        body = _token_body(srv, w, grant, scope, refresh=False, with_id_token=False)
+        srv.audit(w, "token-issue", request, client_id=app.client_id, grant_id=grant.id,
+                  description="Backend services token issued (client_credentials).")
+        return body
+
+    return await srv.writing(step)
+
+
+GRANT_TYPES = {
+    "authorization_code": _authorization_code,
+    "refresh_token": _refresh_token,
+    "client_credentials": _client_credentials,
+}
+
+
+# -- introspection and revocation -------------------------------------------------------------
+
+
+async def introspect(srv: SmartServer, request: Request) -> Response:
+    """RFC 7662. Open to any caller holding the token (tokens are unguessable); a client that sends
+    credentials must pass authentication."""
+    if request.method == "OPTIONS":
+        return preflight(request)
+    try:
+        form = await _form(request)
+        auth = await authenticate(srv, request, form, allow_anonymous=True)
+    except OAuthError as exc:
+        return oauth_error(exc, request, cors_open=True)
+    value = _field(form, "token")
+    inactive = json_response({"active": False}, headers=cors(request))
+    if not value:
+        return inactive
+    ctx = srv.policy.context(value)
+    if ctx is not None:
+        if ctx.exp <= srv.clock() or (ctx.grant_id and not await srv._grant_active(ctx.grant_id)):
+            return inactive
+        body: dict[str, Any] = {
+            "active": True, "client_id": ctx.client_id, "scope": ctx.scope, "exp": ctx.exp, "iss": srv.issuer,
+            "sub": ctx.sub, "token_type": "Bearer",
+        }
+        if ctx.patient:
+            body["patient"] = ctx.patient
+        if ctx.encounter:
+            body["encounter"] = ctx.encounter
+        if ctx.fhir_user:
+            body["fhirUser"] = ctx.fhir_user
+        return json_response(body, headers=cors(request))
+    row, grant = await srv.reading(lambda conn: G.find_refresh(conn, value))
+    if row is None or grant is None or grant.revoked is not None or row.used is not None:
+        return inactive
+    if row.expires is not None and row.expires <= srv.now():
+        return inactive
+    if auth.app is not None and auth.client_id != grant.client_id:
+        return inactive
+    body = {"active": True, "client_id": grant.client_id, "scope": grant.scope, "iss": srv.issuer,
+            "sub": grant.user_id or grant.client_id, "token_type": "refresh_token"}
+    if row.expires is not None:
+        body["exp"] = row.expires
+    if grant.patient:
+        body["patient"] = grant.patient
+    return json_response(body, headers=cors(request))
+
+
+async def revoke(srv: SmartServer, request: Request) -> Response:
+    """RFC 7009: revoking an access or refresh token ends its whole grant. Unknown tokens: 200."""
+    if request.method == "OPTIONS":
+        return preflight(request)
+    try:
+        form = await _form(request)
+        auth = await authenticate(srv, request, form, allow_anonymous=True)
+        value = _field(form, "token")
+        if not value:
+            raise InvalidRequest("Missing 'token'.")
+    except OAuthError as exc:
+        return oauth_error(exc, request, cors_open=True)
+    ctx = srv.policy.context(value)
+    grant_id = ctx.grant_id if ctx else None
+    client_id = ctx.client_id if ctx else None
+    if grant_id is None:
+        _row, grant = await srv.reading(lambda conn: G.find_refresh(conn, value))
+        if grant is not None:
+            grant_id, client_id = grant.id, grant.client_id
+    if grant_id and (auth.app is None or auth.client_id == client_id):
+
+        def step(w: WriteSession) -> None:
+            if G.revoke_grant(w.conn, grant_id, reason="revoked", now=srv.now()):
+                srv.audit(w, "token-revoke", request, client_id=client_id, grant_id=grant_id,
+                          description="Token revoked; the grant and all its tokens ended.")
+
+        await srv.writing(step)
+        srv.forget_grant(grant_id)
+    return Response(None, 200, {**cors(request), "Cache-Control": "no-store"})

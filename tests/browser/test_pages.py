@@ -1,0 +1,91 @@
+"""EHRGate's own pages in a real browser: sign-in, consent (with its scope choices), the sample app
+after an EHR launch, and its degraded sections. Screenshots are kept (``shots``) for a person to
+look at; the assertions check what a person relies on: labels, headings, wording."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .conftest import register, sign_in
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def sample_app(store: Any, seeded: dict[str, Any], origin: str) -> str:
+    from ehrgate.smart.demo import SAMPLE_APP
+
+    register(store, SAMPLE_APP, "EHRGate sample app", f"{origin}/sample-app/callback", f"{origin}/sample-app/launch",
+             "Patient summary: demographics, conditions, recent labs.")
+    return origin
+
+
+def _launch_sample_app(context: Any, origin: str, shots: Any) -> Any:
+    page = context.new_page()
+    page.goto(origin + "/ehr")
+    assert page.title() == "Sign in · EHRGate"
+    page.screenshot(path=str(shots / "sign-in.png"))
+    sign_in(page, "doctor")
+    assert page.get_by_role("heading", name="Patients").is_visible()
+    page.get_by_role("link", name="Ada Nunez").click()
+    card = page.locator("li", has_text="EHRGate sample app")
+    with context.expect_page() as opened:
+        card.get_by_role("button", name="Launch EHRGate sample app").click()
+    app = opened.value
+    app.wait_for_url("**/auth/**")
+    app.get_by_role("button", name="Allow").wait_for()
+    return app
+
+
+def test_sign_in_page_reads_well(context: Any, sample_app: str, shots: Any) -> None:
+    page = context.new_page()
+    page.goto(sample_app + "/auth/login?next=/ehr")
+    assert page.get_by_role("heading", name="Sign in to EHRGate").is_visible()
+    page.get_by_label("Username").fill("doctor")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    alert = page.get_by_role("alert")
+    assert "The username or password is not right" in alert.inner_text()
+    assert page.get_by_label("Username").input_value() == "doctor"  # kept, so only the password is retyped
+    page.screenshot(path=str(shots / "sign-in-error.png"))
+
+
+def test_sample_app_after_ehr_launch(context: Any, sample_app: str, shots: Any) -> None:
+    app = _launch_sample_app(context, sample_app, shots)
+    assert app.get_by_role("heading", name="Allow EHRGate sample app to use your EHRGate access?").is_visible()
+    assert "patient Ada Nunez, born 1980-02-03" in app.locator(".note").first.inner_text()  # a name, not an id
+    boxes = app.get_by_role("checkbox")
+    assert boxes.count() >= 6
+    assert app.get_by_label("Read and search conditions (Condition) for the selected patient.").is_checked()
+    app.screenshot(path=str(shots / "consent.png"), full_page=True)
+    app.get_by_role("button", name="Allow").click()
+    app.wait_for_url("**/sample-app/patient/**")
+    app.screenshot(path=str(shots / "sample-app.png"), full_page=True)
+    assert app.locator(".patient-name").inner_text() == "Ada Nunez"
+    assert app.get_by_role("heading", name="Conditions").is_visible()
+    assert app.locator("#conditions tbody tr").count() == 2  # encounter diagnosis and health concern
+    assert app.locator("#recent-lab-results tbody tr").count() == 1  # the lab, not the social-history observation
+    assert app.locator("#recent-lab-results tbody td").first.inner_text() == "laboratory"
+    assert app.locator(".unavailable").count() == 0
+
+
+def test_sample_app_without_conditions(context: Any, sample_app: str, shots: Any) -> None:
+    app = _launch_sample_app(context, sample_app, shots)
+    app.get_by_label("Read and search conditions (Condition) for the selected patient.").uncheck()
+    app.get_by_role("button", name="Allow").click()
+    app.wait_for_url("**/sample-app/patient/**")
+    app.screenshot(path=str(shots / "sample-app-degraded.png"), full_page=True)
+    note = app.locator("#conditions .unavailable").inner_text()
+    assert note.startswith("Conditions unavailable.") and "consent page" in note
+    assert app.locator(".patient-name").inner_text() == "Ada Nunez"
+
+
+def test_sample_app_denied(context: Any, sample_app: str, shots: Any) -> None:
+    app = _launch_sample_app(context, sample_app, shots)
+    app.get_by_role("button", name="Deny").click()
+    app.wait_for_url("**/sample-app/callback**")
+    app.screenshot(path=str(shots / "sample-app-denied.png"), full_page=True)
+    assert app.get_by_role("heading", name="The app was not given access").is_visible()
+    assert not app.locator("details").evaluate("d => d.open")  # the technical code stays folded away

@@ -1,0 +1,85 @@
+"""``ehrgate load``: bundles and NDJSON into the store, with a summary; the corpus when present."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from ehrgate.cli import cli
+from tests.conftest import corpus_dir
+
+
+def _count(data_dir: Path, sql: str) -> int:
+    eng = sa.create_engine(f"sqlite:///{data_dir / 'ehrgate.sqlite3'}")
+    with eng.connect() as conn:
+        n = int(conn.exec_driver_sql(sql).scalar_one())
+    eng.dispose()
+    return n
+
+
+def _write_samples(tmp_path: Path) -> Path:
+    src = tmp_path / "in"
+    (src / "nested").mkdir(parents=True)
+    tx = {
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:aaaaaaaa-0000-0000-0000-000000000001",
+             "resource": {"resourceType": "Patient", "name": [{"family": "Load"}]},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "t"},
+                          "subject": {"reference": "urn:uuid:aaaaaaaa-0000-0000-0000-000000000001"},
+                          "valueQuantity": {"value": 2.50}},
+             "request": {"method": "POST", "url": "Observation"}},
+        ],
+    }
+    (src / "tx.json").write_text(json.dumps(tx).replace("2.5", "2.50"))
+    lines = [json.dumps({"resourceType": "Practitioner", "id": f"pr{i}"}) for i in range(5)]
+    with gzip.open(src / "nested" / "Practitioner.ndjson.gz", "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    (src / "collection.json").write_text(json.dumps({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [{"resource": {"resourceType": "Organization", "id": "o1", "name": "Org"}}],
+    }))
+    return src
+
+
+def test_load_samples(tmp_path: Path) -> None:
+    src = _write_samples(tmp_path)
+    data = tmp_path / "data"
+    result = CliRunner().invoke(cli, ["load", str(src), "--data-dir", str(data), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "Loaded 8 resources" in result.output
+    assert _count(data, "SELECT count(*) FROM resource") == 8
+    raw = _count(data, "SELECT count(*) FROM resource_version WHERE res_type = 'Observation' AND CAST(raw AS TEXT) LIKE '%2.50%'")
+    assert raw == 1
+
+
+def test_load_reports_bad_lines_and_continues(tmp_path: Path) -> None:
+    src = tmp_path / "bad.ndjson"
+    src.write_text('{"resourceType":"Patient","id":"ok1"}\nnot json\n{"resourceType":"Patient","gender":"banana"}\n')
+    data = tmp_path / "data"
+    result = CliRunner().invoke(cli, ["load", str(src), "--data-dir", str(data), "--quiet"])
+    assert result.exit_code == 2
+    assert "bad.ndjson line 2" in result.output
+    assert "gender" in result.output
+    assert _count(data, "SELECT count(*) FROM resource") == 1
+
+
+@pytest.mark.corpus
+def test_load_synthea_and_us_core(tmp_path: Path) -> None:
+    synthea = corpus_dir("fhir", "synthea-r4")
+    us_core = corpus_dir("fhir", "us-core-examples")
+    data = tmp_path / "data"
+    result = CliRunner().invoke(cli, ["load", str(synthea), "--data-dir", str(data), "--quiet"])
+    assert result.exit_code == 0, result.output[-3000:]
+    assert _count(data, "SELECT count(*) FROM resource WHERE res_type = 'Patient'") >= 30
+    result = CliRunner().invoke(cli, ["load", str(us_core), "--data-dir", str(data), "--quiet"])
+    # One upstream example (diagnosticreport-cbc.json) has Narrative without the required div.
+    problems = [line for line in result.output.splitlines() if line.startswith("  ") and ".json" in line]
+    assert all("diagnosticreport-cbc" in p for p in problems), problems
+    assert _count(data, "SELECT count(*) FROM resource") > 5000

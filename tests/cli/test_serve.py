@@ -1,0 +1,82 @@
+"""``ehrgate serve`` as a real process: ready line, real HTTP, clean errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+EHRGATE = [sys.executable, "-m", "ehrgate"]
+
+
+def _start(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EHRGATE_")}
+    env["EHRGATE_AUTH_REQUIRED"] = "false"  # these tests exercise the FHIR side; SMART has its own
+    proc = subprocess.Popen(
+        [*EHRGATE, *args, "--port", "0", "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    deadline = time.monotonic() + 60
+    assert proc.stdout is not None
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"ready: FHIR base (\S+)", line)
+        if m:
+            return proc, m.group(1)
+    proc.kill()
+    raise AssertionError("server did not print its ready line:\n" + "".join(lines))
+
+
+@pytest.mark.slow
+def test_serve_prints_ready_line_and_answers(tmp_path: Path) -> None:
+    proc, base = _start(["serve"], tmp_path)
+    try:
+        with urllib.request.urlopen(f"{base}/metadata", timeout=10) as resp:
+            cap = json.load(resp)
+        assert cap["resourceType"] == "CapabilityStatement"
+        assert (tmp_path / "data" / "ehrgate.sqlite3").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_demo_seeds_patients(tmp_path: Path) -> None:
+    proc, base = _start(["demo", "--mllp-port", "0"], tmp_path)
+    try:
+        with urllib.request.urlopen(f"{base}/Patient?_count=1&_total=accurate", timeout=10) as resp:
+            bundle = json.load(resp)
+        assert bundle["total"] >= 20
+        with urllib.request.urlopen(f"{base}/Observation?category=laboratory&_count=0", timeout=10) as resp:
+            assert json.load(resp)["total"] > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_bad_database_url_is_one_sentence(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [*EHRGATE, "serve", "--database-url", "postgresql://nobody@127.0.0.1:1/none", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    assert "Cannot open the database" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_help_lists_commands() -> None:
+    out = subprocess.run([*EHRGATE, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for cmd in ("serve", "demo", "load"):
+        assert cmd in out.stdout

@@ -1,0 +1,197 @@
+"""ADT → Patient, Encounter, RelatedPerson, AllergyIntolerance, Condition, Coverage (adt.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from ehrgate.convert import ConversionError
+
+from .conftest import convert_sample, current, errors, load, pick, resources
+
+THO = "http://terminology.hl7.org/CodeSystem/"
+
+CASES: list[tuple[str, str, Any]] = [
+    # PID → Patient
+    ("adt_a01.hl7", "Patient.identifier[0].system", "urn:ehrgate:id:GHH"),
+    ("adt_a01.hl7", "Patient.identifier[0].value", "MRN1001"),
+    ("adt_a01.hl7", "Patient.identifier[0].type.coding[0].code", "MR"),
+    ("adt_a01.hl7", "Patient.identifier[2].system", "http://hl7.org/fhir/sid/us-ssn"),
+    ("adt_a01.hl7", "Patient.name[0].family", "Everywoman"),
+    ("adt_a01.hl7", "Patient.name[0].given", ["Eve", "Elaine"]),
+    ("adt_a01.hl7", "Patient.name[0].prefix", ["Ms"]),
+    ("adt_a01.hl7", "Patient.name[0].use", "official"),
+    ("adt_a01.hl7", "Patient.name[1].use", "maiden"),
+    ("adt_a01.hl7", "Patient.birthDate", "1962-03-20"),
+    ("adt_a01.hl7", "Patient.gender", "female"),
+    ("adt_a01.hl7", "Patient.address[0].line", ["2222 Home Street", "Apt 4"]),
+    ("adt_a01.hl7", "Patient.address[0].use", "home"),
+    ("adt_a01.hl7", "Patient.address[0].district", "Guilford"),
+    ("adt_a01.hl7", "Patient.telecom[0].value", "+1 336 5552004"),
+    ("adt_a01.hl7", "Patient.telecom[0].use", "home"),
+    ("adt_a01.hl7", "Patient.telecom[1].system", "email"),
+    ("adt_a01.hl7", "Patient.telecom[1].value", "eve@example.org"),
+    ("adt_a01.hl7", "Patient.telecom[2].value", "336 5550199 X12"),
+    ("adt_a01.hl7", "Patient.telecom[2].use", "work"),
+    ("adt_a01.hl7", "Patient.maritalStatus.coding[0].system", THO + "v3-MaritalStatus"),
+    ("adt_a01.hl7", "Patient.maritalStatus.coding[0].code", "M"),
+    ("adt_a01.hl7", "Patient.communication[0].language.coding[0].system", "urn:ietf:bcp:47"),
+    ("adt_a01.hl7", "Patient.communication[0].language.coding[0].code", "en"),
+    ("adt_a01.hl7", "Patient.extension[0].valueString", "Maiden"),
+    ("adt_a01.hl7", "Patient.extension[1].url", "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"),
+    ("adt_a01.hl7", "Patient.extension[1].extension[0].valueCoding.code", "2106-3"),
+    ("adt_a01.hl7", "Patient.extension[1].extension[0].url", "ombCategory"),
+    ("adt_a01.hl7", "Patient.extension[2].extension[0].valueCoding.code", "2186-5"),
+    ("adt_a01.hl7", "Patient.multipleBirthBoolean", False),
+    ("adt_a01.hl7", "Patient.deceasedBoolean", False),
+    ("adt_a01.hl7", "Patient.generalPractitioner[0].display", "GOOD HEALTH CLINIC"),
+    ("adt_a01.hl7", "Patient.meta.source", "urn:ehrgate:channel:test-channel#A01-0001"),
+    ("adt_a28.hl7", "Patient.gender", "unknown"),
+    ("adt_a28.hl7", "Patient.telecom[0].use", "home"),
+    # PV1 → Encounter
+    ("adt_a01.hl7", "Encounter.status", "in-progress"),
+    ("adt_a01.hl7", "Encounter.class.code", "IMP"),
+    ("adt_a01.hl7", "Encounter.identifier[0].value", "V20240315-1"),
+    ("adt_a01.hl7", "Encounter.identifier[0].type.coding[0].code", "VN"),
+    ("adt_a01.hl7", "Encounter.period.start", "2024-03-15T08:00:00-05:00"),
+    ("adt_a01.hl7", "Encounter.type[0].coding[0].code", "E"),
+    ("adt_a01.hl7", "Encounter.serviceType.coding[0].code", "MED"),
+    ("adt_a01.hl7", "Encounter.participant[0].type[0].coding[0].code", "ATND"),
+    ("adt_a01.hl7", "Encounter.participant[1].type[0].coding[0].code", "REF"),
+    ("adt_a01.hl7", "Encounter.participant[2].type[0].coding[0].code", "ADM"),
+    ("adt_a01.hl7", "Encounter.location[0].status", "active"),
+    ("adt_a01.hl7", "Encounter.reasonCode[0].coding[0].code", "CP"),
+    ("adt_a01.hl7", "Encounter.hospitalization.admitSource.coding[0].code", "7"),
+    ("adt_a02.hl7", "Encounter.location[1].status", "completed"),
+    ("adt_a03.hl7", "Encounter.status", "finished"),
+    ("adt_a03.hl7", "Encounter.period.end", "2024-03-18T14:00:00-05:00"),
+    ("adt_a03.hl7", "Encounter.hospitalization.dischargeDisposition.coding[0].code", "01"),
+    ("adt_a03.hl7", "Encounter.location[0].status", "completed"),
+    ("adt_a04.hl7", "Encounter.status", "planned"),
+    ("adt_a04.hl7", "Encounter.class.code", "AMB"),
+    ("adt_a08.hl7", "Encounter.status", "in-progress"),
+    ("adt_a11.hl7", "Encounter.status", "cancelled"),
+    ("adt_a28.hl7", "Encounter", None),
+    # the rest of the ADT_A01 structure
+    ("adt_a01.hl7", "RelatedPerson.relationship[0].coding[0].code", "SPS"),
+    ("adt_a01.hl7", "RelatedPerson.relationship[1].coding[0].code", "C"),
+    ("adt_a01.hl7", "RelatedPerson.name[0].suffix", ["III"]),
+    ("adt_a01.hl7", "AllergyIntolerance(70618).code.coding[0].system", "http://www.nlm.nih.gov/research/umls/rxnorm"),
+    ("adt_a01.hl7", "AllergyIntolerance(70618).category", ["medication"]),
+    ("adt_a01.hl7", "AllergyIntolerance(70618).criticality", "high"),
+    ("adt_a01.hl7", "AllergyIntolerance(70618).reaction[0].manifestation[0].text", "Hives&Rash"),
+    ("adt_a01.hl7", "AllergyIntolerance(70618).reaction[0].manifestation[1].text", "Wheezing"),
+    ("adt_a01.hl7", "AllergyIntolerance(70618).onsetDateTime", "2010-01-01"),
+    ("adt_a01.hl7", "AllergyIntolerance(256349002).category", ["food"]),
+    ("adt_a01.hl7", "AllergyIntolerance(256349002).criticality", "low"),
+    ("adt_a01.hl7", "Condition.code.coding[0].system", "http://hl7.org/fhir/sid/icd-10-cm"),
+    ("adt_a01.hl7", "Condition.category[0].coding[0].code", "encounter-diagnosis"),
+    ("adt_a01.hl7", "Condition.onsetDateTime", "2024-03-15"),
+    ("adt_a01.hl7", "Coverage.status", "active"),
+    ("adt_a01.hl7", "Coverage.subscriberId", "POL123456"),
+    ("adt_a01.hl7", "Coverage.period", {"start": "2024-01-01", "end": "2024-12-31"}),
+    ("adt_a01.hl7", "Coverage.payor[0].display", "Acme Health Insurance"),
+    ("adt_a01.hl7", "Coverage.order", 1),
+    ("adt_a01.hl7", "Coverage.class[0].value", "GRP778"),
+    ("adt_a01.hl7", "Observation(8302-2).valueQuantity.value", 165.5),
+    ("adt_a01.hl7", "Observation(29463-7).valueQuantity.value", Decimal("72.30")),
+    ("adt_a01.hl7", "Observation(29463-7).valueQuantity.code", "kg"),
+    ("adt_a01.hl7", "Practitioner.identifier[0].value", "004777"),
+    ("adt_a01.hl7", "Practitioner.name[0].family", "Attend"),
+    ("adt_a01.hl7", "Provenance.activity.coding[0].code", "A01"),
+    ("adt_a01.hl7", "Provenance.recorded", "2024-03-15T08:30:00-05:00"),
+    ("adt_a01.hl7", "Provenance.occurredDateTime", "2024-03-15T08:25:00-05:00"),
+    ("adt_a01.hl7", "Provenance.entity[0].what.identifier.value", "msg-1"),
+]
+
+
+@pytest.mark.parametrize(("name", "path", "expected"), CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES])
+def test_adt_values(name: str, path: str, expected: Any) -> None:
+    assert pick(convert_sample(name).bundle, path) == expected
+
+
+def test_requests_are_conditional_updates_keyed_by_business_identifiers() -> None:
+    bundle = convert_sample("adt_a01.hl7").bundle
+    requests = {e["resource"]["resourceType"]: e["request"] for e in bundle["entry"]}
+    assert requests["Patient"] == {"method": "PUT", "url": "Patient?identifier=urn:ehrgate:id:GHH|MRN1001"}
+    assert requests["Encounter"] == {"method": "PUT", "url": "Encounter?identifier=urn:ehrgate:id:GHH|V20240315-1"}
+    assert requests["Practitioner"]["method"] == "POST" and "ifNoneExist" in requests["Practitioner"]
+    assert requests["Provenance"]["method"] == "PUT" and requests["Provenance"]["url"].startswith("Provenance/")
+
+
+def test_references_point_at_entries_of_the_bundle() -> None:
+    bundle = convert_sample("adt_a01.hl7").bundle
+    urls = {e["fullUrl"] for e in bundle["entry"]}
+    patient_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    assert pick(bundle, "Encounter.subject.reference") == patient_url
+    assert pick(bundle, "Encounter.diagnosis[0].condition.reference") in urls
+    provenance = resources(bundle, "Provenance")[0]
+    assert {t["reference"] for t in provenance["target"]} <= urls
+    assert patient_url in {t["reference"] for t in provenance["target"]}
+
+
+def test_unused_segments_and_fields_are_counted() -> None:
+    result = convert_sample("adt_a01.hl7")
+    assert result.ignored_segments == {"ZPI": 1}
+    assert result.ignored_fields["PID-18"] == 1
+    assert result.message_type == "ADT^A01"
+    assert result.control_id == "A01-0001"
+
+
+def test_merge_links_survivor_and_merged_patient() -> None:
+    bundle = convert_sample("adt_a40.hl7").bundle
+    survivor = next(e for e in bundle["entry"] if e["request"].get("ifNoneExist") == "identifier=urn:ehrgate:id:GHH|MRN2002")
+    merged = next(e for e in bundle["entry"] if e["request"].get("ifNoneExist") == "identifier=urn:ehrgate:id:GHH|MRN2999")
+    assert merged["resource"]["name"][0]["family"] == "Everyman"
+    patches = {e["request"]["url"]: json.loads(base64.b64decode(e["resource"]["data"]))
+               for e in bundle["entry"] if e["request"]["method"] == "PATCH"}
+    assert patches["Patient?identifier=urn:ehrgate:id:GHH|MRN2002"] == [
+        {"op": "add", "path": "/active", "value": True},
+        {"op": "add", "path": "/link", "value": [{"other": {"reference": merged["fullUrl"]}, "type": "replaces"}]}]
+    assert patches["Patient?identifier=urn:ehrgate:id:GHH|MRN2999"] == [
+        {"op": "add", "path": "/active", "value": False},
+        {"op": "add", "path": "/link", "value": [{"other": {"reference": survivor["fullUrl"]}, "type": "replaced-by"}]}]
+
+
+def test_bad_birth_date_names_the_field() -> None:
+    with pytest.raises(ConversionError) as info:
+        convert_sample("adt_bad_dob.hl7")
+    assert str(info.value) == "PID-7: '1983021' is not a valid HL7 date (expected YYYY[MM[DD[HH[MM[SS]]]]])"
+    assert info.value.location is not None
+    assert (info.value.location.segment, info.value.location.field) == ("PID", 7)
+    assert info.value.code == 102
+
+
+def test_every_sample_is_valid_and_loads(store: Any) -> None:
+    for name in ("adt_a01.hl7", "adt_a02.hl7", "adt_a03.hl7", "adt_a04.hl7", "adt_a08.hl7", "adt_a11.hl7",
+                 "adt_a28.hl7", "adt_a40.hl7"):
+        bundle = convert_sample(name).bundle
+        assert errors(bundle) == [], name
+        load(store, bundle)
+
+
+def test_visit_lifecycle_updates_one_encounter(store: Any) -> None:
+    for name in ("adt_a01.hl7", "adt_a02.hl7", "adt_a03.hl7"):
+        load(store, convert_sample(name).bundle)
+    encounters = current(store, "Encounter")
+    assert len(encounters) == 1
+    assert encounters[0]["status"] == "finished"
+    assert encounters[0]["meta"]["versionId"] == "3"
+    assert len(current(store, "Patient")) == 1
+
+
+def test_merge_in_the_store(store: Any) -> None:
+    load(store, convert_sample("adt_a04.hl7").bundle)
+    load(store, convert_sample("adt_a40.hl7").bundle)
+    survivor = current(store, "Patient", "identifier=urn:ehrgate:id:GHH|MRN2002")
+    merged = current(store, "Patient", "identifier=urn:ehrgate:id:GHH|MRN2999")
+    assert len(survivor) == len(merged) == 1
+    assert survivor[0]["link"][0] == {"other": {"reference": f"Patient/{merged[0]['id']}"}, "type": "replaces"}
+    assert merged[0]["link"][0] == {"other": {"reference": f"Patient/{survivor[0]['id']}"}, "type": "replaced-by"}
+    assert merged[0]["active"] is False
+    # the survivor keeps its demographics from the A04
+    assert survivor[0]["address"][0]["city"] == "Springfield"

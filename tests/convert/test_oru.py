@@ -1,0 +1,121 @@
+"""ORU^R01 / OUL^R22 → DiagnosticReport, Observation, Specimen, ServiceRequest (oru.py, observation.py)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from .conftest import convert_sample, current, errors, load, pick, resources
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+
+CASES: list[tuple[str, str, Any]] = [
+    # OBR → DiagnosticReport
+    ("oru_r01.hl7", "DiagnosticReport.status", "final"),
+    ("oru_r01.hl7", "DiagnosticReport.code.coding[0].code", "24323-8"),
+    ("oru_r01.hl7", "DiagnosticReport.category[0].coding[0].code", "CH"),
+    ("oru_r01.hl7", "DiagnosticReport.effectiveDateTime", "2024-03-16T07:00:00-05:00"),
+    ("oru_r01.hl7", "DiagnosticReport.issued", "2024-03-16T14:25:00-05:00"),
+    ("oru_r01.hl7", "DiagnosticReport.identifier[1].value", "F-9001"),
+    ("oru_r01.hl7", "DiagnosticReport.identifier[1].type.coding[0].code", "FILL"),
+    ("oru_r01.hl7", "DiagnosticReport#1.status", "preliminary"),
+    ("oru_r01_corrected.hl7", "DiagnosticReport.status", "corrected"),
+    # OBX values by OBX-2
+    ("oru_r01.hl7", "Observation(2345-7).valueQuantity", {"value": 182, "unit": "milligram per deciliter",
+                                                         "system": UCUM, "code": "mg/dL"}),
+    ("oru_r01.hl7", "Observation(2345-7).interpretation[0].coding[0].code", "H"),
+    ("oru_r01.hl7", "Observation(2345-7).referenceRange[0].text", "70-99"),
+    ("oru_r01.hl7", "Observation(2345-7).referenceRange[0].low.value", 70),
+    ("oru_r01.hl7", "Observation(2345-7).referenceRange[0].high.value", 99),
+    ("oru_r01.hl7", "Observation(2345-7).status", "final"),
+    ("oru_r01.hl7", "Observation(2345-7).category[0].coding[0].code", "laboratory"),
+    ("oru_r01.hl7", "Observation(2345-7).effectiveDateTime", "2024-03-16T07:00:00-05:00"),
+    ("oru_r01.hl7", "Observation(2345-7).issued", "2024-03-16T14:25:00-05:00"),
+    ("oru_r01.hl7", "Observation(2345-7).performer[0].display", "Tina Tech"),
+    ("oru_r01.hl7", "Observation(2160-0).valueQuantity.comparator", "<"),
+    ("oru_r01.hl7", "Observation(2160-0).valueQuantity.value", 0.5),
+    ("oru_r01.hl7", "Observation(5902-2).valueRange.low.value", 10),
+    ("oru_r01.hl7", "Observation(5902-2).valueRange.high.code", "s"),
+    ("oru_r01.hl7", "Observation(5130-0).valueRatio", {"numerator": {"value": 1}, "denominator": {"value": 64}}),
+    ("oru_r01.hl7", "Observation(600-7).valueCodeableConcept.coding[0].system", "http://snomed.info/sct"),
+    ("oru_r01.hl7", "Observation(600-7).status", "preliminary"),
+    ("oru_r01.hl7", "Observation(8251-1).valueString", "Sample slightly hemolyzed"),
+    ("oru_r01.hl7", "Observation(8251-1).status", "corrected"),
+    ("oru_r01.hl7", "Observation(8251-1).note[0].text", "Recollect if clinically indicated"),
+    ("oru_r01.hl7", "Observation(2951-2).status", "cancelled"),
+    ("oru_r01.hl7", "Observation(2951-2).dataAbsentReason.coding[0].code", "cannot-be-obtained"),
+    ("oru_r01.hl7", "Observation(18748-4).extension[0].valueAttachment",
+     {"contentType": "application/pdf", "data": "JVBERi0xLjQK"}),
+    ("oru_r01.hl7", "Observation(718-7).valueQuantity.value", Decimal("13.20")),
+    ("oru_r01.hl7", "Observation(718-7).interpretation[0].coding[0].display", "Normal"),
+    # SPM → Specimen
+    ("oru_r01.hl7", "Specimen.type.coding[0].code", "119297000"),
+    ("oru_r01.hl7", "Specimen.collection.collectedDateTime", "2024-03-16T07:00:00-05:00"),
+    ("oru_r01.hl7", "Specimen.receivedTime", "2024-03-16T07:30:00-05:00"),
+    ("oul_r22.hl7", "Specimen.identifier[0].value", "S-7001"),
+    ("oul_r22.hl7", "Specimen.identifier[0].type.coding[0].code", "FGN"),
+    ("oul_r22.hl7", "DiagnosticReport.code.coding[0].code", "24357-6"),
+    ("oul_r22.hl7", "Observation.valueCodeableConcept.coding[0].code", "260385009"),
+    ("oul_r22.hl7", "Observation.effectiveDateTime", None),
+    # ORC/OBR → the ServiceRequest the report answers (created only if unknown)
+    ("oru_r01.hl7", "ServiceRequest(24323-8).status", "completed"),
+    ("oru_r01.hl7", "ServiceRequest(24323-8).intent", "order"),
+    ("oru_r01.hl7", "ServiceRequest(24323-8).note[0].text", "Fasting specimen"),
+    ("oul_r22.hl7", "ServiceRequest.status", "completed"),
+]
+
+
+@pytest.mark.parametrize(("name", "path", "expected"), CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES])
+def test_oru_values(name: str, path: str, expected: Any) -> None:
+    assert pick(convert_sample(name).bundle, path) == expected
+
+
+def test_text_values_keep_their_lines() -> None:
+    bundle = convert_sample("oru_r01.hl7").bundle
+    texts = sorted(o["valueString"] for o in resources(bundle, "Observation") if o["code"]["coding"][0]["code"] == "11526-1")
+    assert texts == ["Line one\nLine two", "Narrative\nsecond line"]
+
+
+def test_report_links_results_specimen_and_order() -> None:
+    bundle = convert_sample("oru_r01.hl7").bundle
+    by_url = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    report = pick(bundle, "DiagnosticReport")
+    assert len(report["result"]) == 10
+    assert all(by_url[r["reference"]]["resourceType"] == "Observation" for r in report["result"])
+    assert by_url[report["specimen"][0]["reference"]]["resourceType"] == "Specimen"
+    assert by_url[report["basedOn"][0]["reference"]]["resourceType"] == "ServiceRequest"
+    assert pick(bundle, "DiagnosticReport#1.result") is not None and len(pick(bundle, "DiagnosticReport#1.result")) == 2
+
+
+def test_identity_of_reports_and_results() -> None:
+    bundle = convert_sample("oru_r01.hl7").bundle
+    reports = [e["request"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+    assert {"method": "PUT", "url": "DiagnosticReport?identifier=urn:ehrgate:id:LIS|F-9001"} in reports
+    orders = [e["request"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest"]
+    assert {"method": "POST", "url": "ServiceRequest", "ifNoneExist": "identifier=urn:ehrgate:id:EHR|ORD777"} in orders
+    assert pick(bundle, "Patient.meta.source") == "urn:ehrgate:channel:test-channel#ORU-0001"
+    patients = [e["request"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
+    assert patients == [{"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:ehrgate:id:GHH|MRN1001"}]
+
+
+def test_every_sample_is_valid_and_loads(store: Any) -> None:
+    for name in ("oru_r01.hl7", "oru_r01_corrected.hl7", "oul_r22.hl7"):
+        bundle = convert_sample(name).bundle
+        assert errors(bundle) == [], name
+        load(store, bundle)
+
+
+def test_correction_updates_the_report_and_its_result(store: Any) -> None:
+    load(store, convert_sample("oru_r01.hl7").bundle)
+    load(store, convert_sample("oru_r01_corrected.hl7").bundle)
+    reports = current(store, "DiagnosticReport", "identifier=urn:ehrgate:id:LIS|F-9001")
+    assert len(reports) == 1 and reports[0]["status"] == "corrected"
+    glucose = current(store, "Observation", "code=http://loinc.org|2345-7")
+    assert len(glucose) == 1
+    assert glucose[0]["valueQuantity"]["value"] == 128
+    assert glucose[0]["status"] == "corrected"
+    assert len(current(store, "Patient")) == 1
+    assert len(current(store, "ServiceRequest", "identifier=urn:ehrgate:id:EHR|ORD777")) == 1

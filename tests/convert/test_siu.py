@@ -1,0 +1,65 @@
+"""SIU → Appointment (siu.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ehrgate.convert import ConversionError
+
+from .conftest import convert_sample, current, errors, load, pick
+
+CASES: list[tuple[str, str, Any]] = [
+    ("siu_s12.hl7", "Appointment.status", "booked"),
+    ("siu_s12.hl7", "Appointment.start", "2024-05-20T09:30:00-04:00"),
+    ("siu_s12.hl7", "Appointment.end", "2024-05-20T10:00:00-04:00"),
+    ("siu_s12.hl7", "Appointment.minutesDuration", 30),
+    ("siu_s12.hl7", "Appointment.identifier[1].value", "FAPT-200"),
+    ("siu_s12.hl7", "Appointment.identifier[1].type.coding[0].code", "FILL"),
+    ("siu_s12.hl7", "Appointment.serviceType[0].coding[0].code", "185389009"),
+    ("siu_s12.hl7", "Appointment.appointmentType.coding[0].code", "ROUTINE"),
+    ("siu_s12.hl7", "Appointment.reasonCode[0].coding[0].code", "FU"),
+    ("siu_s12.hl7", "Appointment.comment", "Bring medication list"),
+    ("siu_s12.hl7", "Appointment.participant[0].status", "accepted"),
+    ("siu_s12.hl7", "Appointment.participant[1].type[0].coding[0].code", "ATND"),
+    ("siu_s12.hl7", "Appointment.participant[1].actor.display", "Dr Aaron A Attend"),
+    ("siu_s12.hl7", "Appointment.participant[2].actor.display", "201"),
+    ("siu_s14.hl7", "Appointment.start", "2024-05-20T10:00:00-04:00"),
+    ("siu_s14.hl7", "Appointment.minutesDuration", 45),
+    ("siu_s15.hl7", "Appointment.status", "cancelled"),
+    ("siu_s15.hl7", "Appointment.participant[0].status", "declined"),
+    ("siu_s26.hl7", "Appointment.status", "noshow"),
+]
+
+
+@pytest.mark.parametrize(("name", "path", "expected"), CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES])
+def test_appointment_values(name: str, path: str, expected: Any) -> None:
+    assert pick(convert_sample(name).bundle, path) == expected
+
+
+def test_participants_are_patient_practitioner_and_location() -> None:
+    bundle = convert_sample("siu_s12.hl7").bundle
+    kinds = {e["fullUrl"]: e["resource"]["resourceType"] for e in bundle["entry"]}
+    actors = [kinds[p["actor"]["reference"]] for p in pick(bundle, "Appointment.participant")]
+    assert actors == ["Patient", "Practitioner", "Location"]
+
+
+def test_start_without_end_names_the_field() -> None:
+    with pytest.raises(ConversionError) as info:
+        convert_sample("siu_no_end.hl7")
+    assert str(info.value).startswith("SCH-11: has a start but no end and no duration")
+
+
+def test_cancel_updates_the_booked_appointment(store: Any) -> None:
+    for name in ("siu_s12.hl7", "siu_s14.hl7", "siu_s15.hl7"):
+        bundle = convert_sample(name).bundle
+        assert errors(bundle) == [], name
+        load(store, bundle)
+    appointments = current(store, "Appointment")
+    assert len(appointments) == 1
+    assert appointments[0]["status"] == "cancelled"
+    assert appointments[0]["start"] == "2024-05-20T09:30:00-04:00"  # as the S15 states it
+    assert appointments[0]["meta"]["versionId"] == "3"
+    load(store, convert_sample("siu_s26.hl7").bundle)
+    assert [a["status"] for a in current(store, "Appointment")] == ["noshow"]

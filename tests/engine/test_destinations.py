@@ -1,0 +1,137 @@
+"""MLLP source with mutual TLS; HTTP and FHIR-over-HTTP destinations against a real local server;
+retention by the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from click.testing import CliRunner
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ehrgate.engine import MessageStore, SearchQuery
+from ehrgate.hl7 import MLLPClient, parse
+
+from .conftest import Certificates, hl7, run
+from .helpers import port_of, running, until
+
+
+def test_mllp_source_with_mutual_tls(messages: MessageStore, certificates: Certificates, tmp_path: Path) -> None:
+    async def body() -> None:
+        chan = {"source": {"type": "mllp", "port": 0, "tls": {"cert": str(certificates.server_cert),
+                                                              "key": str(certificates.server_key),
+                                                              "ca": str(certificates.ca), "client_auth": True}},
+                "destinations": {"out": {"type": "file", "directory": str(tmp_path / "out")}}}
+        async with running(messages, {"secure": chan}) as eng:
+            port = port_of(eng, "secure")
+            ctx = ssl.create_default_context(cafile=str(certificates.ca))
+            ctx.load_cert_chain(str(certificates.client_cert), str(certificates.client_key))
+            async with await MLLPClient.connect("127.0.0.1", port, ssl=ctx, server_hostname="127.0.0.1") as c:
+                assert parse(await c.send(hl7("TLS1"))).get("MSA-1") == "AA"
+            anonymous = ssl.create_default_context(cafile=str(certificates.ca))
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                async with await MLLPClient.connect("127.0.0.1", port, ssl=anonymous, server_hostname="127.0.0.1") as c:
+                    await c.send(hl7("TLS2"))
+            # the CLI sender with --tls and a client certificate
+            file = tmp_path / "m.hl7"
+            file.write_bytes(hl7("TLS3"))
+            result = await asyncio.to_thread(CliRunner().invoke, __import__("ehrgate.cli", fromlist=["cli"]).cli, [
+                "hl7", "send", str(file), "--to", f"127.0.0.1:{port}", "--tls", "--ca", str(certificates.ca),
+                "--cert", str(certificates.client_cert), "--key", str(certificates.client_key)])
+            assert result.exit_code == 0, result.output
+        assert sorted(r["control_id"] for r in messages.search(SearchQuery(channel="secure"))) == ["TLS1", "TLS3"]
+    run(body())
+
+
+class Web:
+    """A real HTTP server on 127.0.0.1 recording requests; answers by the path's last segment (a status)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+        async def any_(request: Request) -> Response:
+            self.requests.append({"path": request.url.path, "headers": dict(request.headers),
+                                  "body": await request.body()})
+            status = int(request.path_params["status"])
+            return Response(b'{"ok": true}' if status < 300 else b"nope", status_code=status)
+
+        self.app = Starlette(routes=[Route("/{kind}/{status:int}", any_, methods=["POST", "PUT"])])
+
+    async def __aenter__(self) -> str:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
+        while not self.server.started:
+            await asyncio.sleep(0.02)
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+def test_http_and_fhir_http_destinations(messages: MessageStore, tmp_path: Path) -> None:
+    web = Web()
+
+    async def body() -> None:
+        async with web as base:
+            (tmp_path / "token").write_text("t0ken\n")
+            chan = {"source": "http", "transform": ["tests.engine.channels.sample:to_bundle"], "destinations": {
+                "hook": {"type": "http", "url": base + "/hl7/200?patient={PID-3.1}", "method": "PUT",
+                         "headers": {"X-Control": "{control_id}"}, "body": "{type} {body}"},
+                "fhir": {"type": "fhir_http", "url": base + "/fhir/200", "token_file": str(tmp_path / "token")},
+                "down": {"type": "http", "url": base + "/x/503", "retry": {"max_attempts": 2, "base_delay": 0.01}},
+                "refused": {"type": "http", "url": base + "/x/400"},
+            }}
+            async with running(messages, {"web": chan}, base=tmp_path) as eng:
+                ack, code = await eng.handle("web", hl7("W1", patient="MRN 1/2"), "test")
+                assert code == "AA"
+                await until(lambda: [r["status"] for r in messages.search(SearchQuery(channel="web"))] == ["ERROR"],
+                            what="final status")
+        hook = next(r for r in web.requests if r["path"] == "/hl7/200")
+        assert hook["headers"]["x-control"] == "W1" and hook["body"].startswith(b"ADT^A01 MSH|")
+        fhir = next(r for r in web.requests if r["path"] == "/fhir/200")
+        assert fhir["headers"]["authorization"] == "Bearer t0ken"
+        assert fhir["headers"]["content-type"] == "application/fhir+json" and b'"transaction"' in fhir["body"]
+        assert sum(r["path"] == "/x/503" for r in web.requests) == 2  # retried up to max_attempts
+        assert sum(r["path"] == "/x/400" for r in web.requests) == 1  # not retried
+        got = messages.get(messages.search(SearchQuery(channel="web"))[0]["id"])
+        assert got is not None
+        by = {d["destination"]: d for d in got["deliveries"]}
+        assert by["hook"]["status"] == "SENT" and by["fhir"]["status"] == "SENT"
+        assert by["down"]["status"] == "ERROR" and by["down"]["attempts"] == 2
+        assert by["refused"]["status"] == "ERROR" and by["refused"]["last_error"] == "HTTP 400 from the destination"
+    run(body())
+
+
+def test_hook_url_values_are_percent_encoded(messages: MessageStore) -> None:
+    from ehrgate.engine.destinations.base import Payload, render
+
+    p = Payload(1, "c", hl7("Q", patient="A B/C"), None, "ADT^A01", "Q")
+    assert render("http://h/p?id={PID-3.1}&t={type}", p, url=True) == "http://h/p?id=A%20B%2FC&t=ADT%5EA01"
+
+
+def test_retention_prunes_old_finished_messages(messages: MessageStore, tmp_path: Path) -> None:
+    async def body() -> None:
+        chan = {"source": "http", "retention_days": 1,
+                "destinations": {"out": {"type": "file", "directory": str(tmp_path / "out")}}}
+        async with running(messages, {"keep": chan}) as eng:
+            for cid in ("OLD", "NEW"):
+                await eng.handle("keep", hl7(cid), "test")
+            await until(lambda: [r["status"] for r in messages.search(SearchQuery(channel="keep"))] == ["SENT"] * 2)
+            with messages.write() as conn:
+                conn.execute(sa.text("UPDATE eng_message SET received_at = received_at - 2 * 86400000 "
+                                     "WHERE control_id = 'OLD'"))
+            assert await eng.prune_expired() == 1
+        assert [r["control_id"] for r in messages.search(SearchQuery(channel="keep"))] == ["NEW"]
+    run(body())

@@ -1,0 +1,215 @@
+"""The running engine, in process, on SQLite and PostgreSQL: MLLP in, destinations out, ACK modes,
+retries, ordering, duplicates, pause/resume, split, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ehrgate.engine import MessageStore, SearchQuery
+from ehrgate.fhir.store.service import Store
+
+from .conftest import hl7, run
+from .helpers import Receiver, port_of, running, send, until
+
+TO_BUNDLE = "tests.engine.channels.sample:to_bundle"
+
+
+def mllp_in(**extra: Any) -> dict[str, Any]:
+    return {"source": {"type": "mllp", "port": 0}, **extra}
+
+
+def statuses(messages: MessageStore, channel: str) -> list[str]:
+    return [r["status"] for r in messages.search(SearchQuery(channel=channel, limit=1000))]
+
+
+def test_on_receive_acks_after_store_and_delivers_to_the_fhir_store(messages: MessageStore, store: Store) -> None:
+    async def body() -> None:
+        chan = mllp_in(transform=[TO_BUNDLE], destinations={"store": {"type": "fhir_store"}})
+        async with running(messages, {"adt": chan}, fhir_store=store) as eng:
+            raws = [hl7(f"M{i}", patient=f"MRN{i % 5}") for i in range(40)]
+            assert await send(port_of(eng, "adt"), raws, connections=4) == ["AA"] * 40
+            await until(lambda: statuses(messages, "adt").count("SENT") == 40, what="40 SENT")
+            # the delivery counter moves just after the SENT status is committed (in another thread)
+            await until(lambda: eng.channel_stats("adt")["destinations"]["store"]["sent"] == 40, what="40 counted")
+            stats = eng.channel_stats("adt")
+            assert stats["received"] == 40 and stats["destinations"]["store"]["sent"] == 40
+            assert stats["ack_latency"]["count"] == 40
+        with store.reader() as conn:
+            n = conn.exec_driver_sql("SELECT count(*) FROM resource WHERE res_type = 'Patient' AND deleted = false"
+                                     if store.dialect == "postgresql" else
+                                     "SELECT count(*) FROM resource WHERE res_type = 'Patient' AND deleted = 0").scalar()
+        assert n == 5  # conditional create on the identifier: the same patient is written once
+        got = messages.get(messages.search(SearchQuery(control_id="M7"))[0]["id"])
+        assert got is not None and got["deliveries"][0]["status"] == "SENT"
+        assert json.loads(got["deliveries"][0]["response"])[0]["status"] in (200, 201)
+        assert json.loads(got["bundle"])["type"] == "transaction"
+    run(body())
+
+
+def test_without_a_bundle_the_store_destination_records_nothing_written(messages: MessageStore, store: Store) -> None:
+    async def body() -> None:
+        async with running(messages, {"adt": mllp_in(destinations={"store": {"type": "fhir_store"}})},
+                           fhir_store=store) as eng:
+            assert await send(port_of(eng, "adt"), [hl7("N1")]) == ["AA"]
+            await until(lambda: statuses(messages, "adt") == ["SENT"])
+        got = messages.get(messages.search(SearchQuery(control_id="N1"))[0]["id"])
+        assert got is not None and b"No FHIR resources" in got["deliveries"][0]["response"]
+    run(body())
+
+
+def test_on_processed_acks_with_the_destination_outcome(messages: MessageStore) -> None:
+    async def body() -> None:
+        receiver = Receiver(lambda raw: "AE" if b"|BAD|" in raw else "AA")
+        port = await receiver.start()
+        try:
+            chan = mllp_in(ack="on_processed", ack_timeout=10, destinations={
+                "peer": {"type": "mllp", "host": "127.0.0.1", "port": port, "timeout": 2}})
+            async with running(messages, {"adt": chan}) as eng:
+                good = hl7("G1")
+                bad = hl7("B1", extra="NTE|1||BAD|\r")
+                codes = await send(port_of(eng, "adt"), [good, bad])
+                assert codes == ["AA", "AE"]
+            [row] = messages.search(SearchQuery(control_id="B1"))
+            assert row["status"] == "ERROR" and "answered AE: receiver says no" in row["error"]
+        finally:
+            await receiver.stop()
+    run(body())
+
+
+def test_destination_down_retries_with_backoff_then_delivers(messages: MessageStore) -> None:
+    async def body() -> None:
+        receiver = Receiver()
+        port = await receiver.start()
+        await receiver.stop()  # the port is free: connections are refused
+        chan = mllp_in(destinations={"peer": {"type": "mllp", "host": "127.0.0.1", "port": port, "timeout": 1,
+                                              "retry": {"max_attempts": 1000, "base_delay": 0.05, "max_delay": 0.2}}})
+        async with running(messages, {"adt": chan}) as eng:
+            assert await send(port_of(eng, "adt"), [hl7("D1"), hl7("D2")]) == ["AA", "AA"]
+            await until(lambda: any(a["outcome"] == "RETRY" for r in messages.search(SearchQuery(channel="adt"))
+                                    for a in (messages.get(r["id"]) or {}).get("attempts", [])), what="a retry")
+            assert statuses(messages, "adt") == ["QUEUED", "QUEUED"]
+            await receiver.start(port)  # the destination comes back
+            await until(lambda: statuses(messages, "adt") == ["SENT", "SENT"], what="delivery after recovery")
+            assert sorted(receiver.control_ids()) == ["D1", "D2"]
+            assert eng.channel_stats("adt")["destinations"]["peer"]["retried"] >= 1
+        await receiver.stop()
+    run(body())
+
+
+def test_retries_are_bounded_then_error_with_the_last_error(messages: MessageStore) -> None:
+    async def body() -> None:
+        chan = mllp_in(destinations={"peer": {"type": "mllp", "host": "127.0.0.1", "port": 9, "timeout": 1,
+                                              "retry": {"max_attempts": 3, "base_delay": 0.01}}})
+        async with running(messages, {"adt": chan}) as eng:
+            assert await send(port_of(eng, "adt"), [hl7("E1")]) == ["AA"]
+            await until(lambda: statuses(messages, "adt") == ["ERROR"], what="ERROR after 3 attempts")
+        got = messages.get(messages.search(SearchQuery(control_id="E1"))[0]["id"])
+        assert got is not None
+        assert [a["outcome"] for a in got["attempts"]] == ["RETRY", "RETRY", "ERROR"]
+        assert got["deliveries"][0]["attempts"] == 3 and "127.0.0.1:9" in got["error"]
+    run(body())
+
+
+def test_ordered_by_key_a_stuck_patient_holds_back_only_itself(messages: MessageStore) -> None:
+    async def body() -> None:
+        stuck = {"on": True}
+        receiver = Receiver(lambda raw: "slow" if stuck["on"] and b"|A^^^" in raw else "AA")
+        port = await receiver.start()
+        chan = mllp_in(ordered=True, order_by="PID-3.1", destinations={"peer": {
+            "type": "mllp", "host": "127.0.0.1", "port": port, "timeout": 0.3, "workers": 3,
+            "retry": {"max_attempts": 100, "base_delay": 0.05, "max_delay": 0.1}}})
+        try:
+            async with running(messages, {"adt": chan}) as eng:
+                raws = [hl7(f"{k}{i}", patient=k) for i in range(4) for k in "AB"]
+                assert await send(port_of(eng, "adt"), raws) == ["AA"] * 8
+                await until(lambda: [c for c in receiver.control_ids() if c[0] == "B"] == ["B0", "B1", "B2", "B3"],
+                            what="key B delivered in order")
+                assert not [c for c in receiver.control_ids() if c[0] == "A"]
+                stuck["on"] = False
+                await until(lambda: [c for c in receiver.control_ids() if c[0] == "A"] == ["A0", "A1", "A2", "A3"],
+                            what="key A delivered in order after recovery")
+        finally:
+            await receiver.stop()
+    run(body())
+
+
+def test_duplicates_are_acked_and_not_delivered_again(messages: MessageStore, tmp_path: Path) -> None:
+    async def body() -> None:
+        chan = mllp_in(destinations={"out": {"type": "file", "directory": str(tmp_path / "out")}})
+        async with running(messages, {"adt": chan}) as eng:
+            assert await send(port_of(eng, "adt"), [hl7("X1"), hl7("X1"), hl7("X2")]) == ["AA", "AA", "AA"]
+            await until(lambda: sorted(statuses(messages, "adt")) == ["FILTERED", "SENT", "SENT"])
+        assert len(list((tmp_path / "out").iterdir())) == 2
+        assert eng.stats.channel("adt", ["out"])["filtered"] == 1
+    run(body())
+
+
+def test_pause_keeps_receiving_and_resume_delivers(messages: MessageStore, tmp_path: Path) -> None:
+    async def body() -> None:
+        out = tmp_path / "out"
+        chan = mllp_in(destinations={"out": {"type": "file", "directory": str(out)}})
+        async with running(messages, {"adt": chan}) as eng:
+            await eng.pause("adt")
+            assert await send(port_of(eng, "adt"), [hl7("P1"), hl7("P2")]) == ["AA", "AA"]
+            await until(lambda: eng.channel_stats("adt")["pipeline"]["queued"] == 2)
+            assert not out.exists() or not list(out.iterdir())
+            # another process (here: another connection) resumes through the database
+            messages.set_channel_state("adt", paused=False)
+            await until(lambda: statuses(messages, "adt") == ["SENT", "SENT"], what="delivery after resume")
+            await eng.undeploy("adt")
+            assert "adt" not in eng.runtimes
+            await eng.deploy("adt")
+            assert eng.runtimes["adt"].port
+    run(body())
+
+
+def test_split_children_are_delivered_and_the_parent_is_transformed(messages: MessageStore, tmp_path: Path) -> None:
+    oru = (b"MSH|^~\\&|LAB|FAC|EHR|HUB|20240401||ORU^R01|L1|P|2.5.1\rPID|1||P9^^^FAC^MR||Doe^Jane\r"
+           b"OBR|1||A1|GLU\rOBX|1|NM|GLU||5.1\rOBR|2||A2|K\rOBX|1|NM|K||4.0\r")
+
+    async def body() -> None:
+        chan = mllp_in(ack="on_processed", transform=[{"step": "split", "segment": "OBR"}],
+                       destinations={"out": {"type": "file", "directory": str(tmp_path / "out"),
+                                             "filename": "{control_id}.hl7"}})
+        async with running(messages, {"lab": chan}) as eng:
+            assert await send(port_of(eng, "lab"), [oru]) == ["AA"]
+        rows = messages.search(SearchQuery(channel="lab"))
+        assert sorted(r["status"] for r in rows) == ["SENT", "SENT", "TRANSFORMED"]
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["L1-1.hl7", "L1-2.hl7"]
+        parent = [r for r in rows if r["status"] == "TRANSFORMED"][0]
+        assert len((messages.get(parent["id"]) or {})["children"]) == 2
+    run(body())
+
+
+def test_a_step_error_is_stored_and_answered_ae(messages: MessageStore) -> None:
+    async def body() -> None:
+        chan = mllp_in(ack="on_processed", transform=["tests.engine.channels.sample:boom"],
+                       destinations={"out": {"type": "file", "directory": "unused"}})
+        async with running(messages, {"adt": chan}) as eng:
+            assert await send(port_of(eng, "adt"), [hl7("S1")]) == ["AE"]
+            # a malformed message is stored as ERROR and answered AR
+            assert await send(port_of(eng, "adt"), [b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|Z9|P|2.5\rnot a segment\r"]) == ["AR"]
+        [row] = messages.search(SearchQuery(control_id="S1"))
+        assert row["status"] == "ERROR" and "RuntimeError: transformer bug" in row["error"]
+        assert sorted(statuses(messages, "adt")) == ["ERROR", "ERROR"]
+    run(body())
+
+
+def test_hl7_to_fhir_step_stores_resources_once(messages: MessageStore, store: Store) -> None:
+    """The demo channel's shape: MLLP → hl7_to_fhir → FHIR store; a resend (duplicates accepted)
+    converges on the same Patient through the conversion's conditional writes."""
+    async def body() -> None:
+        chan = mllp_in(duplicates="accept", transform=[{"step": "hl7_to_fhir"}],
+                       destinations={"store": {"type": "fhir_store"}})
+        async with running(messages, {"adt": chan}, fhir_store=store) as eng:
+            raw = hl7("F1", patient="MRN-4242", name="Conversion^Carla")
+            assert await send(port_of(eng, "adt"), [raw, raw]) == ["AA", "AA"]
+            await until(lambda: statuses(messages, "adt") == ["SENT", "SENT"], what="converted and stored")
+        with store.reader() as conn:
+            rows = conn.exec_driver_sql("SELECT count(*) FROM resource WHERE res_type = 'Patient'").scalar()
+        assert rows == 1
+        got = messages.get(messages.search(SearchQuery(control_id="F1"))[0]["id"])
+        assert got is not None and json.loads(got["bundle"])["resourceType"] == "Bundle"
+    run(body())

@@ -1,0 +1,142 @@
+"""The message store on SQLite and PostgreSQL: durable receipt, duplicates, search, reprocess, retention."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ehrgate.engine import MessageStore, SearchQuery
+from ehrgate.engine.info import describe
+from ehrgate.engine.store import Incoming
+
+from .conftest import hl7
+
+
+def incoming(raw: bytes, channel: str = "adt", *, order_by: str | None = None) -> Incoming:
+    info = describe(raw, order_by)
+    return Incoming(channel, raw, "test", info.msg_type, info.control_id, info.sender, info.patient_ids,
+                    info.order_key, info.error)
+
+
+def test_receive_stores_and_queues_in_one_transaction(messages: MessageStore) -> None:
+    receipts = messages.receive([incoming(hl7("C1")), incoming(hl7("C2", patient="P2"))], duplicate_window_ms=60_000)
+    assert [r.status for r in receipts] == ["RECEIVED", "RECEIVED"]
+    got = messages.get(receipts[0].id)
+    assert got is not None
+    assert bytes(got["raw"]) == hl7("C1")
+    assert got["msg_type"] == "ADT^A01" and got["control_id"] == "C1" and got["sender"] == "LAB^FAC"
+    assert got["patient_ids"] == ["P1"]
+    assert [q["step"] for q in got["queued"]] == [""]
+    assert messages.queue_stats()[("adt", "")][0] == 2
+
+
+def test_unparseable_is_stored_as_error_and_not_queued(messages: MessageStore) -> None:
+    [r] = messages.receive([incoming(b"MSH|^~\\&|A\rthis is not a segment\r")])
+    assert r.status == "ERROR"
+    got = messages.get(r.id)
+    assert got is not None and "not a segment id" in got["error"]
+    assert got["queued"] == []
+
+
+def test_duplicates_within_the_window_are_filtered(messages: MessageStore) -> None:
+    [first] = messages.receive([incoming(hl7("D1"))], duplicate_window_ms=60_000)
+    # the same control id again, twice in one batch, plus one from another sender and one on another channel
+    batch = [incoming(hl7("D1")), incoming(hl7("D1")), incoming(hl7("D1", sender="OTHER")),
+             incoming(hl7("D1"), channel="other"), incoming(hl7("D2")), incoming(hl7("D2"))]
+    r = messages.receive(batch, duplicate_window_ms=60_000)
+    assert [x.status for x in r] == ["FILTERED", "FILTERED", "RECEIVED", "RECEIVED", "RECEIVED", "FILTERED"]
+    assert r[0].duplicate_of == first.id and r[1].duplicate_of == first.id
+    assert r[5].duplicate_of == r[4].id
+    got = messages.get(r[5].id)
+    assert got is not None and got["duplicate_of"] == r[4].id and "Duplicate of message" in got["error"]
+    # outside the window (0 = off) nothing is a duplicate
+    [again] = messages.receive([incoming(hl7("D1"))], duplicate_window_ms=0)
+    assert again.status == "RECEIVED"
+
+
+def test_search_by_every_criterion(messages: MessageStore) -> None:
+    a, b, c = messages.receive([
+        incoming(hl7("S1", patient="MRN-77", name="Nunez^Maria")),
+        incoming(hl7("S2", patient="MRN-88", name="Okafor^Chidi", kind="ORU^R01"), channel="lab"),
+        incoming(hl7("S3", patient="MRN-77", name="Nunez^Maria", kind="ADT^A08")),
+    ])
+    ids = lambda q: [r["id"] for r in messages.search(q)]  # noqa: E731
+    assert ids(SearchQuery(channel="adt")) == [c.id, a.id]
+    assert ids(SearchQuery(control_id="S2")) == [b.id]
+    assert ids(SearchQuery(patient="MRN-77")) == [c.id, a.id]
+    assert ids(SearchQuery(msg_type="ORU^R01")) == [b.id]
+    assert ids(SearchQuery(msg_type="ADT")) == [c.id, a.id]
+    assert ids(SearchQuery(text="okafor")) == [b.id]
+    assert ids(SearchQuery(text="nune maria")) == [c.id, a.id]  # words, each as a prefix, all required
+    assert ids(SearchQuery(text="nunez okafor")) == []
+    assert ids(SearchQuery(status="received", channel="lab")) == [b.id]
+    now = messages.clock()
+    assert ids(SearchQuery(since=now + 60_000)) == []
+    assert ids(SearchQuery(since=now - 60_000, until=now + 60_000, limit=2)) == [c.id, b.id]
+    assert ids(SearchQuery(before_id=c.id, limit=1)) == [b.id]
+    assert ids(SearchQuery(text="%_*\"")) == []  # no words: nothing, and no SQL/FTS syntax error
+
+
+def test_text_search_is_indexed_not_a_scan(messages: MessageStore) -> None:
+    messages.receive([incoming(hl7("T1"))])
+    with messages.read() as conn:
+        if messages.pg:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql(
+                "EXPLAIN SELECT id FROM eng_message WHERE search @@ to_tsquery('simple', 'eve:*')"))
+            assert "ix_eng_message_search" in plan
+        else:
+            plan = "\n".join(str(r[-1]) for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM eng_message WHERE id IN "
+                "(SELECT rowid FROM eng_message_fts WHERE eng_message_fts MATCH '\"eve\"*')"))
+            assert "VIRTUAL TABLE INDEX" in plan and "SCAN eng_message\n" not in plan + "\n"
+
+
+def test_message_store_commits_durably(messages: MessageStore) -> None:
+    """synchronous=FULL on the message store's SQLite connections; synchronous_commit on for PostgreSQL."""
+    with messages.write() as conn:
+        if messages.pg:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        else:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def _finish(messages: MessageStore, status: str = "SENT") -> None:
+    with messages.write() as conn:
+        conn.execute(sa.text("UPDATE eng_message SET status = :s"), {"s": status})
+        conn.execute(sa.text("DELETE FROM eng_queue"))
+
+
+def test_reprocess_queues_finished_messages_again(messages: MessageStore) -> None:
+    [r] = messages.receive([incoming(hl7("R1"))])
+    done, skipped = messages.reprocess([r.id, 999999])
+    assert done == [] and len(skipped) == 2 and "still being processed" in skipped[0] and "not in the store" in skipped[1]
+    _finish(messages, "ERROR")
+    done, skipped = messages.reprocess([r.id])
+    assert done == [r.id] and skipped == []
+    got = messages.get(r.id)
+    assert got is not None and got["status"] == "RECEIVED" and [q["step"] for q in got["queued"]] == [""]
+
+
+def test_prune_deletes_old_finished_messages_in_batches(messages: MessageStore) -> None:
+    receipts = messages.receive([incoming(hl7(f"P{i}", name="Prunable^Pat")) for i in range(7)])
+    [young] = messages.receive([incoming(hl7("KEEP", name="Prunable^Pat"))])
+    _finish(messages)
+    [queued] = messages.receive([incoming(hl7("QUEUED", name="Prunable^Pat"))])
+    cutoff = messages.clock() + 1
+    with messages.write() as conn:
+        conn.execute(sa.text("UPDATE eng_message SET received_at = received_at + 3600000 WHERE id = :id"),
+                     {"id": young.id})
+    assert messages.prune("adt", cutoff, batch=3) == 7
+    left = {r["id"] for r in messages.search(SearchQuery(text="prunable"))}
+    assert left == {young.id, queued.id}
+    assert messages.get(receipts[0].id) is None
+    assert messages.prune(None, cutoff) == 0
+
+
+def test_channel_state_is_shared(messages: MessageStore) -> None:
+    assert messages.channel_states() == {}
+    messages.set_channel_state("adt", paused=True)
+    state = messages.set_channel_state("adt", deployed=True, bump=True)
+    assert state["paused"] is True and state["generation"] == 2
+    assert messages.channel_states()["adt"] == {"deployed": True, "paused": True, "generation": 2}

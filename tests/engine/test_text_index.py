@@ -1,0 +1,65 @@
+"""SQLite's text index follows receipt: the receipt transaction does not write FTS5; the ingest thread
+indexes in batches between commits, a text search first indexes what is pending, and retention
+deletes from the index only what was indexed (a contentless FTS5 table must never be told to delete
+text it does not hold)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from ehrgate.engine import MessageStore, SearchQuery
+
+from .conftest import hl7, run
+from .helpers import port_of, running, send, until
+from .test_store import incoming
+
+ONLY_SQLITE = pytest.mark.parametrize("engine_name", ["sqlite"])
+
+
+def mark(messages: MessageStore) -> int:
+    with messages.read() as conn:
+        return int(conn.exec_driver_sql("SELECT last_id FROM eng_text_index WHERE id = 1").scalar() or 0)
+
+
+def fts_ok(messages: MessageStore) -> None:
+    with messages.write() as conn:  # raises on a corrupt index
+        conn.exec_driver_sql("INSERT INTO eng_message_fts(eng_message_fts, rank) VALUES ('integrity-check', 1)")
+
+
+@ONLY_SQLITE
+def test_receipt_leaves_indexing_to_later_and_search_catches_up(messages: MessageStore) -> None:
+    receipts = messages.receive([incoming(hl7(f"X{i}", name="Quill^Ada")) for i in range(5)])
+    assert mark(messages) < receipts[0].id  # nothing indexed in the receipt's transaction
+    assert {r["id"] for r in messages.search(SearchQuery(text="quill"))} == {r.id for r in receipts}
+    assert mark(messages) == receipts[-1].id
+    assert messages.index_pending() == 0
+    fts_ok(messages)
+
+
+@ONLY_SQLITE
+def test_the_ingest_thread_indexes_in_the_background(messages: MessageStore) -> None:
+    async def body() -> None:
+        async with running(messages, {"adt": {"source": {"type": "mllp", "port": 0}, "destinations": {
+                "out": {"type": "file", "directory": "/dev/null/never"}}}}) as eng:
+            eng.ingest.index_every = 0.2
+            assert await send(port_of(eng, "adt"), [hl7(f"B{i}") for i in range(20)], connections=4) == ["AA"] * 20
+            top = max(r["id"] for r in messages.search(SearchQuery(channel="adt")))
+            await until(lambda: mark(messages) == top, what="the text index to catch up")
+    run(body())
+    fts_ok(messages)
+
+
+@ONLY_SQLITE
+def test_retention_deletes_from_the_index_only_what_it_holds(messages: MessageStore) -> None:
+    old = messages.receive([incoming(hl7(f"O{i}", name="Gone^Soon")) for i in range(4)])
+    messages.index_all()
+    fresh = messages.receive([incoming(hl7(f"N{i}", name="Gone^Soon")) for i in range(3)])  # not indexed yet
+    with messages.write() as conn:
+        conn.execute(sa.text("UPDATE eng_message SET status = 'SENT'"))
+        conn.execute(sa.text("DELETE FROM eng_queue"))
+    assert messages.prune("adt", messages.clock() + 1) == 7
+    fts_ok(messages)
+    assert messages.search(SearchQuery(text="gone")) == []
+    assert mark(messages) >= old[-1].id and all(messages.get(r.id) is None for r in fresh)
+    fts_ok(messages)

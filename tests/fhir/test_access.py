@@ -1,0 +1,162 @@
+"""The access seam: a patient-scoped caller cannot see or touch another patient's data by any route.
+
+Uses a fixed ``Access`` as the policy (the SMART package supplies the real one from tokens).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ehrgate.fhir.access import Access
+
+FJ = {"Content-Type": "application/fhir+json"}
+LAB = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}
+VITAL = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}
+
+
+def _obs(oid: str, patient: str, category: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": oid, "status": "final", "category": [category],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+            "subject": {"reference": f"Patient/{patient}"}}
+
+
+@pytest.fixture
+def seeded(client: Any) -> Any:
+    for res in (
+        {"resourceType": "Patient", "id": "me", "name": [{"family": "Mine"}]},
+        {"resourceType": "Patient", "id": "other", "name": [{"family": "Smith"}]},
+        {"resourceType": "Practitioner", "id": "doc", "name": [{"family": "Doc"}]},
+        _obs("my-lab", "me", LAB), _obs("my-vital", "me", VITAL), _obs("their-lab", "other", LAB),
+    ):
+        assert client.put(f"/fhir/{res['resourceType']}/{res['id']}", json=res, headers=FJ).status_code == 201
+    return client
+
+
+def _use(client: Any, access: Access) -> None:
+    async def policy(request: Any) -> Access:
+        return access
+
+    client.app.state.fhir.policy = policy
+
+
+def _patient_access(kinds: str = "rs", filters: dict[str, tuple[str, ...]] | None = None) -> Access:
+    return Access(
+        allowed=lambda kind, res_type: kind in kinds,
+        missing=lambda kind, res_type: f"needs patient/{res_type}.{kind}",
+        patient="me",
+        filters=filters or {},
+    )
+
+
+def ids(bundle: dict[str, Any]) -> set[str]:
+    return {e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] in ("match", "include")}
+
+
+def test_reads_outside_the_compartment_look_absent(seeded: Any) -> None:
+    _use(seeded, _patient_access())
+    assert seeded.get("/fhir/Observation/my-lab").status_code == 200
+    for url in ("/fhir/Observation/their-lab", "/fhir/Patient/other", "/fhir/Observation/their-lab/_history/1",
+                "/fhir/Observation/their-lab/_history", "/fhir/Patient/other/$everything", "/fhir/Patient/other/Observation"):
+        r = seeded.get(url)
+        assert r.status_code == 404, (url, r.text)
+    assert seeded.get("/fhir/Observation/nonexistent").status_code == 404
+    # resources outside the patient compartment (a Practitioner) stay readable
+    assert seeded.get("/fhir/Practitioner/doc").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "Observation", "Observation?subject=Patient/other", "Observation?patient=other",
+        "Observation?subject:Patient.name=smith", "Patient", "Patient?_id=other",
+        "Patient?_has:Observation:patient:code=2345-7", "Observation?_id=their-lab",
+        "Patient?_id=me&_revinclude=Observation:subject",
+        "Observation?_id=my-lab&_include=Observation:subject",
+        "Patient/me/Observation",
+    ],
+)
+def test_searches_never_leave_the_compartment(seeded: Any, query: str) -> None:
+    _use(seeded, _patient_access())
+    r = seeded.get(f"/fhir/{query}")
+    assert r.status_code == 200, r.text
+    assert not ids(r.json()) & {"other", "their-lab"}
+
+
+def test_everything_is_the_own_compartment(seeded: Any) -> None:
+    _use(seeded, _patient_access())
+    b = seeded.get("/fhir/Patient/me/$everything").json()
+    assert {e["resource"]["id"] for e in b["entry"]} == {"me", "my-lab", "my-vital"}
+
+
+def test_history_above_instance_level_is_refused(seeded: Any) -> None:
+    _use(seeded, _patient_access())
+    assert seeded.get("/fhir/Observation/_history").status_code == 403
+    assert seeded.get("/fhir/_history").status_code == 403
+    assert seeded.get("/fhir/Observation/my-lab/_history").status_code == 200
+
+
+def test_missing_scope_is_403_naming_it(seeded: Any) -> None:
+    _use(seeded, _patient_access("r"))
+    r = seeded.get("/fhir/Observation")
+    assert r.status_code == 403
+    assert "patient/Observation.s" in r.json()["issue"][0]["diagnostics"]
+    body = {k: v for k, v in _obs("x", "me", LAB).items() if k != "id"}
+    assert seeded.post("/fhir/Observation", json=body, headers=FJ).status_code == 403
+
+
+def test_writes_stay_inside_the_compartment(seeded: Any) -> None:
+    _use(seeded, _patient_access("rscud"))
+    body = {k: v for k, v in _obs("n", "me", LAB).items() if k != "id"}
+    assert seeded.post("/fhir/Observation", json=body, headers=FJ).status_code == 201
+    theirs = {**body, "subject": {"reference": "Patient/other"}}
+    assert seeded.post("/fhir/Observation", json=theirs, headers=FJ).status_code == 403
+    assert seeded.put("/fhir/Observation/their-lab", json=_obs("their-lab", "other", VITAL), headers=FJ).status_code == 404
+    assert seeded.delete("/fhir/Observation/their-lab").status_code == 404
+    moved = seeded.patch("/fhir/Observation/my-lab", json={"subject": {"reference": "Patient/other"}},
+                         headers={"Content-Type": "application/merge-patch+json"})
+    assert moved.status_code == 403
+    tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": body, "request": {"method": "POST", "url": "Observation"}},
+        {"resource": theirs, "request": {"method": "POST", "url": "Observation"}},
+    ]}
+    assert seeded.post("/fhir", json=tx, headers=FJ).status_code == 403
+    cond = seeded.post("/fhir/Observation", json=body, headers={**FJ, "If-None-Exist": "_id=their-lab"})
+    assert cond.status_code == 404
+    _use(seeded, Access())
+    assert seeded.get("/fhir/Observation/their-lab").json()["category"][0] == LAB
+
+
+def test_v2_query_constrained_scope(seeded: Any) -> None:
+    _use(seeded, _patient_access(filters={"Observation": ("category=laboratory",)}))
+    b = seeded.get("/fhir/Observation").json()
+    assert ids(b) == {"my-lab"}
+    assert seeded.get("/fhir/Observation/my-vital").status_code == 404
+    assert seeded.get("/fhir/Observation/my-lab").status_code == 200
+    ev = seeded.get("/fhir/Patient/me/$everything").json()
+    assert "my-vital" not in {e["resource"]["id"] for e in ev["entry"]}
+
+
+def test_calls_with_a_token_are_audited(seeded: Any) -> None:
+    access = Access(subject="Practitioner/doc", client_id="chart-app", grant_id="grant-42", patient="me")
+    _use(seeded, access)
+    assert seeded.get("/fhir/Observation/my-lab", headers={"X-Request-Id": "req-77"}).status_code == 200
+    assert seeded.get("/fhir/Observation?code=2345-7").status_code == 200
+    assert seeded.get("/fhir/Observation/their-lab").status_code == 404
+    assert seeded.app.state.fhir.audit.flush() == 3
+    _use(seeded, Access())
+    events = seeded.get("/fhir/AuditEvent?_count=10").json()["entry"]
+    by_sub = {e["resource"]["subtype"][0]["code"]: e["resource"] for e in events}
+    read = next(e["resource"] for e in events if e["resource"]["outcome"] == "0" and
+                any(x.get("what", {}).get("reference") == "Observation/my-lab" for x in e["resource"]["entity"]))
+    assert read["agent"][0]["who"] == {"reference": "Practitioner/doc"}
+    assert read["agent"][1]["who"] == {"display": "chart-app"}
+    context = read["entity"][-1]
+    assert context["name"] == "grant-42"
+    assert {"type": "request-id", "valueString": "req-77"} in context["detail"]
+    assert "search-type" in by_sub
+    assert any(e["resource"]["outcome"] == "4" for e in events)
+    # calls without a token (auth off) are not audited
+    seeded.get("/fhir/Observation/my-lab")
+    assert seeded.app.state.fhir.audit.flush() == 0

@@ -1,0 +1,130 @@
+"""Bad input: always a 4xx OperationOutcome, never a 500, and nothing partially written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+FJ = {"Content-Type": "application/fhir+json"}
+SQL = ["' OR 1=1 --", "\"; DROP TABLE resource; --", "%' OR '%'='", "1) UNION SELECT raw FROM resource_version --"]
+
+
+def _is_outcome(r: Any, status: int | None = None) -> None:
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    if status is not None:
+        assert r.status_code == status, r.text
+    body = r.json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["diagnostics"]
+    assert "Traceback" not in r.text
+
+
+def _count(client: Any) -> int:
+    return int(client.get("/fhir/_history?_count=0").json()["total"])
+
+
+def test_malformed_json(client: Any) -> None:
+    _is_outcome(client.post("/fhir/Patient", content=b'{"resourceType": "Patient",', headers=FJ), 400)
+    _is_outcome(client.post("/fhir/Patient", content=b"", headers=FJ), 400)
+    _is_outcome(client.post("/fhir/Patient", content=b"[1,2]", headers=FJ), 400)
+    assert _count(client) == 0
+
+
+def test_wrong_content_type(client: Any) -> None:
+    _is_outcome(client.post("/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"}), 415)
+    _is_outcome(client.post("/fhir/Patient", content=b"hello", headers={"Content-Type": "text/plain"}), 415)
+
+
+def test_xml_accept_is_406(client: Any) -> None:
+    _is_outcome(client.get("/fhir/metadata", headers={"Accept": "application/fhir+xml"}), 406)
+    _is_outcome(client.get("/fhir/metadata?_format=xml"), 406)
+    assert client.get("/fhir/metadata?_format=json").status_code == 200
+    assert client.get("/fhir/metadata", headers={"Accept": "application/json"}).status_code == 200
+
+
+def test_body_over_limit(client: Any) -> None:
+    limit = client.app.state.fhir.max_body
+    big = b'{"resourceType":"Patient","text":"' + b"x" * (limit + 10) + b'"}'
+    _is_outcome(client.post("/fhir/Patient", content=big, headers=FJ), 413)
+
+
+def test_deeply_nested_json(client: Any) -> None:
+    deep = b'{"resourceType":"Patient","extension":' + b"[" * 200 + b"]" * 200 + b"}"
+    _is_outcome(client.post("/fhir/Patient", content=deep, headers=FJ), 400)
+    deeper = b"[" * 5000 + b"]" * 5000
+    _is_outcome(client.post("/fhir/Patient", content=deeper, headers=FJ), 400)
+
+
+def test_wrong_resource_type_for_url(client: Any) -> None:
+    _is_outcome(client.post("/fhir/Patient", json={"resourceType": "Observation", "status": "final", "code": {"text": "x"}}, headers=FJ), 400)
+    assert _count(client) == 0
+
+
+def test_invalid_ids(client: Any) -> None:
+    _is_outcome(client.put("/fhir/Patient/has space", json={"resourceType": "Patient", "id": "has space"}, headers=FJ))
+    _is_outcome(client.put("/fhir/Patient/" + "a" * 65, json={"resourceType": "Patient", "id": "a" * 65}, headers=FJ))
+    _is_outcome(client.get("/fhir/Patient/bad$id!"))
+
+
+def test_unknown_resource_type(client: Any) -> None:
+    _is_outcome(client.get("/fhir/Spaceship"), 404)
+    _is_outcome(client.get("/fhir/Spaceship/1"), 404)
+    _is_outcome(client.post("/fhir/Spaceship", json={"resourceType": "Spaceship"}, headers=FJ), 404)
+
+
+def test_invalid_resource_content(client: Any) -> None:
+    r = client.post("/fhir/Patient", json={"resourceType": "Patient", "birthDate": "1983-02-30", "foo": 1}, headers=FJ)
+    _is_outcome(r, 400)
+    exprs = {e for i in r.json()["issue"] for e in i.get("expression", [])}
+    assert any("birthDate" in e for e in exprs)
+    assert _count(client) == 0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "Patient?birthdate=notadate",
+        "Patient?birthdate=2023-13-45",
+        "Observation?value-quantity=abc",
+        "Observation?value-quantity=gt1e999999",
+        "Patient?_count=-1",
+        "Patient?_count=many",
+        "Patient?_sort=nonsense",
+        "Patient?gender:bogus=male",
+        "Patient?organization:missing=maybe",
+        "Patient?_cursor=not-a-cursor",
+        "Patient?_has:Observation=1",
+        "Patient?_include=broken",
+    ],
+)
+def test_invalid_search_values(client: Any, query: str) -> None:
+    _is_outcome(client.get(f"/fhir/{query}"), 400)
+
+
+@pytest.mark.parametrize("payload", SQL)
+@pytest.mark.parametrize(
+    "param", ["name", "identifier", "gender", "organization", "_id", "address-city", "_tag", "_profile", "birthdate"]
+)
+def test_sql_metacharacters_are_just_values(client: Any, param: str, payload: str) -> None:
+    client.post("/fhir/Patient", json={"resourceType": "Patient", "name": [{"family": "Safe"}]}, headers=FJ)
+    r = client.get("/fhir/Patient", params={param: payload})
+    assert r.status_code in (200, 400), r.text
+    if r.status_code == 200:
+        assert r.json().get("total", 0) == 0
+    assert client.get("/fhir/Patient?name=safe").json()["total"] == 1
+
+
+def test_if_match_garbage(client: Any) -> None:
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FJ).json()["id"]
+    _is_outcome(client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid}, headers={**FJ, "If-Match": "banana"}), 400)
+
+
+def test_method_not_allowed_is_outcome(client: Any) -> None:
+    _is_outcome(client.put("/fhir/Patient/x/_history/1", json={}), 405)
+    _is_outcome(client.delete("/fhir/metadata"))
+
+
+def test_unknown_path_is_outcome(client: Any) -> None:
+    r = client.get("/nothing-here")
+    assert r.status_code == 404

@@ -1,0 +1,102 @@
+"""ehrgate.hl7.mllp: framing and the incremental decoder (HL7 v2 Appendix C)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ehrgate.hl7 import (
+    END_BLOCK,
+    START_BLOCK,
+    Frame,
+    Garbage,
+    MLLPDecoder,
+    MLLPError,
+    Oversize,
+    Truncated,
+    frame,
+)
+
+
+def test_framing_bytes_are_named() -> None:
+    assert START_BLOCK == b"\x0b" and END_BLOCK == b"\x1c\r"
+    assert frame(b"MSH|x") == b"\x0bMSH|x\x1c\r"
+
+
+@pytest.mark.parametrize("payload", [b"a\x0bb", b"a\x1cb"])
+def test_frame_refuses_framing_bytes_in_payload(payload: bytes) -> None:
+    with pytest.raises(MLLPError, match="offset 1"):
+        frame(payload)
+
+
+def test_several_frames_in_one_chunk() -> None:
+    decoder = MLLPDecoder()
+    assert decoder.feed(frame(b"one") + frame(b"two") + frame(b"")) == [Frame(b"one"), Frame(b"two"), Frame(b"")]
+    assert not decoder.in_frame
+
+
+def test_split_inside_the_end_block() -> None:
+    decoder = MLLPDecoder()
+    assert decoder.feed(b"\x0bMSH|a\x1c") == []
+    assert decoder.feed(b"\r\x0bMSH|b") == [Frame(b"MSH|a")]
+    assert decoder.in_frame
+    assert decoder.feed(b"\x1c") == []
+    assert decoder.feed(b"\r") == [Frame(b"MSH|b")]
+
+
+def test_byte_at_a_time() -> None:
+    decoder = MLLPDecoder()
+    events = [e for b in frame(b"MSH|1") + b"\r\n" + frame(b"MSH|2") for e in decoder.feed(bytes([b]))]
+    assert events == [Frame(b"MSH|1"), Frame(b"MSH|2")]
+
+
+def test_whitespace_between_frames_is_not_garbage() -> None:
+    decoder = MLLPDecoder()
+    assert decoder.feed(b"\r\n " + frame(b"x") + b"\n\r\n") == [Frame(b"x")]
+
+
+def test_garbage_outside_frames_is_reported_in_order() -> None:
+    decoder = MLLPDecoder()
+    events = decoder.feed(b"junk" + frame(b"a") + b"more junk" + frame(b"b") + b"tail")
+    assert events == [Garbage(b"junk"), Frame(b"a"), Garbage(b"more junk"), Frame(b"b"), Garbage(b"tail")]
+
+
+def test_fs_without_cr_still_ends_the_frame() -> None:
+    decoder = MLLPDecoder()
+    assert decoder.feed(b"\x0ba\x1c\x0bb\x1c\r") == [Frame(b"a"), Frame(b"b")]
+    assert decoder.feed(b"\x0bc\x1c") == []
+    assert decoder.feed(b"x") == [Frame(b"c"), Garbage(b"x")]
+
+
+def test_start_block_inside_a_frame_truncates_it() -> None:
+    decoder = MLLPDecoder()
+    assert decoder.feed(b"\x0bpartial\x0bwhole\x1c\r") == [Truncated(b"partial"), Frame(b"whole")]
+
+
+def test_oversize_frame_is_dropped_but_the_stream_continues() -> None:
+    decoder = MLLPDecoder(max_message_bytes=10, head_bytes=4)
+    events = decoder.feed(b"\x0b" + b"A" * 6)
+    events += decoder.feed(b"B" * 100)
+    events += decoder.feed(b"\x1c\r" + frame(b"ok"))
+    assert events == [Oversize(106, 10, b"AAAA"), Frame(b"ok")]
+    exact = MLLPDecoder(max_message_bytes=3)
+    assert exact.feed(frame(b"abc") + frame(b"abcd")) == [Frame(b"abc"), Oversize(4, 3, b"abc")]
+
+
+def test_close_reports_an_open_frame() -> None:
+    decoder = MLLPDecoder()
+    decoder.feed(b"\x0bhalf a message")
+    assert decoder.close() == [Truncated(b"half a message")]
+    assert decoder.close() == []
+    pending_end = MLLPDecoder()
+    pending_end.feed(b"\x0bwhole\x1c")
+    assert pending_end.close() == [Frame(b"whole")]
+
+
+def test_invalid_limit() -> None:
+    with pytest.raises(ValueError, match="max_message_bytes 0"):
+        MLLPDecoder(0)
+
+
+def test_utf8_payload_passes_through_untouched() -> None:
+    payload = "MSH|^~\\&|A\rPID|1||1||Ñoño^José\r".encode()
+    assert MLLPDecoder().feed(frame(payload)) == [Frame(payload)]

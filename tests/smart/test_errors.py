@@ -1,0 +1,27 @@
+"""OAuth errors render themselves (status, body, headers) without a web framework."""
+
+from __future__ import annotations
+
+import json
+
+from ehrgate.smart import errors as e
+
+
+def test_each_rfc6749_code_has_a_class() -> None:
+    codes = {cls.error for cls in vars(e).values() if isinstance(cls, type) and issubclass(cls, e.OAuthError)}
+    assert {"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
+            "unsupported_response_type", "invalid_scope", "access_denied", "server_error",
+            "temporarily_unavailable"} <= codes
+
+
+def test_render() -> None:
+    status, body, headers = e.InvalidGrant("The code has expired; start the authorization again.").render()
+    assert status == 400
+    assert json.loads(body) == {"error": "invalid_grant", "error_description": "The code has expired; start the authorization again."}
+    assert headers["Cache-Control"] == "no-store" and headers["Pragma"] == "no-cache"
+    assert e.InvalidClient("x").render()[0] == 401
+    status, _, headers = e.SlowDown("Too many token requests.", 7).render()
+    assert status == 429 and headers["Retry-After"] == "7"
+    assert e.AccessDenied("The user denied access.").redirect_query("s1") == (
+        "error=access_denied&error_description=The+user+denied+access.&state=s1"
+    )

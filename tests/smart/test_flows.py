@@ -1,0 +1,238 @@
+"""Inferno-derived checks (../shared/conformance/smart.md): discovery, standalone and EHR launch,
+OpenID Connect, refresh, introspection, revocation."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from .conftest import (
+    CALLBACK,
+    FHIR,
+    PASSWORD,
+    World,
+    authorize_code,
+    authorize_params,
+    bearer,
+    consent,
+    csrf_of,
+    ehr_launch_handle,
+    exchange,
+    follow_to_consent,
+    remember,
+    standalone_tokens,
+)
+
+# -- Discovery -------------------------------------------------------------------------------------
+
+
+def test_smart_configuration(world: World) -> None:
+    r = world.client.get("/fhir/.well-known/smart-configuration", headers={"Accept": "application/json", "Origin": "http://app.example"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert r.headers["access-control-allow-origin"] == "http://app.example"
+    doc = r.json()
+    for key in ("authorization_endpoint", "token_endpoint", "issuer", "jwks_uri", "introspection_endpoint", "revocation_endpoint"):
+        assert isinstance(doc[key], str)
+    assert {"authorization_code", "client_credentials", "refresh_token"} <= set(doc["grant_types_supported"])
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert "private_key_jwt" in doc["token_endpoint_auth_methods_supported"]
+    assert set(doc["token_endpoint_auth_signing_alg_values_supported"]) == {"RS384", "ES384"}
+    assert set(doc["capabilities"]) >= {
+        "launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
+        "sso-openid-connect", "context-banner", "context-style", "context-ehr-patient", "context-ehr-encounter",
+        "context-standalone-patient", "permission-offline", "permission-online", "permission-patient", "permission-user",
+        "permission-v1", "permission-v2", "authorize-post"}
+    assert all(isinstance(c, str) for c in doc["capabilities"])
+
+
+def test_metadata_is_public_and_carries_oauth_uris(world: World) -> None:
+    r = world.client.get("/fhir/metadata")
+    assert r.status_code == 200
+    security = r.json()["rest"][0]["security"]
+    ext = {e["url"]: e["valueUri"] for e in security["extension"][0]["extension"]}
+    assert ext["authorize"] == "http://testserver/auth/authorize" and ext["token"] == "http://testserver/auth/token"
+
+
+def test_openid_configuration_and_jwks(world: World) -> None:
+    doc = world.client.get("/fhir/.well-known/openid-configuration").json()
+    assert doc == world.client.get("/.well-known/openid-configuration").json()
+    assert doc["issuer"] == FHIR and "RS256" in doc["id_token_signing_alg_values_supported"]
+    for key in ("authorization_endpoint", "token_endpoint", "jwks_uri", "response_types_supported", "subject_types_supported"):
+        assert doc[key]
+    jwks = world.client.get(doc["jwks_uri"].replace("http://testserver", "")).json()
+    assert jwks["keys"] and jwks["keys"][0]["kty"] == "RSA" and "d" not in jwks["keys"][0]
+
+
+def test_preflight_on_token_endpoint(world: World) -> None:
+    r = world.client.options("/auth/token", headers={"Origin": "http://app.example", "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 204 and r.headers["access-control-allow-origin"] == "http://app.example"
+
+
+# -- Standalone launch + OpenID Connect --------------------------------------------------------------
+
+
+def test_standalone_launch_patient_user(world: World) -> None:
+    got, verifier, auth = authorize_code(world, user="ada")
+    assert got["state"] == auth["state"] and got["code"]
+    r = exchange(world.client, got["code"], verifier)
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store" and r.headers["pragma"] == "no-cache"
+    body = r.json()
+    assert body["token_type"].lower() == "bearer" and isinstance(body["expires_in"], int)
+    assert isinstance(body["scope"], str) and isinstance(body["refresh_token"], str)
+    assert body["patient"] == world.patient and body["need_patient_banner"] is True
+    style = world.client.get(body["smart_style_url"].replace("http://testserver", ""))
+    assert style.status_code == 200 and "color_background" in style.json()
+    # the id_token
+    jwks = KeySet.import_key_set(world.client.get("/auth/jwks").json())
+    token = jwt.decode(body["id_token"], jwks, algorithms=["RS256"])
+    assert token.header["alg"] == "RS256" and token.header["kid"]
+    c = token.claims
+    assert c["iss"] == FHIR and c["aud"] == "public-app" and c["exp"] > time.time() and 0 < len(c["sub"]) < 256
+    assert c["nonce"] == "nonce-123" and c["fhirUser"] == f"{FHIR}/Patient/{world.patient}"
+    # fhirUser is readable with the access token
+    me = world.client.get(c["fhirUser"].replace("http://testserver", ""), headers=bearer(body["access_token"]))
+    assert me.status_code == 200 and me.json()["resourceType"] == "Patient"
+
+
+def test_standalone_launch_clinician_picks_patient(world: World) -> None:
+    body = standalone_tokens(world, user="doctor", patient=world.other_patient)
+    assert body["patient"] == world.other_patient
+    r = world.client.get(f"/fhir/Patient/{world.other_patient}", headers=bearer(body["access_token"]))
+    assert r.status_code == 200
+
+
+def test_authorize_post(world: World) -> None:
+    auth, verifier = authorize_params()
+    first = world.client.post("/auth/authorize", data=auth)
+    page = follow_to_consent(world.client, first, user="ada")
+    from .conftest import callback_params
+
+    got = callback_params(consent(world.client, page))
+    assert exchange(world.client, got["code"], verifier).status_code == 200
+
+
+def test_confidential_symmetric_basic_and_body(world: World) -> None:
+    got, verifier, _ = authorize_code(world, client_id="conf-app", user="ada")
+    r = exchange(world.client, got["code"], verifier, client_id="conf-app", auth=("conf-app", world.secret))
+    assert r.status_code == 200, r.text
+    got, verifier, _ = authorize_code(world, client_id="conf-app", user="ada")
+    r = exchange(world.client, got["code"], verifier, client_id="conf-app", client_secret=world.secret)
+    assert r.status_code == 200, r.text
+    got, verifier, _ = authorize_code(world, client_id="conf-app", user="ada")
+    r = exchange(world.client, got["code"], verifier, client_id="conf-app")  # no secret
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    r = exchange(world.client, got["code"], verifier, client_id="conf-app", auth=("conf-app", "wrong-secret"))
+    assert r.status_code == 401 and "www-authenticate" in r.headers
+
+
+# -- EHR launch ---------------------------------------------------------------------------------
+
+
+def test_ehr_launch(world: World) -> None:
+    handle = ehr_launch_handle(world, encounter=world.encounter)
+    got, verifier, _ = authorize_code(world, scope="launch openid fhirUser offline_access patient/*.rs", launch=handle)
+    body = exchange(world.client, got["code"], verifier).json()
+    assert body["patient"] == world.patient and body["encounter"] == world.encounter
+    assert body["need_patient_banner"] is False and body["smart_style_url"].endswith("/auth/style.json")
+    assert world.client.get(f"/fhir/Encounter/{world.encounter}", headers=bearer(body["access_token"])).status_code == 200
+
+
+def test_chart_lists_launchable_apps(world: World) -> None:
+    from .conftest import sign_in
+
+    assert world.client.get("/ehr").status_code == 303  # sign in first
+    sign_in(world.client, "doctor")
+    home = world.client.get("/ehr")
+    assert home.status_code == 200 and "Nunez" in home.text
+    chart = world.client.get(f"/ehr/patient/{world.patient}")
+    assert "Public App" in chart.text and 'target="_blank"' in chart.text and "Ada Nunez" in chart.text
+    assert "Narrow App" not in chart.text  # no launch_url
+    r = world.client.post("/ehr/launch", data={"csrf": csrf_of(chart.text), "client_id": "conf-app", "patient": world.patient})
+    assert r.headers["location"].startswith("http://127.0.0.1:9999/launch?x=1&iss=")
+
+
+def test_patient_users_cannot_open_charts(world: World) -> None:
+    from .conftest import sign_in
+
+    sign_in(world.client, "ada")
+    assert world.client.get("/ehr").status_code == 403
+
+
+# -- Refresh, introspection, revocation ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_scope", [False, True])
+def test_refresh(world: World, with_scope: bool) -> None:
+    body = standalone_tokens(world, user="ada")
+    data = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    if with_scope:
+        data["scope"] = body["scope"]
+    r = world.client.post("/auth/token", data=data)  # no client_id: the npm fhirclient's way (public client)
+    assert r.status_code == 200, r.text
+    new = r.json()
+    remember(new["access_token"], new.get("refresh_token"))
+    assert r.headers["cache-control"] == "no-store" and r.headers["pragma"] == "no-cache"
+    assert new["token_type"] == "Bearer" and isinstance(new["expires_in"], int)
+    assert set(new["scope"].split()) <= set(body["scope"].split())
+    assert world.client.get(f"/fhir/Patient/{world.patient}", headers=bearer(new["access_token"])).status_code == 200
+
+
+def test_introspection(world: World) -> None:
+    body = standalone_tokens(world, user="ada")
+    r = world.client.post("/auth/introspect", data={"token": body["access_token"]})
+    info = r.json()
+    assert r.status_code == 200 and info["active"] is True and info["client_id"] == "public-app"
+    assert set(info["scope"].split()) == set(body["scope"].split()) and info["exp"] > time.time()
+    assert info["patient"] == world.patient and info["iss"] == FHIR
+    id_claims = jwt.decode(body["id_token"], KeySet.import_key_set(world.client.get("/auth/jwks").json()), algorithms=["RS256"]).claims
+    assert info["sub"] == id_claims["sub"] and info["fhirUser"] == id_claims["fhirUser"]
+    r = world.client.post("/auth/introspect", data={"token": "invalid_token_value"})
+    assert r.status_code == 200 and r.json() == {"active": False}
+    refresh = world.client.post("/auth/introspect", data={"token": body["refresh_token"]}).json()
+    assert refresh["active"] is True and refresh["token_type"] == "refresh_token"
+
+
+@pytest.mark.parametrize("which", ["access_token", "refresh_token"])
+def test_revocation_ends_the_grant(world: World, which: str) -> None:
+    body = standalone_tokens(world, user="ada")
+    r = world.client.post("/auth/revoke", data={"token": body[which], "client_id": "public-app"})
+    assert r.status_code == 200
+    read = world.client.get(f"/fhir/Patient/{world.patient}", headers=bearer(body["access_token"]))
+    assert read.status_code in (401, 403, 404)
+    assert read.headers.get("www-authenticate", "").startswith("Bearer")
+    refresh = world.client.post("/auth/token", data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    assert refresh.status_code in (400, 401)
+    assert world.client.post("/auth/introspect", data={"token": body["access_token"]}).json() == {"active": False}
+    assert world.client.post("/auth/revoke", data={"token": "unknown-token-value"}).status_code == 200
+
+
+def test_denied_consent_returns_access_denied(world: World) -> None:
+    auth, _ = authorize_params()
+    page = follow_to_consent(world.client, world.client.get("/auth/authorize", params=auth), user="ada")
+    from .conftest import callback_params
+
+    got = callback_params(consent(world.client, page, decision="deny"))
+    assert got == {"error": "access_denied", "error_description": "The user denied access to the app.", "state": auth["state"]}
+
+
+def test_sign_in_failure_is_a_sentence(world: World) -> None:
+    from .conftest import sign_in
+
+    r = sign_in(world.client, "ada", "wrong-password")
+    assert r.status_code == 401 and "not right" in r.text and PASSWORD not in r.text
+
+
+def test_unauthenticated_fhir_read_is_401(world: World) -> None:
+    r = world.client.get(f"/fhir/Patient/{world.patient}")
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    assert r.json()["resourceType"] == "OperationOutcome"
+    r = world.client.get(f"/fhir/Patient/{world.patient}", headers=bearer("not-a-token"))
+    assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
+
+
+def test_callback_constant() -> None:
+    assert CALLBACK.startswith("http://127.0.0.1")

@@ -1,0 +1,44 @@
+"""The settings table: precedence, clear errors, and every setting documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ehrgate.settings import SETTINGS, SettingsError, load_settings
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "settings.md"
+
+
+def test_every_setting_is_documented() -> None:
+    text = DOCS.read_text()
+    for setting in SETTINGS:
+        assert f"`{setting.name}`" in text, setting.name
+        assert f"`EHRGATE_{setting.name.upper()}`" in text, setting.name
+
+
+def test_precedence(tmp_path: Path) -> None:
+    cfg = tmp_path / "ehrgate.yaml"
+    cfg.write_text("settings:\n  port: 9000\n  host: 0.0.0.0\n  log_level: DEBUG\n")
+    s = load_settings(cfg, environ={"EHRGATE_PORT": "9100"}, overrides={"host": "127.0.0.2"})
+    assert s.port == 9100
+    assert s.host == "127.0.0.2"
+    assert s.log_level == "DEBUG"
+    assert load_settings(None, environ={}).port == 8080
+
+
+def test_bad_values_name_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="EHRGATE_PORT.*'port'.*'eighty'"):
+        load_settings(None, environ={"EHRGATE_PORT": "eighty"})
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("settings:\n  nosuch: 1\n")
+    with pytest.raises(SettingsError, match="unknown setting 'nosuch'"):
+        load_settings(cfg, environ={})
+    with pytest.raises(SettingsError, match="cannot be read"):
+        load_settings(tmp_path / "missing.yaml", environ={})
+
+
+def test_database_url_defaults_to_sqlite_in_data_dir(tmp_path: Path) -> None:
+    s = load_settings(None, environ={}, overrides={"data_dir": str(tmp_path)})
+    assert s.effective_database_url == f"sqlite:///{tmp_path}/ehrgate.sqlite3"
