@@ -208,6 +208,10 @@ class Worker:
     def _interrupted(self, job: Job, beat: _Heartbeat) -> None:
         if self._abandon.is_set():
             return  # as if the process died: the lease runs out and another worker resumes
+        # Stop the heartbeat first: a renewal landing after the give-back below would claim the job
+        # again for a whole lease, and nobody could resume it until then.
+        beat.done.set()
+        beat.join(5)
         current = self.jobs.get(job.id)
         if current is None:
             log.info("bulk job %s: cancelled", job.id)
