@@ -135,3 +135,40 @@ def test_bundle_of_wrong_type_rejected(client: Any) -> None:
     assert r.status_code == 400
     r = client.post("/fhir", json=_patient("x"), headers=FJ)
     assert r.status_code == 400
+
+
+def _obs_for(reference: str) -> dict[str, Any]:
+    return {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                         "subject": {"reference": reference}},
+            "request": {"method": "POST", "url": "Observation"}}
+
+
+def test_transaction_resolves_a_conditional_reference_to_its_one_match(client: Any) -> None:
+    pid = client.post("/fhir/Patient", json=_patient("CR-1"), headers=FJ).json()["id"]
+    client.post("/fhir/Patient", json=_patient("CR-other"), headers=FJ)
+    r = client.post("/fhir", json=_tx(_obs_for("Patient?identifier=urn:mrn|CR-1")), headers=FJ)
+    assert r.status_code == 200, r.text
+    loc = r.json()["entry"][0]["response"]["location"].split("/_history")[0]
+    assert client.get("/fhir/" + loc).json()["subject"]["reference"] == f"Patient/{pid}"
+    assert client.get(f"/fhir/Observation?subject=Patient/{pid}").json()["total"] == 1, "the index row points at the match"
+
+
+def test_transaction_fails_whole_when_a_conditional_reference_matches_none_or_several(client: Any) -> None:
+    client.post("/fhir/Patient", json=_patient("CR-twice"), headers=FJ)
+    client.post("/fhir/Patient", json=_patient("CR-twice"), headers=FJ)
+    before = client.get("/fhir/Observation?_summary=count").json()["total"]
+    for reference, words in (("Patient?identifier=urn:mrn|CR-nobody", "matches no resources"),
+                             ("Patient?identifier=urn:mrn|CR-twice", "matches 2 resources")):
+        r = client.post("/fhir", json=_tx(_obs_for("Patient/unrelated-but-fine"), _obs_for(reference)), headers=FJ)
+        assert r.status_code == 412, r.text
+        outcome = r.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert words in outcome["issue"][0]["diagnostics"]
+        assert outcome["issue"][0]["expression"] == ["Bundle.entry[1].resource"]
+    assert client.get("/fhir/Observation?_summary=count").json()["total"] == before, "nothing was written"
+
+
+def test_conditional_reference_to_an_unknown_type_is_a_400(client: Any) -> None:
+    r = client.post("/fhir", json=_tx(_obs_for("Nonsense?identifier=x")), headers=FJ)
+    assert r.status_code == 400
+    assert "unknown resource type" in r.json()["issue"][0]["diagnostics"]

@@ -3,7 +3,9 @@
 A transaction runs in one database transaction: all or nothing. Entries are processed in the
 spec's order — DELETE, POST, PUT/PATCH, then GET/HEAD — and the response lists them in request
 order. ``urn:uuid:`` fullUrls are resolved before anything is written (conditional entries first
-find their match), and every reference to them is rewritten to ``Type/id``.
+find their match), and every reference to them is rewritten to ``Type/id``. Conditional references
+(``Patient?identifier=sys|val``) are resolved against the stored data in the same pass: exactly one
+match becomes ``Type/id``; none or several fail the transaction with 412 (R4 http.html#trules).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from .errors import BadRequest, FhirError, Issue, operation_outcome
+from .errors import BadRequest, FhirError, Issue, PreconditionFailed, operation_outcome
 from .interactions import Target, parse_target, perform_write
 from .jsonio import loads
 from .store.model import WriteResult
@@ -83,6 +85,7 @@ def _from_write(results: list[WriteResult]) -> EntryResult:
 
 
 _REFERENCE = re.compile(rb'"reference":"([^"\\]*)"')
+_CONDITIONAL_REFERENCE = re.compile(rb'"reference":"([A-Z][A-Za-z]+\?[^"\\]*)"')
 
 
 def rewrite_references(value: Any, mapping: dict[str, str]) -> Any:
@@ -219,6 +222,8 @@ def _transaction_in(
                     entry = {**entry, "resource": {**resource, "id": rid}}
                     entries[i] = entry
 
+    _resolve_conditional_references(w, entries, known_types, mapping)
+
     results: list[EntryResult | None] = [None] * len(entries)
     order = sorted(range(len(entries)), key=lambda i: _ORDER[entries[i]["request"]["method"].upper()])
     for i in order:
@@ -265,6 +270,44 @@ def _transaction_in(
             ]
             raise type(exc)(f"Bundle.entry[{i}] ({method} {request['url']}): {exc.diagnostics}", issues=issues) from None
     return [r for r in results if r is not None]
+
+
+def _resolve_conditional_references(
+    w: WriteSession, entries: list[dict[str, Any]], known_types: frozenset[str], mapping: dict[str, str]
+) -> None:
+    """Add ``Type?criteria`` references found in the entries' resources to ``mapping``, each as the
+    ``Type/id`` of its one match among the stored resources."""
+    wanted: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            continue
+        try:
+            data = orjson.dumps(resource)
+        except TypeError:
+            data = orjson.dumps(resource, default=str)
+        if b"?" not in data:
+            continue
+        for match in _CONDITIONAL_REFERENCE.finditer(data):
+            wanted.setdefault(match.group(1).decode(), i)
+    for reference, i in wanted.items():
+        res_type, _, criteria = reference.partition("?")
+        where = f"Bundle.entry[{i}].resource"
+        if res_type not in known_types:
+            raise BadRequest(f"Bundle.entry[{i}]: the conditional reference {reference!r} names an unknown resource type.",
+                             expression=where)
+        if not criteria:
+            raise BadRequest(f"Bundle.entry[{i}]: the conditional reference {reference!r} has no search criteria.",
+                             expression=where)
+        found = w.find(res_type, criteria)
+        if len(found) != 1:
+            how = "no" if not found else f"{len(found)}"
+            raise PreconditionFailed(
+                f"Bundle.entry[{i}]: the conditional reference {reference!r} matches {how} resources; it must match "
+                "exactly one. Make the criteria more specific, or create the target first.",
+                expression=where,
+            )
+        mapping[reference] = f"{res_type}/{found[0][1]}"
 
 
 def _exists(w: WriteSession, res_type: str, res_id: str) -> bool:
