@@ -20,7 +20,7 @@ from ..errors import InvalidSearch
 from ..store import schema as t
 from ..store.sql import cursor_of
 from .query import ParsedQuery, parse_query
-from .sql import Sql, after, conditions, sort_keys
+from .sql import Sql, after, conditions, lead_pks, ordered_lead, sort_keys
 
 __all__ = ["SearchPage", "filter_clause", "match_ids", "run_search"]
 
@@ -111,24 +111,34 @@ def run_search(
         page.total = int(_fetch(conn, tq, f"SELECT count(*) FROM resource r WHERE {where}")[0][0])
     if count == 0:
         return page
-    q = Sql()
-    conds = conditions(q, query, "r", compartment, alternatives)
-    keys = sort_keys(q, query, params_for(query.res_type)) + [("r.pk", False)]
-    forward = True
-    if cursor:
-        values, direction = decode_cursor(cursor)
-        if len(values) != len(keys):
-            raise InvalidSearch("The paging cursor does not fit this search; start again from the first page.")
-        forward = direction != "prev"
-        conds.append(after(q, keys, values, forward))
-    order = ", ".join(f"{expr} {'DESC' if desc == forward else 'ASC'}" for expr, desc in keys)
-    selected = ", ".join(f"{expr} AS k{i}" for i, (expr, _desc) in enumerate(keys))
-    text = (
-        f"SELECT r.res_type, r.res_id, v.raw, {selected} FROM resource r "
-        "JOIN resource_version v ON v.res_pk = r.pk AND v.version = r.version "
-        f"WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT {int(count) + 1}"
-    )
-    rows = _fetch(conn, q, text)
+    lead = ordered_lead(query, compartment, alternatives)
+    if lead is not None:
+        bound, forward = None, True
+        if cursor:
+            values, direction = decode_cursor(cursor)
+            if len(values) != 1:
+                raise InvalidSearch("The paging cursor does not fit this search; start again from the first page.")
+            bound, forward = int(values[0]), direction != "prev"
+        rows = _walk_lead(conn, query, lead, count + 1, bound, forward)
+    else:
+        q = Sql()
+        conds = conditions(q, query, "r", compartment, alternatives)
+        keys = sort_keys(q, query, params_for(query.res_type)) + [("r.pk", False)]
+        forward = True
+        if cursor:
+            values, direction = decode_cursor(cursor)
+            if len(values) != len(keys):
+                raise InvalidSearch("The paging cursor does not fit this search; start again from the first page.")
+            forward = direction != "prev"
+            conds.append(after(q, keys, values, forward))
+        order = ", ".join(f"{expr} {'DESC' if desc == forward else 'ASC'}" for expr, desc in keys)
+        selected = ", ".join(f"{expr} AS k{i}" for i, (expr, _desc) in enumerate(keys))
+        text = (
+            f"SELECT r.res_type, r.res_id, v.raw, {selected} FROM resource r "
+            "JOIN resource_version v ON v.res_pk = r.pk AND v.version = r.version "
+            f"WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT {int(count) + 1}"
+        )
+        rows = _fetch(conn, q, text)
     more = len(rows) > count
     rows = rows[:count]
     if not forward:
@@ -141,6 +151,33 @@ def run_search(
         if (cursor and forward) or (not forward and more):
             page.prev_cursor = encode_cursor(first, "prev")
     return page
+
+
+def _walk_lead(conn: sa.Connection, query: ParsedQuery, lead: Any, want: int, bound: int | None,
+               forward: bool) -> list[Any]:
+    """The first ``want`` matches in pk order after ``bound``: candidates come from the lead clause's
+    index in pk order, a chunk at a time (growing), and the other clauses filter each chunk. The work
+    is proportional to the page, not to how many resources share the lead value."""
+    rows: list[Any] = []
+    chunk = max(64, 2 * want)
+    while len(rows) < want:
+        lq = Sql()
+        pks = [int(r[0]) for r in _fetch(conn, lq, lead_pks(lq, query.res_type, lead, bound, forward, chunk))]
+        if not pks:
+            break
+        q = Sql()
+        conds = conditions(q, query, "r", candidates=pks, skip=lead)
+        text = (
+            "SELECT r.res_type, r.res_id, v.raw, r.pk AS k0 FROM resource r "
+            "JOIN resource_version v ON v.res_pk = r.pk AND v.version = r.version "
+            f"WHERE {' AND '.join(conds)} ORDER BY r.pk {'ASC' if forward else 'DESC'} LIMIT {int(want - len(rows))}"
+        )
+        rows.extend(_fetch(conn, q, text))
+        if len(pks) < chunk:
+            break
+        bound = pks[-1]
+        chunk = min(chunk * 4, 20_000)
+    return rows
 
 
 # -- _include / _revinclude ---------------------------------------------------------------------

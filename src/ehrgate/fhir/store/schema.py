@@ -76,7 +76,8 @@ idx_token = _index_table(
     sa.Column("text", sa.String(512), nullable=True),
     sa.Column("type_system", sa.String(512), nullable=True),
     sa.Column("type_code", sa.String(128), nullable=True),
-    indexes=(("res_type", "param", "code", "system"),),
+    # res_pk before system: one code's rows come in storage order (search/sql.py, ordered_lead).
+    indexes=(("res_type", "param", "code", "res_pk", "system"),),
 )
 idx_reference = _index_table(
     "idx_reference",
