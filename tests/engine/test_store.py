@@ -140,3 +140,40 @@ def test_channel_state_is_shared(messages: MessageStore) -> None:
     state = messages.set_channel_state("adt", deployed=True, bump=True)
     assert state["paused"] is True and state["generation"] == 2
     assert messages.channel_states()["adt"] == {"deployed": True, "paused": True, "generation": 2}
+
+
+def test_group_commit_waits_briefly_for_the_senders_of_the_last_round(messages: MessageStore) -> None:
+    """Senders that wait for their ACK come back together: when nothing is being committed, the
+    committer lingers (up to ``linger``) for as many messages as the last round brought, instead of
+    committing the first one alone; a lone sender's messages go at once."""
+    import asyncio
+    import time
+
+    from ehrgate.engine.ingest import GroupCommitter
+
+    from .conftest import run
+
+    async def body() -> tuple[list[int], float]:
+        gc = GroupCommitter(messages)
+        gc.linger, gc.linger_below = 0.3, 60.0  # generous: the test must not depend on the disk
+        sizes: list[int] = []
+        gc.on_commit = lambda items, receipts: sizes.append(len(items))
+        # 4 at once: the first is committed alone (nothing expected yet), the other 3 wait for it;
+        # then 4 are expected (1 + 3 that arrived meanwhile), so the 3 linger and go at the deadline
+        await asyncio.gather(*(gc.submit(incoming(hl7(f"G{i}"))) for i in range(4)))
+
+        async def late(i: int) -> None:
+            await asyncio.sleep(0.01 * i)  # one after the other, well within the linger
+            await gc.submit(incoming(hl7(f"H{i}")))
+
+        await asyncio.gather(*(late(i) for i in range(3)))  # 3 expected: one commit as soon as all are in
+        await gc.submit(incoming(hl7("L1")))  # alone: waits for the 3 expected, then 1 is expected
+        started = time.monotonic()
+        await gc.submit(incoming(hl7("L2")))
+        took = time.monotonic() - started
+        await gc.close()
+        return sizes, took
+
+    sizes, took = run(body())
+    assert sizes == [1, 3, 3, 1, 1]
+    assert took < 0.25  # no linger

@@ -63,3 +63,27 @@ def test_retention_deletes_from_the_index_only_what_it_holds(messages: MessageSt
     assert messages.search(SearchQuery(text="gone")) == []
     assert mark(messages) >= old[-1].id and all(messages.get(r.id) is None for r in fresh)
     fts_ok(messages)
+
+
+def patient_rows(messages: MessageStore) -> list[tuple[int, str]]:
+    with messages.read() as conn:
+        return [(int(r[0]), r[1]) for r in conn.exec_driver_sql(
+            "SELECT message_id, identifier FROM eng_message_patient ORDER BY message_id, identifier")]
+
+
+@ONLY_SQLITE
+def test_patient_rows_follow_receipt_with_the_text_index(messages: MessageStore) -> None:
+    """Migration e0003: the receipt keeps the identifiers on the message row; the index rows come with
+    the text index, and a patient search first catches up."""
+    raw = hl7("PT1", patient="MRN-1~SSN-9")
+    [a] = messages.receive([incoming(raw)])
+    assert patient_rows(messages) == []  # not in the receipt's transaction
+    got = messages.get(a.id)
+    assert got is not None and got["patient_ids"] == ["MRN-1", "SSN-9"]
+    assert [r["id"] for r in messages.search(SearchQuery(patient="SSN-9"))] == [a.id]
+    assert patient_rows(messages) == [(a.id, "MRN-1"), (a.id, "SSN-9")]
+    assert mark(messages) == a.id
+    [b] = messages.receive([incoming(hl7("PT2", patient="MRN-1"))])
+    assert messages.index_pending() == 1 and messages.index_pending() == 0
+    assert [r["id"] for r in messages.search(SearchQuery(patient="MRN-1"))] == [b.id, a.id]
+    assert patient_rows(messages).count((b.id, "MRN-1")) == 1

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from . import schema as t
 from . import sql as q
-from .store import MessageStore
+from .store import MessageStore, patients_json
 
 __all__ = ["Delivered", "Item", "LeaseLost", "Queue", "new_owner"]
 
@@ -153,8 +153,10 @@ class Queue:
                          child.get("msg_type", ""), child.get("control_id", ""), child.get("sender", ""),
                          f"split of message {item.message_id}", item.message_id, None, item.order_key,
                          child["raw"], child["raw"], child.get("bundle"),
-                         None if child["destinations"] else "No destination matched"))
-            patients.extend((cid, p) for p in child.get("patient_ids") or ())
+                         None if child["destinations"] else "No destination matched",
+                         patients_json(child.get("patient_ids") or ())))
+            if pg:  # SQLite: index_pending writes them, as for received messages (migration e0003)
+                patients.extend((cid, p) for p in child.get("patient_ids") or ())
         cur.executemany(q.INSERT_MESSAGE(pg), rows)
         if patients:
             cur.executemany(q.INSERT_PATIENT(pg), patients)

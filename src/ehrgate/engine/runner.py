@@ -41,6 +41,9 @@ __all__ = ["Engine"]
 
 log = logging.getLogger("ehrgate.engine")
 
+# receipt status → its counter in Engine._committed (besides 'received', which counts them all)
+_COUNTED = {"FILTERED": 1, "ERROR": 2, "RECEIVED": 3}
+
 
 class Engine:
     def __init__(self, messages: MessageStore, channels: Mapping[str, ChannelConfig], *, fhir_store: Any = None,
@@ -69,7 +72,8 @@ class Engine:
         self.alert_interval = float(opt("engine_alert_interval", 15))
         self.retention_interval = float(opt("engine_retention_interval", 3600))
         self.ingest = GroupCommitter(messages, max_batch=int(opt("engine_batch_size", 500)),
-                                     duplicate_window_ms=self.duplicate_window_ms, on_commit=self._committed)
+                                     duplicate_window_ms=self.duplicate_window_ms, on_commit=self._committed,
+                                     writers=4 if messages.pg else 1)
         self.alerts = Alerts(self)
         self.acks = Acks()
         self._metrics: dict[str, tuple[Any, Any, Any, Any]] = {}
@@ -259,15 +263,26 @@ class Engine:
         return m
 
     def _committed(self, items: list[Incoming], receipts: list[Receipt]) -> None:
+        """Count a committed batch per channel (one increment per counter, not per message) and
+        wake the pipelines that have new work."""
+        counts: dict[str, list[int]] = {}
         for item, r in zip(items, receipts, strict=True):
-            received, filtered, errored, _ = self.metrics(item.channel)
-            received.inc()
-            if r.status == "FILTERED":
-                filtered.inc()
-            elif r.status == "ERROR":
-                errored.inc()
-            elif r.status == "RECEIVED":
-                rt = self.runtimes.get(item.channel)
+            c = counts.get(item.channel)
+            if c is None:
+                c = counts[item.channel] = [0, 0, 0, 0]
+            c[0] += 1
+            slot = _COUNTED.get(r.status)
+            if slot:
+                c[slot] += 1
+        for channel, (n, filtered_n, errored_n, new_n) in counts.items():
+            received, filtered, errored, _ = self.metrics(channel)
+            received.inc(n)
+            if filtered_n:
+                filtered.inc(filtered_n)
+            if errored_n:
+                errored.inc(errored_n)
+            if new_n:
+                rt = self.runtimes.get(channel)
                 if rt is not None:
                     rt.wake_pipeline.set()
 

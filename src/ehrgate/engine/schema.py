@@ -5,7 +5,9 @@ Changes need a new revision in ``migrations/versions`` (branch label ``engine``)
 * ``eng_message`` - one row per message received (and per child of a split): its metadata,
   status and each stage's content (``raw`` bytes exactly as received, ``transformed`` ER7,
   ``bundle`` FHIR JSON when a step produced one).
-* ``eng_message_patient`` - patient identifiers (PID-3) of each message, for indexed search.
+* ``eng_message_patient`` - patient identifiers (PID-3) of each message, for indexed search. The
+  message row keeps them too (``patients``, a JSON array): on SQLite the index rows are written
+  after receipt, in batches, with the text index (``MessageStore.index_pending``).
 * ``eng_delivery`` - one row per (message, destination): status, attempts, request, response.
 * ``eng_attempt`` - every delivery attempt: time, outcome, error, duration.
 * ``eng_queue`` - pending work only (rows are deleted when done, so the hot table stays small):
@@ -55,6 +57,7 @@ message = sa.Table(
     sa.Column("transformed", sa.LargeBinary, nullable=True),
     sa.Column("bundle", sa.LargeBinary, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("patients", sa.Text, nullable=True),
 )
 
 message_patient = sa.Table(

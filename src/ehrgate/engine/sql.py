@@ -21,9 +21,9 @@ from ..fhir.store.sql import Q
 __all__ = ["Connections", "Q"]
 
 MESSAGE_COLUMNS = ("id, channel, received_at, updated_at, status, msg_type, control_id, sender, source, parent_id, "
-                   "duplicate_of, order_key, raw, transformed, bundle, error")
-INSERT_MESSAGE = Q(f"INSERT INTO eng_message ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 16)})")
-INSERT_MESSAGE_PG = Q(f"INSERT INTO eng_message ({MESSAGE_COLUMNS}, search) VALUES ({', '.join('?' * 16)}, "
+                   "duplicate_of, order_key, raw, transformed, bundle, error, patients")
+INSERT_MESSAGE = Q(f"INSERT INTO eng_message ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})")
+INSERT_MESSAGE_PG = Q(f"INSERT INTO eng_message ({MESSAGE_COLUMNS}, search) VALUES ({', '.join('?' * 17)}, "
                       "to_tsvector('simple'::regconfig, ?))")
 MAX_MESSAGE_ID = Q("SELECT COALESCE(MAX(id), 0) FROM eng_message")
 NEXT_MESSAGE_IDS_PG = Q("SELECT nextval(pg_get_serial_sequence('eng_message', 'id')) FROM generate_series(1, ?)")
@@ -198,8 +198,8 @@ def cursor(conn: Any) -> Any:
     return conn
 
 
-# -- the SQLite text index (filled after receipt, see MessageStore.index_pending) ------------------
+# -- the SQLite text and patient indexes (filled after receipt, see MessageStore.index_pending) ------------------
 
 TEXT_MARK = Q("SELECT last_id FROM eng_text_index WHERE id = 1")
-TEXT_PENDING = Q("SELECT id, raw FROM eng_message WHERE id > ? ORDER BY id LIMIT ?")
+TEXT_PENDING = Q("SELECT id, raw, patients FROM eng_message WHERE id > ? ORDER BY id LIMIT ?")
 SET_TEXT_MARK = Q("UPDATE eng_text_index SET last_id = ? WHERE id = 1")

@@ -12,7 +12,7 @@ Queue operations (claim, finish) live in ``queue.py`` and share this engine.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +34,7 @@ __all__ = [
     "SearchQuery",
     "STATUSES",
     "now_ms",
+    "patients_json",
 ]
 
 STATUSES = ("RECEIVED", "FILTERED", "TRANSFORMED", "QUEUED", "SENT", "ERROR")
@@ -42,6 +43,11 @@ FINAL_STATUSES = ("FILTERED", "TRANSFORMED", "SENT", "ERROR")
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def patients_json(ids: Sequence[str]) -> str | None:
+    """``eng_message.patients``: the identifiers as a JSON array, NULL for none."""
+    return json.dumps(list(ids), ensure_ascii=False) if ids else None
 
 
 @dataclass(slots=True)
@@ -135,7 +141,9 @@ class MessageStore:
         Plain SQL on a kept DBAPI connection (``sql.py``): message ids are allocated first (SQLite:
         after MAX(id), under the write lock; PostgreSQL: from the sequence), so each table gets one
         executemany and duplicates inside the batch are resolved before anything is written. On
-        SQLite the text index is written later, in batches (``index_pending``).
+        SQLite the text and patient indexes are written later, in batches (``index_pending``): what
+        a receipt commits is the message row and its queue row. On PostgreSQL the inserts and the
+        COMMIT go in one pipeline: two round trips per batch.
         """
         if not batch:
             return []
@@ -166,17 +174,28 @@ class MessageStore:
                     if item.control_id and item.check_duplicates:
                         dups[key] = mid  # later messages in the same batch see this one
                     work.append((mid, item.channel, "", item.order_key, mid, now, now))
+                pids = item.patient_ids
                 row = (mid, item.channel, now, now, status, item.msg_type, item.control_id, item.sender,
-                       item.source[:160], None, dup, item.order_key, item.raw, None, None, error)
-                rows.append(row + (search_text(item.raw),) if pg else row)
+                       item.source[:160], None, dup, item.order_key, item.raw, None, None, error,
+                       patients_json(pids))
                 receipts.append(Receipt(mid, status, dup))
-                patients.extend((mid, p) for p in item.patient_ids)
-            with cur.connection.pipeline() if pg else contextlib.nullcontext():
-                cur.executemany((q.INSERT_MESSAGE_PG if pg else q.INSERT_MESSAGE)(pg), rows)
-                if patients:
-                    cur.executemany(q.INSERT_PATIENT(pg), patients)
+                if pg:
+                    rows.append(row + (search_text(item.raw),))
+                    patients.extend((mid, p) for p in pids)
+                else:
+                    rows.append(row)
+            if pg:
+                with cur.connection.pipeline():
+                    cur.executemany(q.INSERT_MESSAGE_PG(True), rows)
+                    if patients:
+                        cur.executemany(q.INSERT_PATIENT(True), patients)
+                    if work:
+                        cur.executemany(q.INSERT_QUEUE(True), work)
+                    cur.connection.commit()  # in the same round trip; write() then has nothing to commit
+            else:
+                cur.executemany(q.INSERT_MESSAGE(False), rows)
                 if work:
-                    cur.executemany(q.INSERT_QUEUE(pg), work)
+                    cur.executemany(q.INSERT_QUEUE(False), work)
         return receipts
 
     def _ids_and_duplicates_pg(self, cur: Any, batch: Sequence[Incoming], since: int,
@@ -222,13 +241,15 @@ class MessageStore:
                                                                for i, r in zip(ids, raws, strict=True)])
 
     def index_pending(self, limit: int = 256) -> int:
-        """SQLite: add up to ``limit`` messages stored since the last call to the text index, in one
-        transaction; returns how many (fewer than ``limit``: the index is complete).
+        """SQLite: add up to ``limit`` messages stored since the last call to the text index and the
+        patient index, in one transaction; returns how many (fewer than ``limit``: both are complete).
 
         FTS5 writes a new segment per transaction, so indexing each receipt batch cost a third of
-        its pages and CPU; batches of hundreds cost a fraction of that per message. The mark
-        (``eng_text_index.last_id``) moves in the same transaction, and ids only grow (they are
-        allocated under the write lock), so after a crash the next call carries on where it was.
+        its pages and CPU; batches of hundreds cost a fraction of that per message. Patient rows are
+        keyed by random identifiers (a page dirtied per row), so they too cost less per message when
+        hundreds share a commit (migration e0003). The mark (``eng_text_index.last_id``) moves in the
+        same transaction, and ids only grow (they are allocated under the write lock), so after a
+        crash the next call carries on where it was.
         """
         if self.pg:
             return 0
@@ -240,11 +261,15 @@ class MessageStore:
             if not rows:
                 return 0
             cur.executemany(q.INSERT_FTS(False), [(int(r[0]), search_text(bytes(r[1]))) for r in rows])
+            patients = [(int(r[0]), p) for r in rows if r[2] for p in json.loads(r[2])]
+            if patients:
+                cur.executemany(q.INSERT_PATIENT(False), patients)
             cur.execute(q.SET_TEXT_MARK(False), (int(rows[-1][0]),))
         return len(rows)
 
     def index_all(self) -> None:
-        """Bring the text index up to date (before a text search, so it sees every stored message)."""
+        """Bring the text and patient indexes up to date (before a search by text or patient, so it
+        sees every stored message)."""
         while self.index_pending(2000) == 2000:
             pass
 
@@ -268,6 +293,7 @@ class MessageStore:
         if q.control_id:
             stmt = stmt.where(m.control_id == q.control_id)
         if q.patient:
+            self.index_all()
             stmt = stmt.where(m.id.in_(sa.select(t.message_patient.c.message_id)
                                        .where(t.message_patient.c.identifier == q.patient)))
         if q.before_id:
@@ -295,7 +321,8 @@ class MessageStore:
             if row is None:
                 return None
             out = dict(row._mapping)
-            out["patient_ids"] = [r[0] for r in conn.execute(
+            kept = out.pop("patients", None)
+            out["patient_ids"] = json.loads(kept) if kept is not None else [r[0] for r in conn.execute(
                 sa.select(t.message_patient.c.identifier).where(t.message_patient.c.message_id == message_id))]
             out["deliveries"] = [dict(r._mapping) for r in conn.execute(
                 sa.select(t.delivery).where(t.delivery.c.message_id == message_id)
