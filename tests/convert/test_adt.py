@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from ehrgate.convert import ConversionError
+from ehrgate.convert import ConversionError, convert
+from ehrgate.hl7 import parse
 
-from .conftest import convert_sample, current, errors, load, pick, resources
+from .conftest import OPTIONS, convert_sample, current, errors, load, pick, resources, sample
 
 THO = "http://terminology.hl7.org/CodeSystem/"
 
@@ -137,7 +138,10 @@ def test_references_point_at_entries_of_the_bundle() -> None:
 def test_unused_segments_and_fields_are_counted() -> None:
     result = convert_sample("adt_a01.hl7")
     assert result.ignored_segments == {"ZPI": 1}
-    assert result.ignored_fields["PID-18"] == 1
+    assert not result.ignored_fields  # PID-18 is the Account now
+    extra = convert_sample("adt_a03_procedure.hl7")
+    assert extra.ignored_segments == {"ROL": 2}  # a non-PP role after PID, and a deleted role (ROL-2 DE)
+    assert extra.ignored_fields == {"ROL-1": 4}  # role instance IDs: the IG's PractitionerRole.identifier
     assert result.message_type == "ADT^A01"
     assert result.control_id == "A01-0001"
 
@@ -195,3 +199,122 @@ def test_merge_in_the_store(store: Any) -> None:
     assert merged[0]["active"] is False
     # the survivor keeps its demographics from the A04
     assert survivor[0]["address"][0]["city"] == "Springfield"
+
+
+# -- PR1, ROL/PRT, GT1, IN2, PID-18 (adt_a03_procedure.hl7) ------------------------------------------
+
+SNOMED = "http://snomed.info/sct"
+EXTRA: list[tuple[str, Any]] = [
+    # PR1 → Procedure (PR1[Procedure])
+    ("Procedure.identifier[0].value", "PROC-3003-1"),
+    ("Procedure.status", "unknown"),
+    ("Procedure.code.coding[0].code", "0DTJ4ZZ"),
+    ("Procedure.code.text", "Laparoscopic appendectomy"),
+    ("Procedure.category.coding[0].code", "A"),
+    ("Procedure.performedPeriod", {"start": "2024-04-06T10:30:00-05:00", "end": "2024-04-06T11:25:00-05:00"}),
+    ("Procedure.performer[0].function.coding[0]", {"system": SNOMED, "code": "88189002", "display": "Anesthesiologist"}),
+    ("Procedure.performer[0].actor.display", "Dr Greta Gas"),
+    ("Procedure.performer[1].function.coding[0].code", "304292004"),
+    ("Procedure.performer[1].actor.display", "Dr Sam Cutter"),
+    ("Procedure.performer[2].function.coding[0].code", "SASST"),  # the ROL after PR1
+    ("Procedure.performer[2].actor.display", "Dr Carl Consult"),
+    ("Procedure.reasonCode[0].coding[0].code", "K35.80"),
+    ("Procedure.location.display", "2"),
+    # ROL after PID (PP) → Patient.generalPractitioner; after PV1 → Encounter.participant
+    ("Patient.generalPractitioner", [{"reference": "*", "display": "Dr Fiona Family"}]),
+    ("Encounter.participant[1].type[0].coding[0].code", "AT"),
+    ("Encounter.participant[1].period", {"start": "2024-04-05T08:00:00-05:00", "end": "2024-04-10T08:30:00-05:00"}),
+    ("Encounter.participant[2].individual.display", "Dr Carl Consult"),
+    ("Encounter.participant[3]", None),  # ROL-2 DE: deleted
+    # PID-18 + GT1 → Account
+    ("Account.identifier[0].value", "ACCT-3003"),
+    ("Account.identifier[0].type.coding[0].code", "AN"),
+    ("Account.status", "active"),
+    ("Account.guarantor[0].party.display", "Eve Elaine Everywoman"),
+    ("Account.guarantor[0].period.start", "2024-01-01"),
+    ("Account.coverage[0].priority", 1),
+    # IN1-16..19 → Coverage.subscriber; IN2 → more identifiers
+    ("Coverage.subscriber.display", "Eve Elaine Everywoman"),
+    ("Coverage.identifier[1].type.coding[0].code", "MC"),
+    ("Coverage.identifier[1].value", "1EG4-TE5-MK72"),
+    ("Coverage.identifier[2].value", "MCD-55"),
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), EXTRA, ids=[p for p, _ in EXTRA])
+def test_procedure_roles_guarantor_insurance(path: str, expected: Any) -> None:
+    bundle = convert_sample("adt_a03_procedure.hl7").bundle
+    got = pick(bundle, path)
+    if isinstance(expected, list) and expected and expected[0].get("reference") == "*":
+        got = [{**g, "reference": "*"} for g in got]
+    assert got == expected
+
+
+def test_guarantors_and_subscriber_point_at_the_right_people() -> None:
+    bundle = convert_sample("adt_a03_procedure.hl7").bundle
+    urls = {e["resource"]["resourceType"]: e["fullUrl"] for e in bundle["entry"]}
+    account = resources(bundle, "Account")[0]
+    guarantor, self_pay = account["guarantor"]
+    assert self_pay["party"] == {"reference": urls["Patient"]}  # GT1-11 SEL
+    spouse = next(r for r in resources(bundle, "RelatedPerson") if r.get("identifier"))
+    assert guarantor["party"]["reference"].endswith(spouse["id"])
+    assert spouse["identifier"][0]["value"] == "G-77" and spouse["telecom"][0]["use"] == "home"
+    assert account["coverage"][0]["coverage"]["reference"] == urls["Coverage"]
+    assert account["subject"] == [{"reference": urls["Patient"]}]
+    assert not errors(bundle)
+
+
+def test_person_only_events_write_no_account() -> None:
+    assert resources(convert_sample("adt_a28.hl7").bundle, "Account") == []
+
+
+def test_swap_moves_each_visit_to_the_other_bed() -> None:
+    """A17 (IG ADT_A17): each PID/PV1 group updates its patient's Encounter with its new bed."""
+    bundle = convert_sample("adt_a17.hl7").bundle
+    assert not errors(bundle)
+    beds = {e["identifier"][0]["value"]: (e["status"], [loc["location"]["display"] for loc in e["location"]])
+            for e in resources(bundle, "Encounter")}
+    assert beds == {"V20240315-1": ("in-progress", ["A", "B"]), "V20240318-7": ("in-progress", ["B", "A"])}
+    assert [e["request"]["method"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter"] == [
+        "PUT", "PUT"]
+    broken = sample("adt_a17.hl7").split(b"\rPID|2")[0] + b"\r"
+    with pytest.raises(ConversionError, match="^PID: missing .ADT.A17 needs two PID/PV1 groups"):
+        convert(parse(broken), OPTIONS)
+
+
+def _corpus_message(*parts: str) -> bytes:
+    from ehrgate.hl7 import read_batch
+    from tests.conftest import corpus_dir
+
+    return read_batch(corpus_dir("hl7v2", *parts).read_bytes()).messages[0].encode()
+
+
+def test_corpus_procedure_and_guarantor() -> None:
+    """Corpus messages (read at test time, skipped without ../shared): HAPI's ADT^A03 with a PR1 and
+    Google's ADT^A08 with a GT1."""
+    procedure = convert(parse(_corpus_message("hapi-hl7v2", "parser", "adt_a03.txt")), OPTIONS).bundle
+    assert not errors(procedure)
+    assert pick(procedure, "Procedure.code") == {"coding": [{"code": "1111", "display": "Mastoplastica"}],
+                                                "text": "Protesi"}
+    assert pick(procedure, "Procedure.performedDateTime") == "2009-02-24"
+    assert pick(procedure, "Procedure.status") == "unknown"
+    guarantor = convert(parse(_corpus_message("google-hdh-whistle", "adt_a08_ex1.hl7")), OPTIONS).bundle
+    assert not errors(guarantor)
+    assert pick(guarantor, "Account.identifier[0].value") == "151"
+    party = pick(guarantor, "Account.guarantor[0].party")
+    person = next(e["resource"] for e in guarantor["entry"] if e["fullUrl"] == party["reference"])
+    assert person["resourceType"] == "RelatedPerson" and person["birthDate"] == "1977-09-20"
+    assert person["identifier"][0]["value"] == "150"
+
+
+def test_an_update_without_guarantors_keeps_the_account(store: Any) -> None:
+    """PID-18 alone (no GT1/IN1) only makes sure the Account exists: an A08 after the A03 does not
+    erase the guarantors and coverage the A03 sent."""
+    load(store, convert_sample("adt_a03_procedure.hl7").bundle)
+    update = b"\r".join(line for line in sample("adt_a03_procedure.hl7").split(b"\r")
+                        if not line.startswith((b"GT1", b"IN1", b"IN2")))
+    bundle = convert(parse(update.replace(b"ADT^A03^ADT_A03|A03-PR1-1", b"ADT^A08^ADT_A01|A08-PR1-2")), OPTIONS).bundle
+    assert [e["request"]["method"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Account"] == ["POST"]
+    load(store, bundle)
+    accounts = current(store, "Account")
+    assert len(accounts) == 1 and len(accounts[0]["guarantor"]) == 2 and accounts[0]["coverage"]

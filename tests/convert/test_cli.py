@@ -45,9 +45,9 @@ def test_reports_the_field_and_exits_non_zero() -> None:
 
 
 def test_verbose_lists_what_is_not_mapped() -> None:
-    result = CliRunner().invoke(cli, ["hl7", "convert", "-v", str(SAMPLES / "adt_a01.hl7")])
+    result = CliRunner().invoke(cli, ["hl7", "convert", "-v", str(SAMPLES / "adt_a03_procedure.hl7")])
     assert result.exit_code == 0
-    assert "not mapped: ZPI x1" in result.stderr and "PID-18 x1" in result.stderr
+    assert "not mapped: ROL x2" in result.stderr and "ROL-1 x4" in result.stderr
 
 
 def test_bad_options_are_sentences(tmp_path: Path) -> None:

@@ -29,7 +29,37 @@ CASES: list[tuple[str, str, Any]] = [
     ("oml_o21.hl7", "ServiceRequest.priority", "routine"),
     ("oml_o21.hl7", "ServiceRequest.occurrenceDateTime", "2024-04-11T09:00:00Z"),
     ("oml_o21.hl7", "Specimen.identifier[0].value", "S-8001"),
+    # OBR-10 → Specimen.collection.collector (IG OBR[Specimen])
+    ("oml_o21_people.hl7", "Specimen.collection.collector.display", "Pat Draw"),
 ]
+
+PT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+
+
+def test_order_people_become_a_provenance_of_the_order() -> None:
+    """ORC-10 entered by, ORC-11 verified by, ORC-12 ordering provider, ORC-19 action by → agents of
+    a Provenance whose target is the ServiceRequest (IG ORC[Provenance]); ORC-1 NW → CREATE."""
+    result = convert_sample("oml_o21_people.hl7")
+    bundle = result.bundle
+    assert not errors(bundle) and not result.ignored_fields
+    request = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest")
+    message_provenance, order_provenance = sorted(
+        (e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Provenance"),
+        key=lambda r: len(r["agent"]))
+    assert order_provenance["target"] == [{"reference": request}]
+    assert [(a["type"]["coding"][0]["code"], a["who"]["display"]) for a in order_provenance["agent"]] == [
+        ("enterer", "Edna Entry"), ("verifier", "Victor Check"), ("author", "Carla Clinic"), ("performer", "Pat Draw")]
+    assert order_provenance["agent"][0]["type"]["coding"][0]["system"] == PT
+    assert order_provenance["activity"]["coding"][0]["code"] == "CREATE"
+    assert order_provenance["recorded"] == order_provenance["occurredDateTime"] == "2024-04-12T07:55:00Z"
+    # the message's Provenance lists what the message wrote, not the order's Provenance
+    kinds = {e["fullUrl"]: e["resource"]["resourceType"] for e in bundle["entry"]}
+    assert "Provenance" not in {kinds[t["reference"]] for t in message_provenance["target"]}
+
+
+def test_an_order_without_entered_verified_or_action_by_has_no_order_provenance() -> None:
+    assert len([e for e in convert_sample("oml_o21.hl7").bundle["entry"]
+                if e["resource"]["resourceType"] == "Provenance"]) == 1
 
 
 @pytest.mark.parametrize(("name", "path", "expected"), CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES])
@@ -50,7 +80,7 @@ def test_order_links_reasons_supporting_information_and_specimens() -> None:
 
 
 def test_every_sample_is_valid_and_loads(store: Any) -> None:
-    for name in ("orm_o01_nw.hl7", "orm_o01_ca.hl7", "oml_o21.hl7"):
+    for name in ("orm_o01_nw.hl7", "orm_o01_ca.hl7", "oml_o21.hl7", "oml_o21_people.hl7"):
         bundle = convert_sample(name).bundle
         assert errors(bundle) == [], name
         load(store, bundle)

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from .conftest import convert_sample, current, errors, load, pick, resources
+from ehrgate.convert import convert
+from ehrgate.hl7 import parse
+
+from .conftest import OPTIONS, convert_sample, current, errors, load, pick, resources, sample
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -119,3 +122,43 @@ def test_correction_updates_the_report_and_its_result(store: Any) -> None:
     assert glucose[0]["status"] == "corrected"
     assert len(current(store, "Patient")) == 1
     assert len(current(store, "ServiceRequest", "identifier=urn:ehrgate:id:EHR|ORD777")) == 1
+
+
+def test_all_zero_dates_read_as_absent() -> None:
+    """'0000' in OBR-7, OBR-22, OBX-14 and SPM-17 is a sender's "no date": left out, not an error."""
+    raw = (sample("oru_r01.hl7")
+           .replace(b"|20240316070000-0500|||||||||||||||20240316142500-0500||CH|F", b"|0000|||||||||||||||0000||CH|F")
+           .replace(b"|||F|||20240316070000-0500||009001^Tech^Tina", b"|||F|||0000||009001^Tech^Tina")
+           .replace(b"|||||||||||||20240316070000-0500|20240316073000-0500", b"|||||||||||||0000|20240316073000-0500"))
+    result = convert(parse(raw), OPTIONS)
+    report = pick(result.bundle, "DiagnosticReport(24323-8)")
+    assert "effectiveDateTime" not in report and "issued" not in report
+    assert "effectiveDateTime" not in pick(result.bundle, "Observation(2345-7)")
+    assert "collection" not in pick(result.bundle, "Specimen") or "collectedDateTime" not in pick(
+        result.bundle, "Specimen")["collection"]
+    assert any(w.startswith("OBR-22: '0000' is an all-zero date") for w in result.warnings)
+    assert not errors(result.bundle)
+
+
+PRT_CASES: list[tuple[str, Any]] = [
+    # PRT placed by group and role (IG message map ORU_R01)
+    ("Patient.generalPractitioner[0].display", "Dr Fiona Family"),  # PATIENT.PRT, PP
+    ("Encounter.participant[0].type[0].coding[0].code", "AT"),  # VISIT.PRT
+    ("Encounter.participant[0].individual.display", "Dr Aaron A Attend"),
+    ("ServiceRequest.requester.display", "Carla Clinic"),  # COMMON_ORDER.PRT, OP
+    ("DiagnosticReport.resultsInterpreter[0].display", "Rhea Reader"),  # ORDER_OBSERVATION.PRT, PRI
+    ("DiagnosticReport.performer[0].display", "Tina Tech"),  # TN
+    ("Specimen.collection.collector.display", "Pat Draw"),  # SC
+    ("Observation.performer[0].display", "Andy Analyst"),  # OBSERVATION.PRT, PRT-5
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), PRT_CASES, ids=[p for p, _ in PRT_CASES])
+def test_participations_go_where_the_ig_puts_them(path: str, expected: Any) -> None:
+    assert pick(convert_sample("oru_r01_prt.hl7").bundle, path) == expected
+
+
+def test_participations_are_read_and_valid() -> None:
+    result = convert_sample("oru_r01_prt.hl7")
+    assert not errors(result.bundle)
+    assert not result.ignored_segments and result.ignored_fields == {"PRT-1": 7}

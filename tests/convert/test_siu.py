@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from ehrgate.convert import ConversionError
+from ehrgate.convert import ConversionError, convert
+from ehrgate.hl7 import parse
 
-from .conftest import convert_sample, current, errors, load, pick
+from .conftest import OPTIONS, convert_sample, current, errors, load, pick, resources, sample
 
 CASES: list[tuple[str, str, Any]] = [
     ("siu_s12.hl7", "Appointment.status", "booked"),
@@ -63,3 +64,27 @@ def test_cancel_updates_the_booked_appointment(store: Any) -> None:
     assert appointments[0]["meta"]["versionId"] == "3"
     load(store, convert_sample("siu_s26.hl7").bundle)
     assert [a["status"] for a in current(store, "Appointment")] == ["noshow"]
+
+
+def test_schedule_id_gives_a_schedule_and_a_slot(store: Any) -> None:
+    """SCH-5 → Schedule (actors from AIP/AIL) and the Appointment's Slot; a cancellation frees the
+    same Slot (siu_s12_slot.hl7)."""
+    booked = convert_sample("siu_s12_slot.hl7").bundle
+    assert not errors(booked)
+    schedule = pick(booked, "Schedule")
+    assert schedule["identifier"] == [{"system": "urn:ehrgate:id:GHH", "value": "DRATTEND-AM"}]
+    assert [a["display"] for a in schedule["actor"]] == ["Dr Aaron A Attend", "201"]
+    slot = pick(booked, "Slot")
+    assert (slot["status"], slot["start"], slot["end"]) == ("busy", "2024-05-20T09:30:00-04:00",
+                                                            "2024-05-20T10:00:00-04:00")
+    urls = {e["resource"]["resourceType"]: e["fullUrl"] for e in booked["entry"]}
+    assert slot["schedule"] == {"reference": urls["Schedule"]}
+    assert pick(booked, "Appointment.slot") == [{"reference": urls["Slot"]}]
+    cancel = convert(parse(sample("siu_s12_slot.hl7").replace(b"SIU^S12^SIU_S12|SIU-0011", b"SIU^S15^SIU_S12|SIU-0012")),
+                     OPTIONS).bundle
+    assert pick(cancel, "Slot.status") == "free" and pick(cancel, "Slot.id") == slot["id"]
+    load(store, booked)
+    load(store, cancel)
+    assert [s["status"] for s in current(store, "Slot")] == ["free"]
+    assert len(current(store, "Schedule")) == 1
+    assert resources(convert_sample("siu_s12.hl7").bundle, "Slot") == []  # no SCH-5: no Slot

@@ -1,5 +1,9 @@
-"""ADT → Patient, Encounter, RelatedPerson, AllergyIntolerance, Condition, Coverage, Observation
-(IG message maps ADT_A01, ADT_A02, ADT_A05, ADT_A06, ADT_A09, ADT_A11, ADT_A17).
+"""ADT → Patient, Encounter, RelatedPerson, AllergyIntolerance, Condition, Procedure, Coverage,
+Account, Observation (IG message maps ADT_A01, ADT_A02, ADT_A05, ADT_A06, ADT_A09, ADT_A11, ADT_A17).
+
+ROL/PRT go to what they follow (roles.py): the Patient's general practitioner (after PID, role
+PP), the Encounter's participants (after PV1), the Procedure's performers (after PR1). PID-18 and
+GT1 make the Account (account.py), IN1 (+ IN2) the Coverage.
 
 ADT messages own the patient: the Patient and the Encounter are written with conditional updates,
 so A08 after A04 updates the same Patient and A03 discharges the Encounter A01 admitted. The
@@ -11,28 +15,33 @@ surviving Patient (PID) gets ``link: replaces`` the merged one (MRG-1), which be
 ``link: replaced-by`` the survivor. Both are created when unknown and otherwise changed by a JSON
 Patch of ``active`` and ``link`` only, so neither loses the demographics the store holds (an A40's
 PID is often just the identifiers). Existing resources keep pointing at the merged Patient, whose
-link leads to the survivor; re-pointing them is a store-side step, not part of this Bundle.
+link leads to the survivor (FHIR R4 Patient.link: "replaced-by ... must be used in lieu of" the
+merged one): the IG has no A40 map, and re-pointing every reference would need a search over the
+store, which a pure conversion cannot do - see docs/convert.md, "A40 merge".
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .account import account, guarantor
 from .bundle import Builder, search_key
-from .clinical import allergy, condition, coverage
-from .datatypes import human_name, identifier
+from .clinical import allergy, condition, coverage, coverage_details
+from .datatypes import decimal, human_name, identifier
 from .encounter import EncounterRef, encounter
 from .errors import REQUIRED_FIELD_MISSING, UNSUPPORTED_MESSAGE_TYPE, ConversionError
 from .observation import observation
 from .patient import PatientRef, patient, patient_link, related_person
+from .procedure import procedure
+from .roles import to_encounter, to_patient, to_procedure
 from .values import Seg
 
 __all__ = ["MRG_FIELDS", "TRIGGERS", "convert"]
 
 JSON = dict[str, Any]
 TRIGGERS = frozenset({"A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A09", "A10", "A11", "A12", "A13",
-                      "A14", "A15", "A16", "A21", "A22", "A25", "A26", "A27", "A28", "A31", "A32", "A33", "A38",
-                      "A40", "A60"})
+                      "A14", "A15", "A16", "A17", "A21", "A22", "A25", "A26", "A27", "A28", "A31", "A32", "A33",
+                      "A38", "A40", "A60"})
 #: Person-level events: no visit is created even when a PV1 is present.
 _PERSON_ONLY = frozenset({"A28", "A31", "A40"})
 MRG_FIELDS = frozenset({1, 2, 4, 7})
@@ -49,6 +58,9 @@ def convert(b: Builder, segs: list[Seg], trigger: str) -> None:
     if trigger == "A40":
         _merge(b, segs)
         return
+    if trigger == "A17":
+        _swap(b, segs)
+        return
     pid = next((s for s in segs if s.name == "PID"), None)
     if pid is None:
         raise ConversionError("PID", f"missing (ADT^{trigger} needs the patient identification segment)",
@@ -64,29 +76,92 @@ def convert(b: Builder, segs: list[Seg], trigger: str) -> None:
         visit = encounter(b, pv1, who, pv2=pv2, trigger=trigger, update=True)
     diagnoses: list[JSON] = []
     seen: dict[tuple[str, str], int] = {}
+    guarantors: list[JSON] = []
+    coverages: list[tuple[str, int]] = []
+    # ROL/PRT describe what they follow (ADT_A01: PID.ROL, PV1.ROL, PROCEDURE.ROL, INSURANCE.ROL)
+    context, procedure_url, coverage_url = "patient", "", ""
     for i, seg in enumerate(segs):
-        if seg.name == "NK1":
+        name = seg.name
+        if name == "NK1":
             b.use(seg)
             related_person(b, seg, who)
-        elif seg.name in ("AL1", "IAM"):
+        elif name in ("PV1", "PV2"):
+            context = "visit"
+        elif name in ("AL1", "IAM"):
             b.use(seg)
             allergy(b, seg, who)
-        elif seg.name == "DG1":
+            context = ""
+        elif name == "DG1":
             b.use(seg)
             found = condition(b, seg, who, visit)
             if found and visit is not None:
                 diagnoses.append({"condition": {"reference": found}})
-        elif seg.name == "IN1":
+            context = ""
+        elif name == "PR1":
             b.use(seg)
-            coverage(b, seg, who)
-        elif seg.name == "OBX":
+            procedure_url = procedure(b, seg, who, visit) or ""
+            context = "procedure"
+        elif name == "GT1":
+            b.use(seg)
+            found_guarantor = guarantor(b, seg, who)
+            if found_guarantor:
+                guarantors.append(found_guarantor)
+            context = ""
+        elif name == "IN1":
+            b.use(seg)
+            coverage_url = coverage(b, seg, who) or ""
+            if coverage_url:
+                rank = decimal(seg.text(22), seg.where(22)) if seg.text(22) else 0
+                coverages.append((coverage_url, rank if isinstance(rank, int) and rank > 0 else 0))
+            context = "insurance"
+        elif name == "IN2" and context == "insurance" and coverage_url:
+            b.use(seg)
+            coverage_details(b, seg, coverage_url)
+        elif name in ("ROL", "PRT"):
+            _role(b, seg, context, who, visit, procedure_url)
+        elif name == "OBX":
             nte = _notes_after(segs, i)
             b.use(seg, *nte)
             scope = visit.key if visit is not None else who.key
             n = seen[(seg.text(3), seg.text(4))] = seen.get((seg.text(3), seg.text(4)), 0) + 1
             observation(b, seg, who, scope=f"{scope}|adt", visit=visit, nte=nte, occurrence=n)
+            context = ""
+        elif name not in ("PID", "PD1", "NTE", "EVN", "MSH"):
+            context = ""
     if diagnoses and visit is not None:
         b.resource(visit.url)["diagnosis"] = diagnoses
+    if trigger not in _PERSON_ONLY:
+        account(b, pid, who, guarantors, coverages)
+
+
+def _role(b: Builder, seg: Seg, context: str, who: PatientRef, visit: EncounterRef | None, procedure_url: str) -> None:
+    """A ROL/PRT into the resource of the segment group it follows (see roles.py)."""
+    if context == "patient":
+        to_patient(b, seg, who.url)
+    elif context == "visit" and visit is not None:
+        to_encounter(b, seg, visit.url)
+    elif context == "procedure" and procedure_url:
+        to_procedure(b, seg, procedure_url)
+
+
+def _swap(b: Builder, segs: list[Seg]) -> None:
+    """A17 (swap patients, IG message map ADT_A17): two PID/PD1/PV1/PV2 groups, each the visit of one
+    patient with the bed it now has; each updates its Patient and Encounter as a transfer would."""
+    groups: list[list[Seg | None]] = []
+    for seg in segs:
+        if seg.name == "PID":
+            groups.append([seg, None, None, None])
+        elif groups and seg.name in ("PD1", "PV1", "PV2"):
+            groups[-1][("PD1", "PV1", "PV2").index(seg.name) + 1] = seg
+    if len(groups) != 2 or any(g[2] is None for g in groups):
+        raise ConversionError("PID" if len(groups) != 2 else "PV1", "missing (ADT^A17 needs two PID/PV1 groups, "
+                              "one per patient whose beds are swapped)", code=REQUIRED_FIELD_MISSING)
+    for pid, pd1, pv1, pv2 in groups:
+        assert pid is not None and pv1 is not None
+        b.use(pid, pd1, pv1, pv2)
+        who = patient(b, pid, pd1)
+        if _visit_present(pv1):
+            encounter(b, pv1, who, pv2=pv2, trigger="A17", update=True)
 
 
 def _notes_after(segs: list[Seg], i: int) -> list[Seg]:

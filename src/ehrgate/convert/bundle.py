@@ -44,9 +44,9 @@ NAMESPACE = uuid.UUID("6f3c2a56-8d0e-5b7e-9a61-5e0b8c1d2e47")
 _NS_BYTES = NAMESPACE.bytes
 
 _RANK = {name: n for n, name in enumerate((
-    "Patient", "Organization", "Practitioner", "Location", "RelatedPerson", "Encounter", "Coverage",
-    "AllergyIntolerance", "Condition", "ServiceRequest", "Specimen", "Observation", "DiagnosticReport",
-    "Immunization", "Appointment", "DocumentReference", "Provenance"))}
+    "Patient", "Organization", "Practitioner", "Location", "RelatedPerson", "Encounter", "Coverage", "Account",
+    "AllergyIntolerance", "Condition", "Procedure", "ServiceRequest", "Specimen", "Observation", "DiagnosticReport",
+    "Immunization", "Schedule", "Slot", "Appointment", "DocumentReference", "Provenance"))}
 _PROVENANCE_TYPES = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 
 
@@ -183,8 +183,9 @@ class Builder:
     def provenance(self) -> None:
         """One Provenance per message: what it wrote, when, from which sender and which stored message
         (HL7 v2-to-FHIR IG, MSH[Provenance-Source]; ``entity.what`` identifies the message-store entry)."""
-        written = [u for u, m in self._modes.items() if m not in ("ensure", "patch")] or [
-            u for u, m in self._modes.items() if m != "patch"]
+        own = [u for u, m in self._modes.items()
+               if m != "patch" and self._entries[u]["resource"]["resourceType"] != "Provenance"]
+        written = [u for u in own if self._modes[u] != "ensure"] or own
         if not written:
             return
         event = self.message_type.split("^")

@@ -1,4 +1,4 @@
-"""AL1/IAM → AllergyIntolerance, DG1 → Condition, IN1 → Coverage (IG segment maps
+"""AL1/IAM → AllergyIntolerance, DG1 → Condition, IN1 (+ IN2) → Coverage (IG segment maps
 AL1[AllergyIntolerance], IAM[AllergyIntolerance], DG1[Condition], IN1[Coverage]).
 
 None of them carries a business identifier the sender keeps stable (IAM-7 and DG1-20 aside), so
@@ -11,22 +11,26 @@ from __future__ import annotations
 from typing import Any
 
 from .bundle import Builder, search_key
-from .datatypes import codeable, decimal, ei_identifier, identifier
-from .dtm import date, datetime_
+from .datatypes import address, codeable, decimal, ei_identifier, human_name, identifier
+from .dtm import date, datetime_, is_null_date
 from .encounter import EncounterRef
-from .parties import organization, practitioner
+from .parties import organization, person_display, practitioner
 from .patient import PatientRef
 from .tables import ALLERGY_CATEGORY, ALLERGY_CRITICALITY, ALLERGY_TYPE
 from .values import Seg
 
-__all__ = ["AL1_FIELDS", "DG1_FIELDS", "IAM_FIELDS", "IN1_FIELDS", "allergy", "condition", "coverage"]
+__all__ = ["AL1_FIELDS", "DG1_FIELDS", "IAM_FIELDS", "IN1_FIELDS", "IN2_FIELDS", "allergy", "condition", "coverage",
+           "coverage_details"]
 
 JSON = dict[str, Any]
 THO = "http://terminology.hl7.org/CodeSystem/"
 AL1_FIELDS = frozenset({1, 2, 3, 4, 5, 6})
 IAM_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 17})
 DG1_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 16, 19, 20, 21})
-IN1_FIELDS = frozenset({1, 2, 3, 4, 8, 12, 13, 15, 17, 22, 36, 49})
+IN1_FIELDS = frozenset({1, 2, 3, 4, 8, 12, 13, 15, 16, 17, 18, 19, 22, 36, 49})
+#: IN2 (insurance additional information): the member numbers a payer knows the patient by.
+IN2_FIELDS = frozenset({6, 8, 61})
+_IN2_IDENTIFIERS = ((61, "MB"), (6, "MC"), (8, "MA"))
 
 _CLINICAL = {"active": "active", "inactive": "inactive", "resolved": "resolved"}
 # table 0438 (allergy clinical status) → verification status
@@ -145,6 +149,9 @@ def coverage(b: Builder, in1: Seg, who: PatientRef) -> str | None:
     kind = codeable(in1.value(15), ctx, "0086")
     if kind:
         out["type"] = kind
+    subscriber = _subscriber(b, in1, who)
+    if subscriber:
+        out["subscriber"] = subscriber
     out["beneficiary"] = who.ref()
     relation = codeable(in1.value(17), ctx, "0063")
     if relation:
@@ -163,3 +170,38 @@ def coverage(b: Builder, in1: Seg, who: PatientRef) -> str | None:
             out["order"] = value
     key = f"{who.key}|coverage|{payor_ref.get('reference') or payor_ref.get('display')}|{plan[1] if plan else ''}|{policy}"
     return b.keyed("Coverage", out, key)
+
+
+def _subscriber(b: Builder, in1: Seg, who: PatientRef) -> JSON | None:
+    """IN1-16 (name of insured) → Coverage.subscriber: the Patient when IN1-17 is ``SEL``, else a
+    RelatedPerson with the insured's name, birth date (IN1-18), address (IN1-19) and relationship."""
+    ctx = b.ctx
+    relation = in1.text(17).upper()
+    if relation == "SEL":
+        return who.ref()
+    names = [n for n in (human_name(v, ctx) for v in in1.reps(16)) if n]
+    if not names:
+        return None
+    out: JSON = {"patient": who.ref()}
+    kind = codeable(in1.value(17), ctx, "0063")
+    if kind:
+        out["relationship"] = [kind]
+    out["name"] = names
+    if in1.text(18) and not is_null_date(in1.text(18)):
+        out["birthDate"] = date(in1.text(18), in1.where(18))
+    addresses = [a for a in (address(v, ctx) for v in in1.reps(19)) if a]
+    if addresses:
+        out["address"] = addresses
+    display = person_display(names[0])
+    return {"reference": b.keyed("RelatedPerson", out, f"{who.key}|insured|{relation}|{display}"), "display": display}
+
+
+def coverage_details(b: Builder, in2: Seg, url: str) -> None:
+    """IN2 → more identifiers of the Coverage its IN1 made (the IG maps no IN2 field): IN2-61 patient
+    member number (type MB), IN2-6 Medicare card number (MC), IN2-8 Medicaid case number (MA)."""
+    resource = b.resource(url)
+    for field, kind in _IN2_IDENTIFIERS:
+        for v in in2.reps(field):
+            found = identifier(v, b.ctx, type_code=kind)
+            if found and found not in resource.get("identifier", []):
+                resource.setdefault("identifier", []).append(found)

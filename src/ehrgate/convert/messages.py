@@ -14,14 +14,17 @@ from urllib.parse import quote
 
 from ..hl7 import Message
 from . import adt, mdm, orders, oru, siu, vxu
+from .account import GT1_FIELDS
 from .bundle import Builder
-from .clinical import AL1_FIELDS, DG1_FIELDS, IAM_FIELDS, IN1_FIELDS
+from .clinical import AL1_FIELDS, DG1_FIELDS, IAM_FIELDS, IN1_FIELDS, IN2_FIELDS
 from .datatypes import AUTHORITY_PREFIX, Ctx, hd_system
 from .encounter import PV1_FIELDS, PV2_FIELDS
 from .errors import REQUIRED_FIELD_MISSING, UNSUPPORTED_MESSAGE_TYPE, ConversionError
 from .observation import NTE_FIELDS, OBX_FIELDS, SPM_FIELDS
 from .options import ConversionOptions, ConversionResult
 from .patient import NK1_FIELDS, PD1_FIELDS, PID_FIELDS
+from .procedure import PR1_FIELDS
+from .roles import PRT_FIELDS, ROL_FIELDS
 from .service_request import OBR_ORDER_FIELDS, ORC_FIELDS, TQ1_FIELDS
 from .values import Seg
 
@@ -43,6 +46,7 @@ FIELDS: dict[str, frozenset[int]] = {
     "ORC": ORC_FIELDS, "OBR": OBR_ORDER_FIELDS | oru.OBR_REPORT_FIELDS, "TQ1": TQ1_FIELDS,
     "SCH": siu.SCH_FIELDS, "AIS": siu.AIS_FIELDS, "AIL": siu.AIL_FIELDS, "AIP": siu.AIP_FIELDS,
     "AIG": siu.AIG_FIELDS, "RXA": vxu.RXA_FIELDS, "RXR": vxu.RXR_FIELDS, "TXA": mdm.TXA_FIELDS,
+    "PR1": PR1_FIELDS, "ROL": ROL_FIELDS, "PRT": PRT_FIELDS, "GT1": GT1_FIELDS, "IN2": IN2_FIELDS,
 }
 
 

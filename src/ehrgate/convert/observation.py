@@ -18,7 +18,7 @@ from typing import Any
 
 from .bundle import Builder, search_key
 from .datatypes import COMPARED, absent_code, codeable, decimal, ei_identifier, quantity
-from .dtm import datetime_, instant
+from .dtm import datetime_, instant, is_null_date
 from .encounter import EncounterRef
 from .errors import ConversionError
 from .parties import organization, practitioner
@@ -188,7 +188,7 @@ def observation(b: Builder, obx: Seg, who: PatientRef, *, scope: str, visit: Enc
     if visit is not None:
         out["encounter"] = visit.ref()
     when = obx.text(14)
-    if when:
+    if when and not is_null_date(when):
         out["effectiveDateTime"] = datetime_(when, obx.where(14), ctx)
     elif effective:
         out["effectiveDateTime"] = effective
@@ -268,7 +268,7 @@ def specimen(b: Builder, spm: Seg, who: PatientRef, *, scope: str) -> str:
     collection: JSON = {}
     when = spm.value(17)
     if when is not None:
-        start, end = when.part(1)[1], when.part(2)[1]
+        start, end = (x if not is_null_date(x) else "" for x in (when.part(1)[1], when.part(2)[1]))
         if start and end:
             collection["collectedPeriod"] = {"start": datetime_(start, spm.where(17), ctx),
                                              "end": datetime_(end, spm.where(17), ctx)}
@@ -302,4 +302,7 @@ def specimen(b: Builder, spm: Seg, who: PatientRef, *, scope: str) -> str:
 
 
 def issued_at(raw: str, where: str, b: Builder) -> str:
+    if raw and is_null_date(raw):  # '0000': a sender's "no date", read as empty like a 00000000 birth date
+        b.warnings.append(f"{where}: {raw!r} is an all-zero date; left out")
+        return ""
     return instant(raw, where, b.ctx) if raw else ""

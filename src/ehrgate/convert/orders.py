@@ -14,9 +14,10 @@ from .clinical import condition
 from .encounter import EncounterRef, encounter
 from .errors import REQUIRED_FIELD_MISSING, ConversionError
 from .observation import observation, specimen
-from .oru import group_orders, shared_placers
+from .oru import group_orders, people, shared_placers
 from .patient import patient
-from .service_request import order_identifiers, service_request
+from .roles import to_observation, to_order
+from .service_request import order_identifiers, order_people, service_request
 
 __all__ = ["convert"]
 
@@ -34,6 +35,7 @@ def convert(b: Builder, segs: list, trigger: str) -> None:  # type: ignore[type-
         if group.pv1 is not None and any(group.pv1.has(f) for f in (3, 19, 44, 50)):
             b.use(group.pv1, group.pv2)
             visit = encounter(b, group.pv1, who, pv2=group.pv2, update=False)
+        people(b, group, who, visit)
         shared = shared_placers(b, group.orders)
         for index, order in enumerate(group.orders):
             b.use(order.orc, order.obr, order.tq1, *order.nte)
@@ -59,8 +61,13 @@ def convert(b: Builder, segs: list, trigger: str) -> None:  # type: ignore[type-
             for obx, nte in order.results:
                 b.use(obx, *nte)
                 n = seen[(obx.text(3), obx.text(4))] = seen.get((obx.text(3), obx.text(4)), 0) + 1
-                supporting.append(observation(b, obx, who, scope=f"{scope}|supporting", visit=visit, nte=nte,
-                                              occurrence=n))
-            service_request(b, order.orc, order.obr, who, visit=visit, update=True, scope=scope, tq1=order.tq1,
-                            nte=order.nte, reasons=reasons, specimens=specimens, supporting=supporting,
-                            shared=shared)
+                url = observation(b, obx, who, scope=f"{scope}|supporting", visit=visit, nte=nte, occurrence=n)
+                for seg in order.result_roles.get(obx.index, ()):
+                    to_observation(b, seg, url)
+                supporting.append(url)
+            request, _ = service_request(b, order.orc, order.obr, who, visit=visit, update=True, scope=scope,
+                                         tq1=order.tq1, nte=order.nte, reasons=reasons, specimens=specimens,
+                                         supporting=supporting, shared=shared)
+            order_people(b, order.orc, order.obr, request, specimens, scope)
+            for seg in order.roles:
+                to_order(b, seg, request=request, report=None, specimens=specimens)

@@ -15,17 +15,18 @@ from typing import Any
 
 from .bundle import Builder, search_key
 from .datatypes import absent_code, codeable
-from .dtm import datetime_
+from .dtm import datetime_, is_null_date
 from .encounter import EncounterRef, encounter
 from .errors import REQUIRED_FIELD_MISSING, ConversionError
 from .observation import issued_at, observation, specimen
 from .parties import practitioner
 from .patient import PatientRef, patient
-from .service_request import order_identifiers, service_request
+from .roles import to_encounter, to_observation, to_order, to_patient
+from .service_request import order_identifiers, order_people, service_request
 from .tables import REPORT_STATUS
 from .values import Seg
 
-__all__ = ["OBR_REPORT_FIELDS", "Order", "convert", "group_orders"]
+__all__ = ["OBR_REPORT_FIELDS", "Order", "convert", "group_orders", "people"]
 
 JSON = dict[str, Any]
 OBR_REPORT_FIELDS = frozenset({7, 8, 22, 24, 25, 32, 33, 34, 35})
@@ -43,6 +44,10 @@ class Order:
     results: list[tuple[Seg, list[Seg]]] = field(default_factory=list)
     specimens: list[Seg] = field(default_factory=list)
     dg1: list[Seg] = field(default_factory=list)
+    roles: list[Seg] = field(default_factory=list)
+    """PRT/ROL of the order (after ORC, OBR, TQ1 or NTE, before the first OBX)."""
+    result_roles: dict[int, list[Seg]] = field(default_factory=dict)
+    """PRT/ROL after an OBX, by the OBX's position in the message."""
 
 
 @dataclass
@@ -54,6 +59,8 @@ class PatientGroup:
     observations: list[tuple[Seg, list[Seg]]] = field(default_factory=list)
     orders: list[Order] = field(default_factory=list)
     loose_specimens: list[tuple[int, Seg]] = field(default_factory=list)
+    patient_roles: list[Seg] = field(default_factory=list)
+    visit_roles: list[Seg] = field(default_factory=list)
 
 
 def group_orders(segs: list[Seg]) -> list[PatientGroup]:
@@ -62,11 +69,13 @@ def group_orders(segs: list[Seg]) -> list[PatientGroup]:
     group: PatientGroup | None = None
     order: Order | None = None
     last: list[Seg] | None = None  # where the next NTE goes
+    roles: list[Seg] | None = None  # where the next PRT/ROL goes
     for seg in segs:
         name = seg.name
         if name == "PID":
             group, order, last = PatientGroup(seg), None, None
             groups.append(group)
+            roles = group.patient_roles
         elif group is None and name not in ("ORC", "OBR", "OBX", "SPM"):
             continue
         elif group is None:  # ORU/OUL without a PATIENT group (optional in ORU_R01): results only
@@ -77,36 +86,42 @@ def group_orders(segs: list[Seg]) -> list[PatientGroup]:
         if name in ("PD1", "PV1", "PV2") and order is None:
             setattr(group, name.lower(), seg)
             last = None
+            if name != "PD1":
+                roles = group.visit_roles
         elif name == "ORC":
             if order is not None and order.orc is None and order.obr is not None and not order.results:
                 order.orc = seg  # OUL_R22 and OML_O33 put the ORC after its OBR
             else:
                 order = Order(orc=seg)
                 group.orders.append(order)
-            last = order.nte
+            last, roles = order.nte, order.roles
         elif name == "OBR":
             if order is None or order.obr is not None or order.results:
                 order = Order()
                 group.orders.append(order)
             order.obr = seg
-            last = order.nte
+            last, roles = order.nte, order.roles
         elif name == "TQ1" and order is not None:
             order.tq1 = order.tq1 or seg
         elif name == "OBX":
             notes: list[Seg] = []
             if order is None:
                 group.observations.append((seg, notes))
+                roles = None
             else:
                 order.results.append((seg, notes))
+                roles = order.result_roles.setdefault(seg.index, [])
             last = notes
         elif name == "SPM":
             if order is None or (order.obr is None and order.orc is None):
                 group.loose_specimens.append((len(group.orders), seg))
             else:
                 order.specimens.append(seg)
-            last = None
+            last, roles = None, None
         elif name == "DG1" and order is not None:
             order.dg1.append(seg)
+        elif name in ("PRT", "ROL") and roles is not None:
+            roles.append(seg)
         elif name == "NTE" and last is not None:
             last.append(seg)
     return groups
@@ -138,6 +153,7 @@ def convert(b: Builder, segs: list[Seg], trigger: str) -> None:
         if group.pv1 is not None and any(group.pv1.has(f) for f in (3, 19, 44, 50)):
             b.use(group.pv1, group.pv2)
             visit = encounter(b, group.pv1, who, pv2=group.pv2, update=False)
+        people(b, group, who, visit)
         seen: dict[tuple[str, str], int] = {}
         for obx, nte in group.observations:
             b.use(obx, *nte)
@@ -151,6 +167,15 @@ def convert(b: Builder, segs: list[Seg], trigger: str) -> None:
                     b.use(spm)
                     loose = [specimen(b, spm, who, scope=f"{b.message_key}|{group.pid.seq if group.pid else 0}")]
             _report(b, order, who, visit, index, loose, shared)
+
+
+def people(b: Builder, group: PatientGroup, who: PatientRef, visit: EncounterRef | None) -> None:
+    """PRT/ROL of the PATIENT and VISIT groups (roles.py)."""
+    for seg in group.patient_roles:
+        to_patient(b, seg, who.url)
+    if visit is not None:
+        for seg in group.visit_roles:
+            to_encounter(b, seg, visit.url)
 
 
 def _report(b: Builder, order: Order, who: PatientRef, visit: EncounterRef | None, index: int,
@@ -171,6 +196,7 @@ def _report(b: Builder, order: Order, who: PatientRef, visit: EncounterRef | Non
         b.use(spm)
         specimens.append(specimen(b, spm, who, scope=scope))
     specimens = specimens or loose
+    order_people(b, order.orc, obr, request, specimens, scope)
     out: JSON = {}
     if idents:
         out["identifier"] = idents
@@ -190,9 +216,10 @@ def _report(b: Builder, order: Order, who: PatientRef, visit: EncounterRef | Non
         out["subject"] = who.ref()
     if visit is not None:
         out["encounter"] = visit.ref()
-    effective = datetime_(obr.text(7), obr.where(7), ctx) if obr.text(7) else ""
-    if effective and obr.text(8):
-        out["effectivePeriod"] = {"start": effective, "end": datetime_(obr.text(8), obr.where(8), ctx)}
+    collected, collected_end = (t if not is_null_date(t) else "" for t in (obr.text(7), obr.text(8)))
+    effective = datetime_(collected, obr.where(7), ctx) if collected else ""
+    if effective and collected_end:
+        out["effectivePeriod"] = {"start": effective, "end": datetime_(collected_end, obr.where(8), ctx)}
     elif effective:
         out["effectiveDateTime"] = effective
     issued = issued_at(obr.text(22), obr.where(22), b)
@@ -206,6 +233,8 @@ def _report(b: Builder, order: Order, who: PatientRef, visit: EncounterRef | Non
             out[key] = people
     if specimens:
         out["specimen"] = [{"reference": u} for u in specimens]
+    for seg in order.roles:
+        to_order(b, seg, request=request, report=out, specimens=specimens)
     key_ident = next((i for i in reversed(idents)), None)
     report_key = f"{key_ident.get('system', '')}|{key_ident['value']}" if key_ident else scope
     results = []
@@ -219,6 +248,8 @@ def _report(b: Builder, order: Order, who: PatientRef, visit: EncounterRef | Non
                           issued=issued, category=lab, extra=extra, occurrence=n)
         if specimens and "specimen" not in b.resource(url):
             b.resource(url)["specimen"] = {"reference": specimens[0]}
+        for seg in order.result_roles.get(obx.index, ()):
+            to_observation(b, seg, url)
         results.append({"reference": url})
     if results:
         out["result"] = results

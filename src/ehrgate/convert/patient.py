@@ -24,7 +24,7 @@ THO = "http://terminology.hl7.org/CodeSystem/"
 US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
 CDCREC = "urn:oid:2.16.840.1.113883.6.238"
 
-PID_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 22, 23, 24, 25, 29,
+PID_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 25, 29,
                         30, 40})
 PD1_FIELDS = frozenset({3, 4})
 NK1_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 20, 30, 31, 32, 33, 40, 41})

@@ -13,19 +13,20 @@ from typing import Any
 
 from .bundle import Builder, search_key
 from .datatypes import codeable, ei_identifier, identifier
-from .dtm import datetime_
+from .dtm import datetime_, has_time, instant
 from .encounter import EncounterRef
+from .errors import ConversionError
 from .observation import notes
 from .parties import practitioner
 from .patient import PatientRef
 from .tables import ORDER_CONTROL_STATUS, ORDER_STATUS, PRIORITY, REPORT_STATUS
 from .values import Seg
 
-__all__ = ["OBR_ORDER_FIELDS", "ORC_FIELDS", "TQ1_FIELDS", "order_identifiers", "service_request"]
+__all__ = ["OBR_ORDER_FIELDS", "ORC_FIELDS", "TQ1_FIELDS", "order_identifiers", "order_people", "service_request"]
 
 JSON = dict[str, Any]
-ORC_FIELDS = frozenset({1, 2, 3, 4, 5, 7, 9, 12})
-OBR_ORDER_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 11, 16, 27, 31, 53})
+ORC_FIELDS = frozenset({1, 2, 3, 4, 5, 7, 9, 10, 11, 12, 19})
+OBR_ORDER_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 10, 11, 16, 27, 31, 53})
 TQ1_FIELDS = frozenset({1, 7, 9})
 _REPORT_TO_ORDER = {"final": "completed", "corrected": "completed", "cancelled": "revoked"}
 
@@ -125,3 +126,58 @@ def service_request(b: Builder, orc: Seg | None, obr: Seg | None, who: PatientRe
         url = b.upsert("ServiceRequest", out, criteria) if update else b.ensure("ServiceRequest", out, criteria)
         return url, f"{criteria.get('system', '')}|{criteria['value']}"
     return b.keyed("ServiceRequest", out, scope), scope
+
+
+_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+_DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+#: ORC-1 (order control, table 0119) → Provenance.activity (ORC[Provenance]: CREATE / UPDATE / CANCEL)
+_ORDER_ACTIVITY = {"NW": "CREATE", "SN": "CREATE", "CH": "CREATE", "CA": "CANCEL", "CR": "CANCEL", "OC": "CANCEL",
+                   "OD": "CANCEL", "DC": "CANCEL", "DR": "CANCEL"}
+#: ORC fields → Provenance.agent.type (IG segment map ORC[Provenance])
+_ORDER_AGENTS = ((10, "enterer"), (11, "verifier"), (12, "author"), (19, "performer"))
+
+
+def order_people(b: Builder, orc: Seg | None, obr: Seg | None, request: str | None, specimens: Sequence[str],
+                 scope: str) -> None:
+    """The order's people that ServiceRequest has no element for.
+
+    * ORC-10 entered by, ORC-11 verified by, ORC-19 action by → a Provenance of the order (IG
+      ORC[Provenance]: agents ``enterer``, ``verifier``, ``author`` (ORC-12), ``performer``; activity
+      from ORC-1; ORC-9 the time). Written only when one of ORC-10/11/19 is valued: ORC-12 alone is
+      already the ServiceRequest's requester.
+    * OBR-10 collector → ``Specimen.collection.collector`` of the order's specimens (IG
+      OBR[Specimen]); an order without an SPM has no Specimen to carry it.
+    """
+    if obr is not None and specimens:
+        collector = practitioner(b, obr.value(10))
+        if collector:
+            for url in specimens:
+                b.resource(url).setdefault("collection", {}).setdefault("collector", collector)
+    if orc is None or request is None or not any(orc.has(f) for f in (10, 11, 19)):
+        return
+    agents = []
+    for field, kind in _ORDER_AGENTS:
+        for v in orc.reps(field):
+            who = practitioner(b, v)
+            if who:
+                agents.append({"type": {"coding": [{"system": _PARTICIPANT, "code": kind}]}, "who": who})
+    if not agents:
+        return
+    out: JSON = {"target": [{"reference": request}]}
+    when = orc.text(9)
+    recorded = ""
+    if when:
+        # lenient: this Provenance is about the order, not the order itself; a malformed ORC-9 does
+        # not cost the message (the ServiceRequest's authoredOn, when read, still fails on it)
+        try:
+            out["occurredDateTime"] = datetime_(when, orc.where(9), b.ctx)
+            recorded = instant(when, orc.where(9), b.ctx) if has_time(when) else ""
+        except ConversionError as exc:
+            b.warnings.append(f"{exc}; the order's Provenance takes the message time")
+    out["recorded"] = recorded or b.recorded()
+    control = orc.text(1).upper()
+    if control:
+        out["activity"] = {"coding": [{"system": _DATA_OPERATION, "code": _ORDER_ACTIVITY.get(control, "UPDATE")}],
+                           "text": f"order control {control}"}
+    out["agent"] = agents
+    b.keyed("Provenance", out, f"{scope}|order|{b.message_key}")

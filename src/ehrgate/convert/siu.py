@@ -9,6 +9,13 @@ for S15/S16/S17/S26; for the others SCH-25 (filler status) does, 'booked' when i
 Start and end come from SCH-11 (TQ start/end), else TQ1-7/TQ1-8, else the first resource segment
 with a start; an end missing is the start plus the duration (SCH-9/SCH-10, else the resource's).
 FHIR lets only proposed, cancelled and waitlisted appointments go without both (invariant app-3).
+
+Slot and Schedule, where the message has them: the IG maps neither (SCH-5 Schedule ID is blank in
+SCH[Appointment]), but SCH-5 names the schedule the appointment was booked on. With SCH-5 and a
+start and end, the Schedule (identifier SCH-5, actors the AIL/AIP resources; conditional create:
+the schedule is reference data) gets a Slot for the appointment's time (``busy``, or ``free``
+once the appointment is cancelled, deleted or a no-show), and ``Appointment.slot`` points to it.
+The Slot is keyed by the schedule and the appointment, so a reschedule moves it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from .bundle import Builder, search_key
+from .codesystems import code_system_uri
 from .datatypes import codeable, decimal, ei_identifier
 from .dtm import datetime_, shifted
 from .errors import REQUIRED_FIELD_MISSING, UNSUPPORTED_MESSAGE_TYPE, ConversionError
@@ -28,7 +36,7 @@ from .values import Seg
 __all__ = ["AIG_FIELDS", "AIL_FIELDS", "AIP_FIELDS", "AIS_FIELDS", "SCH_FIELDS", "TRIGGERS", "convert"]
 
 JSON = dict[str, Any]
-SCH_FIELDS = frozenset({1, 2, 7, 8, 9, 10, 11, 25, 26, 27})
+SCH_FIELDS = frozenset({1, 2, 5, 7, 8, 9, 10, 11, 25, 26, 27})
 AIS_FIELDS = frozenset({1, 3, 4, 7, 8, 10})
 AIG_FIELDS = frozenset({1, 3, 4, 8, 11, 12, 14})
 AIL_FIELDS = frozenset({1, 3, 4, 6, 9, 10, 12})
@@ -169,4 +177,40 @@ def convert(b: Builder, segs: list[Seg], trigger: str) -> None:
     if key is None:
         raise ConversionError(sch.where(1), "no appointment ID (expected the placer ID SCH-1 or the filler ID SCH-2)",
                               code=REQUIRED_FIELD_MISSING)
-    b.upsert("Appointment", out, search_key(key))
+    criteria = search_key(key)
+    slot = _slot(b, sch, out, participants[1:] if pid is not None else participants,
+                 f"{criteria.get('system', '')}|{criteria['value']}")
+    if slot:
+        out["slot"] = [{"reference": slot}]
+    b.upsert("Appointment", out, criteria)
+
+
+_FREE = frozenset({"cancelled", "entered-in-error", "noshow"})
+
+
+def _slot(b: Builder, sch: Seg, appointment: JSON, resources: list[JSON], key: str) -> str | None:
+    """SCH-5 → the Schedule (created when new) and the appointment's Slot on it; None without SCH-5
+    or without a start and an end (a Slot requires both)."""
+    v = sch.value(5)
+    if v is None or not v[1] or "start" not in appointment or "end" not in appointment:
+        return None
+    system = code_system_uri(v[3], b.ctx.code_systems)
+    if not system or system.startswith("urn:ehrgate:codesystem:"):  # a local code: the sender's schedule
+        system = b.ctx.default_authority
+    ident: JSON = {"system": system, "value": v[1]}
+    actors = [p["actor"] for p in resources if "actor" in p]
+    schedule: JSON = {"identifier": [ident], "active": True,
+                      "actor": actors or [{"display": v[2] or v[1]}]}
+    if appointment.get("serviceType"):
+        schedule["serviceType"] = appointment["serviceType"]
+    if v[2]:
+        schedule["comment"] = v[2]
+    schedule_url = b.ensure("Schedule", schedule, search_key(ident))
+    slot: JSON = {"schedule": {"reference": schedule_url}}
+    if appointment.get("serviceType"):
+        slot["serviceType"] = appointment["serviceType"]
+    if appointment.get("appointmentType"):
+        slot["appointmentType"] = appointment["appointmentType"]
+    slot.update({"status": "free" if appointment["status"] in _FREE else "busy",
+                 "start": appointment["start"], "end": appointment["end"]})
+    return b.keyed("Slot", slot, f"{ident['system']}|{ident['value']}|slot|{key}")

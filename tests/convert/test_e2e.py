@@ -1,0 +1,129 @@
+"""End to end, on SQLite and PostgreSQL: MLLP → engine channel (``hl7_to_fhir``) → FHIR store
+destination → the FHIR REST API's search finds the patient, the labs and the appointment; replaying
+the same stream (duplicates accepted, so every message is converted and stored again) adds no
+resource and changes no resource's content; an A40 afterwards moves the record to the survivor.
+
+Real parts only: the engine's MLLP listener on 127.0.0.1 port 0, the message store and the FHIR
+store on the same database, the ASGI app for the searches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ehrgate.engine import MessageStore, SearchQuery, open_messages
+from ehrgate.fhir.store.service import Store
+from tests.engine.helpers import port_of, running, send, until
+
+from .conftest import current, sample
+
+STREAM = ("adt_a01.hl7", "oru_r01.hl7", "siu_s12.hl7", "vxu_v04.hl7", "mdm_t02.hl7", "adt_a03_procedure.hl7",
+          "siu_s12_slot.hl7", "oml_o21_people.hl7")
+TYPES = ("Patient", "Encounter", "Observation", "DiagnosticReport", "Specimen", "ServiceRequest", "Appointment",
+         "Immunization", "DocumentReference", "Practitioner", "Location", "Organization", "Condition",
+         "AllergyIntolerance", "Coverage", "RelatedPerson", "Provenance", "Procedure", "Account", "Schedule", "Slot")
+
+
+def channel() -> dict[str, Any]:
+    return {"source": {"type": "mllp", "host": "127.0.0.1", "port": 0}, "ack": "on_receive", "duplicates": "accept",
+            "transform": [{"step": "hl7_to_fhir"}], "destinations": {"store": {"type": "fhir_store"}}}
+
+
+def sent(messages: MessageStore, n: int) -> bool:
+    rows = messages.search(SearchQuery(channel="feed", limit=1000))
+    assert not [r for r in rows if r["status"] == "ERROR"], [r.get("error") for r in rows if r["status"] == "ERROR"]
+    return sum(r["status"] == "SENT" for r in rows) >= n
+
+
+async def deliver(messages: MessageStore, store: Store, raws: list[bytes], total: int) -> None:
+    async with running(messages, {"feed": channel()}, fhir_store=store) as eng:
+        acks = await send(port_of(eng, "feed"), raws)
+        assert set(acks) <= {"AA", "CA"}, acks  # adt_a01 asks for enhanced mode (MSH-15 AL): a commit accept
+        await until(lambda: sent(messages, total), what=f"{total} messages converted and stored")
+
+
+def snapshot(store: Store) -> dict[str, dict[str, Any]]:
+    """Every current resource by type/id, without meta (versions and timestamps move on a replay)."""
+    out = {}
+    for rtype in TYPES:
+        for r in current(store, rtype):
+            # a replay is a new entry of the message store: only the Provenance's pointer to it moves
+            skip = ("meta", "entity") if rtype == "Provenance" else ("meta",)
+            out[f"{rtype}/{r['id']}"] = {k: v for k, v in r.items() if k not in skip}
+    return out
+
+
+def search(client: Any, query: str) -> list[dict[str, Any]]:
+    response = client.get(f"/fhir/{query}")
+    assert response.status_code == 200, response.text
+    return [e["resource"] for e in response.json().get("entry", []) if e.get("search", {}).get("mode") != "include"]
+
+
+def test_mllp_to_fhir_search_and_replay(store: Store, client: Any) -> None:
+    import asyncio
+
+    raws = [sample(name) for name in STREAM]
+    messages = open_messages(store)
+    try:
+        asyncio.run(asyncio.wait_for(deliver(messages, store, raws, len(raws)), 90))
+        patients = search(client, "Patient?identifier=MRN1001")
+        assert len(patients) == 1 and patients[0]["name"][0]["family"] == "Everywoman"
+        pid = patients[0]["id"]
+        labs = search(client, f"Observation?patient=Patient/{pid}&code=http://loinc.org|2345-7")
+        assert [o["valueQuantity"]["value"] for o in labs] == [182]
+        reports = search(client, f"DiagnosticReport?subject=Patient/{pid}")
+        assert len(reports) == 2
+        assert {r["status"] for r in reports} == {"final", "preliminary"}
+        appointments = search(client, f"Appointment?patient=Patient/{pid}")
+        assert sorted(a["status"] for a in appointments) == ["booked", "booked"]
+        slot = search(client, "Slot?status=busy")
+        assert len(slot) == 1 and slot[0]["start"] == "2024-05-20T09:30:00-04:00"
+        encounters = search(client, f"Encounter?subject=Patient/{pid}")
+        assert len(encounters) == 1  # the ORU's PV1 names the A01 visit: linked, not duplicated
+        child = search(client, "Patient?identifier=MRN5005")[0]["id"]  # the VXU's patient
+        assert len(search(client, f"Immunization?patient=Patient/{child}")) == 3
+        assert search(client, f"DocumentReference?subject=Patient/{pid}")
+        adam = search(client, "Patient?identifier=MRN3003")[0]["id"]
+        procedures = search(client, f"Procedure?patient=Patient/{adam}")
+        assert [p["code"]["text"] for p in procedures] == ["Laparoscopic appendectomy"]
+        accounts = search(client, f"Account?patient=Patient/{adam}")
+        assert [a["identifier"][0]["value"] for a in accounts] == ["ACCT-3003"]
+        assert len(accounts[0]["guarantor"]) == 2
+        before = snapshot(store)
+        assert len(before) > 30
+
+        asyncio.run(asyncio.wait_for(deliver(messages, store, raws, 2 * len(raws)), 90))  # the same stream again
+        after = snapshot(store)
+        assert after.keys() == before.keys()
+        changed = [k for k in after if after[k] != before[k]]
+        assert not changed, changed[:5]
+    finally:
+        messages.close()
+
+
+def test_merge_links_the_merged_patient_to_the_survivor(store: Store, client: Any) -> None:
+    """A40 after results exist under the merged MRN (FHIR R4 Patient.link semantics, docs/convert.md):
+    the merged Patient becomes inactive and ``replaced-by`` the survivor, the survivor ``replaces``
+    it, and a client follows the link from the results' subject to the survivor (or back, with
+    ``Patient?link=``). Nothing else is rewritten: the results keep their subject."""
+    import asyncio
+
+    lab = sample("oru_r01.hl7").replace(b"MRN1001", b"MRN2999")
+    merge = sample("adt_a40.hl7")
+    messages = open_messages(store)
+    try:
+        asyncio.run(asyncio.wait_for(deliver(messages, store, [lab], 1), 90))
+        old = search(client, "Patient?identifier=MRN2999")[0]
+        assert len(search(client, f"Observation?patient=Patient/{old['id']}")) == 12
+        asyncio.run(asyncio.wait_for(deliver(messages, store, [merge], 2), 90))
+        survivor = search(client, "Patient?identifier=MRN2002")[0]
+        merged = search(client, "Patient?identifier=MRN2999")
+        assert [p["id"] for p in merged] == [old["id"]] and merged[0]["active"] is False
+        assert merged[0]["name"] == old["name"]  # the patch touched active and link only
+        assert merged[0]["link"] == [{"other": {"reference": f"Patient/{survivor['id']}"}, "type": "replaced-by"}]
+        assert survivor["active"] is True
+        assert survivor["link"] == [{"other": {"reference": f"Patient/{old['id']}"}, "type": "replaces"}]
+        assert [p["id"] for p in search(client, f"Patient?link=Patient/{old['id']}")] == [survivor["id"]]
+        assert len(search(client, f"Observation?patient=Patient/{old['id']}")) == 12
+    finally:
+        messages.close()
