@@ -3,8 +3,8 @@
 The store keeps the client's JSON, not a model's re-serialisation. orjson (fast) parses bodies,
 but it reads ``1.50`` as the float 1.5, and FHIR decimals carry their precision
 (http://hl7.org/fhir/R4/datatypes.html#decimal). So a body whose text holds a number that a float
-would change is parsed with simplejson into ``Decimal`` values instead, and dumping falls back to
-simplejson whenever orjson meets a ``Decimal``. Validation and indexing accept ``Decimal`` as a
+would change is parsed with simplejson into ``Decimal`` values instead, and orjson writes each
+``Decimal`` back as its own digits (a ``Fragment``). Validation and indexing accept ``Decimal`` as a
 number. Search results embed the stored bytes as they are, without parsing them again.
 """
 
@@ -77,10 +77,17 @@ def parse_body(raw: bytes, max_depth: int = 64) -> Any:
     return value
 
 
+def _exact(value: Any) -> Any:
+    """orjson's hook for what it cannot serialise: a ``Decimal`` goes out as its own digits."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(str(value).encode())
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def dumps(value: Any, pretty: bool = False) -> bytes:
-    """Serialise; exact for ``Decimal`` values (simplejson), fast otherwise (orjson)."""
+    """Serialise with orjson; a ``Decimal`` keeps its exact digits (``13.20`` stays ``13.20``)."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_INDENT_2 if pretty else 0)
+        return orjson.dumps(value, default=_exact, option=orjson.OPT_INDENT_2 if pretty else 0)
     except TypeError:
         return simplejson.dumps(
             value,
