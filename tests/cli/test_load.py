@@ -59,6 +59,21 @@ def test_load_samples(tmp_path: Path) -> None:
     assert raw == 1
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_load_with_and_without_worker_processes(tmp_path: Path, workers: str) -> None:
+    src = _write_samples(tmp_path)
+    data = tmp_path / "data"
+    result = CliRunner().invoke(cli, ["load", str(src), "--data-dir", str(data), "--quiet", "--workers", workers])
+    assert result.exit_code == 0, result.output
+    assert "Loaded 8 resources from 2 bundles" in result.output
+    assert _count(data, "SELECT count(*) FROM idx_reference WHERE param = 'subject' AND target_type = 'Patient'") == 1
+
+
+def test_load_rejects_a_negative_worker_count(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["load", str(tmp_path), "--data-dir", str(tmp_path / "d"), "--workers", "-1"])
+    assert result.exit_code == 2 and "--workers" in result.output
+
+
 def test_load_reports_bad_lines_and_continues(tmp_path: Path) -> None:
     src = tmp_path / "bad.ndjson"
     src.write_text('{"resourceType":"Patient","id":"ok1"}\nnot json\n{"resourceType":"Patient","gender":"banana"}\n')

@@ -16,12 +16,14 @@ __all__ = ["load"]
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @database_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def load(paths: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes that parse and validate input (default: one per CPU for inputs over 4 MB; 0: none).")
+def load(paths: tuple[str, ...], quiet: bool, workers: int | None, **flags: Any) -> None:
     """Load FHIR Bundles (transaction, batch, collection) and NDJSON files into the store."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..fhir.loader import load_items
-    from ..fhir.loadfiles import count_load_units, iter_load_items
+    from ..fhir.loader import load_paths
+    from ..fhir.loadfiles import count_load_units
     from ..fhir.validation import known_resource_types
     from .serve import _open
 
@@ -34,8 +36,8 @@ def load(paths: tuple[str, ...], quiet: bool, **flags: Any) -> None:
         disable=quiet, transient=False,
     ) as bar:
         task = bar.add_task("load", total=total)
-        summary = load_items(
-            store, iter_load_items(list(paths)), frozenset(known_resource_types()),
+        summary = load_paths(
+            store, list(paths), frozenset(known_resource_types()), workers=workers,
             progress=lambda n: bar.advance(task, n),
         )
     elapsed = time.perf_counter() - started

@@ -1,22 +1,47 @@
 """Bulk loading of Bundles and single resources through the store's one write path.
 
-transaction Bundles load atomically (one database transaction each), batch Bundles entry by entry,
-collection/searchset Bundles and NDJSON resources as upserts (PUT when the resource has an id,
-POST otherwise) grouped into database transactions of ``group`` resources for speed. A resource
-that fails validation is reported and skipped; the rest of its group still loads.
+A pipeline of two named steps: **prepare** (``loadprep.py``: parse, validate, extract index rows,
+plan transactions — pure CPU work, in worker processes when there are cores to spare) and
+**write** (here: the store's ``WriteSession.write_prepared``, SQL only, in this process, in input
+order). Semantics, whichever way it runs:
+
+- a transaction Bundle loads all or nothing (a SAVEPOINT inside the group's database
+  transaction); ``urn:uuid:`` references are rewritten; transactions with conditional, DELETE,
+  PATCH or GET entries run through ``bundles.process_transaction`` unchanged;
+- a batch Bundle runs entry by entry (``bundles.process_batch``);
+- collection/searchset/history entries and NDJSON lines are create-or-update by id (PUT when the
+  resource has an id, POST otherwise);
+- anything that cannot be loaded is reported in ``LoadSummary.errors`` and the rest still loads.
+
+Many units share one database transaction (``group`` resources) so commits do not dominate; a
+failed unit is rolled back to its savepoint alone. If the load stops on an unexpected error
+(interrupt, database failure) the group in progress is rolled back: every group committed before
+it stays, no unit is ever half written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+import pickle
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .bundles import process_batch, process_transaction
 from .errors import FhirError
+from .loadfiles import LoadItem, LoadUnit, iter_load_units
+from .loadprep import Preparer, Step, init_worker, prepare_in_worker
+from .store.prepare import PreparedBatch
 from .store.service import Store, WriteSession
 
-__all__ = ["LoadSummary", "load_items"]
+__all__ = ["LoadSummary", "load_items", "load_paths"]
+
+# Below this much input a worker pool costs more to start than it saves.
+POOL_MIN_BYTES = 4 << 20
 
 
 @dataclass
@@ -31,93 +56,220 @@ class LoadSummary:
         self.by_type[res_type] = self.by_type.get(res_type, 0) + n
 
 
-def _upsert(w: WriteSession, resource: dict[str, Any]) -> None:
-    res_type = resource.get("resourceType")
-    if not isinstance(res_type, str):
-        from .errors import BadRequest
-
-        raise BadRequest("Not a FHIR resource: no resourceType.")
-    res_id = resource.get("id")
-    if isinstance(res_id, str) and res_id:
-        w.update(res_type, res_id, resource)
-    else:
-        w.create(res_type, resource)
+def load_paths(
+    store: Store,
+    paths: Sequence[str | Path],
+    known_types: frozenset[str],
+    *,
+    workers: int | None = None,
+    group: int = 2000,
+    progress: Callable[[int], None] | None = None,
+) -> LoadSummary:
+    """Load files and directories (see ``loadfiles``). ``workers``: processes that prepare input
+    (None: one per CPU when the input is large enough to pay for them; 0: all in this process)."""
+    if workers is None:
+        workers = (os.cpu_count() or 1) if _input_bytes(paths) >= POOL_MIN_BYTES else 0
+    return _load(store, iter_load_units(list(paths)), known_types, workers, group, progress)
 
 
 def load_items(
     store: Store,
-    items: Iterable[Any],
+    items: Iterable[LoadItem],
     known_types: frozenset[str],
     *,
-    group: int = 500,
+    group: int = 2000,
     progress: Callable[[int], None] | None = None,
 ) -> LoadSummary:
-    """Load ``LoadItem``s (see ``loadfiles``); ``progress(n)`` is called as units complete."""
-    summary = LoadSummary()
-    pending: list[tuple[dict[str, Any], str]] = []
+    """Load already parsed ``LoadItem``s (``loadfiles.iter_load_items``) in this process."""
+    return _load(store, items, known_types, 0, group, progress)
 
-    def flush() -> None:
-        if not pending:
-            return
-        with store.writer() as w:
-            for resource, source in pending:
-                try:
-                    _upsert(w, resource)
-                    summary.count(str(resource.get("resourceType")))
-                except FhirError as exc:
-                    summary.errors.append(f"{source}: {exc.diagnostics}")
-        if progress:
-            progress(len(pending))
-        pending.clear()
 
-    for item in items:
-        if item.kind == "skipped":
-            if progress:
-                progress(1)
-            continue
-        if item.kind == "error":
-            summary.errors.append(item.message)
-            if progress:
-                progress(1)
-            continue
-        if item.kind == "resource":
-            pending.append((item.resource, item.source))
-            if len(pending) >= group:
-                flush()
-            continue
-        flush()
-        bundle = item.resource
-        kind = bundle.get("type")
+def _input_bytes(paths: Sequence[str | Path]) -> int:
+    from .loadfiles import _expand
+
+    total = 0
+    for path in _expand(list(paths)):
         try:
-            if kind == "transaction":
-                results = process_transaction(store, bundle, known_types)
+            total += path.stat().st_size
+        except OSError:
+            pass
+        if total >= POOL_MIN_BYTES:
+            break
+    return total
+
+
+def _weight(unit: LoadUnit) -> int:
+    """Progress units: one per file or item, one per NDJSON line (as ``count_load_units``)."""
+    return len(unit[2]) if isinstance(unit, tuple) and unit[0] == "lines" else 1
+
+
+def _load(
+    store: Store,
+    units: Iterable[LoadUnit],
+    known_types: frozenset[str],
+    workers: int,
+    group: int,
+    progress: Callable[[int], None] | None,
+) -> LoadSummary:
+    preparer = Preparer(known_types, store.validate, store.extract, store.new_id)
+    if workers > 0 and (not _picklable(preparer) or store.holds_connection()):
+        workers = 0  # a store built with lambdas (tests), or one this thread reads through: prepare here
+    if workers > 0:
+        store.engine.dispose()  # before forking: see _prepared
+    writer = _Writer(store, known_types, group)
+    try:
+        for unit, steps in _prepared(units, preparer, workers):
+            for step in steps:
+                writer.apply(step)
+            if progress:
+                progress(_weight(unit))
+        writer.commit()
+    except BaseException as exc:
+        writer.abort(exc)
+        raise
+    return writer.summary
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def _prepared(units: Iterable[LoadUnit], preparer: Preparer, workers: int) -> Iterator[tuple[LoadUnit, list[Step]]]:
+    """Each unit with its steps, in input order; ``workers`` processes keep a few units ahead."""
+    if workers <= 0:
+        for unit in units:
+            yield unit, preparer.unit(unit)
+        return
+    import multiprocessing
+
+    # fork: workers start at once with everything imported (a fresh interpreter per worker cost
+    # more than the load of a few files). The caller has closed its database connections
+    # (``store.engine.dispose()``), so no child inherits an open SQLite or PostgreSQL handle; the
+    # pool forks all its workers on the first submit, before the writer opens a connection.
+    ctx = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(preparer,))
+    ahead: deque[tuple[LoadUnit, Future[list[Step]]]] = deque()
+    try:
+        for unit in units:
+            ahead.append((unit, pool.submit(prepare_in_worker, unit)))
+            if len(ahead) > 4 * workers:
+                done, future = ahead.popleft()
+                yield done, future.result()
+        while ahead:
+            done, future = ahead.popleft()
+            yield done, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Writer:
+    """Applies steps through one write session, committed every ``group`` resources."""
+
+    def __init__(self, store: Store, known_types: frozenset[str], group: int) -> None:
+        self.store = store
+        self.known_types = known_types
+        self.group = group
+        self.summary = LoadSummary()
+        self._cm: AbstractContextManager[WriteSession] | None = None
+        self._w: WriteSession | None = None
+        self._written = 0
+
+    def session(self) -> WriteSession:
+        if self._w is None:
+            self._cm = self.store.writer()
+            self._w = self._cm.__enter__()
+        return self._w
+
+    def commit(self) -> None:
+        cm, self._cm, self._w, self._written = self._cm, None, None, 0
+        if cm is not None:
+            cm.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        cm, self._cm, self._w = self._cm, None, None
+        if cm is not None:
+            cm.__exit__(type(exc), exc, exc.__traceback__)
+
+    def _wrote(self, n: int) -> None:
+        self._written += n
+        if self._written >= self.group:
+            self.commit()
+
+    def apply(self, step: Step) -> None:
+        kind = step[0]
+        summary = self.summary
+        if kind == "error":
+            summary.errors.append(step[1])
+        elif kind == "upsert":
+            self._singles(step[1], step[2])
+        elif kind == "collection":
+            _kind, batch, sources, _source, errors = step
+            summary.errors.extend(e[1] for e in errors)
+            self._singles(batch, sources)
+            summary.bundles += 1
+        elif kind == "transaction":
+            _kind, batch, source, by_type = step
+            w = self.session()
+            try:
+                with w.savepoint():
+                    w.write_prepared(batch)
+            except FhirError as exc:
+                summary.errors.append(f"{source}: {exc.diagnostics}")
+                return
+            for res_type, n in by_type.items():
+                summary.count(res_type, n)
+            summary.bundles += 1
+            self._wrote(len(batch))
+        else:
+            self._bundle(step[1], step[2])
+
+    def _singles(self, batch: PreparedBatch, sources: list[str]) -> None:
+        """Single resources: all in one savepoint; if one fails, each on its own to name it."""
+        if not batch:
+            return
+        w = self.session()
+        try:
+            with w.savepoint():
+                w.write_prepared(batch)
+        except FhirError:
+            for n in range(len(batch)):
+                try:
+                    with w.savepoint():
+                        w.write_prepared(batch.only(n))
+                    self.summary.count(batch.entries[n].res_type)
+                except FhirError as exc:
+                    self.summary.errors.append(f"{sources[n]}: {exc.diagnostics}")
+        else:
+            for entry in batch.entries:
+                self.summary.count(entry.res_type)
+        self._wrote(len(batch))
+
+    def _bundle(self, bundle: dict[str, Any], source: str) -> None:
+        """A Bundle that needs the database to plan: through bundles.py as the REST API runs it."""
+        summary = self.summary
+        try:
+            if bundle.get("type") == "transaction":
+                w = self.session()
+                with w.savepoint():
+                    process_transaction(self.store, bundle, self.known_types, session=w)
                 for entry in bundle.get("entry") or []:
                     rt = (entry.get("resource") or {}).get("resourceType")
                     if rt and entry.get("request", {}).get("method", "").upper() in ("POST", "PUT"):
                         summary.count(rt)
-                del results
-            elif kind == "batch":
-                for entry, result in zip(bundle.get("entry") or [], process_batch(store, bundle, known_types), strict=False):
+                self._wrote(len(bundle.get("entry") or []))
+            else:  # batch: each entry in its own transaction, after the group so far is committed
+                self.commit()
+                for entry, result in zip(bundle.get("entry") or [], process_batch(self.store, bundle, self.known_types),
+                                         strict=False):
                     if result.outcome:
-                        summary.errors.append(f"{item.source}: entry {entry.get('request', {}).get('url')}: "
+                        summary.errors.append(f"{source}: entry {entry.get('request', {}).get('url')}: "
                                               f"{result.outcome['issue'][0]['diagnostics']}")
                     elif (entry.get("resource") or {}).get("resourceType"):
                         summary.count(entry["resource"]["resourceType"])
-            else:
-                with store.writer() as w:
-                    for i, entry in enumerate(bundle.get("entry") or []):
-                        resource = entry.get("resource") if isinstance(entry, dict) else None
-                        if not isinstance(resource, dict):
-                            continue
-                        try:
-                            _upsert(w, resource)
-                            summary.count(str(resource.get("resourceType")))
-                        except FhirError as exc:
-                            summary.errors.append(f"{item.source}: entry {i}: {exc.diagnostics}")
             summary.bundles += 1
         except FhirError as exc:
-            summary.errors.append(f"{item.source}: {exc.diagnostics}")
-        if progress:
-            progress(1)
-    flush()
-    return summary
+            summary.errors.append(f"{source}: {exc.diagnostics}")

@@ -41,8 +41,11 @@ __all__ = [
     "LoadItem",
     "LoadKind",
     "LoadSource",
+    "LoadUnit",
     "count_load_units",
     "iter_load_items",
+    "iter_load_units",
+    "read_unit",
 ]
 
 LoadKind = Literal["bundle", "resource", "error", "skipped"]
@@ -211,7 +214,63 @@ def _is_export_log(value: Any) -> bool:
 
 
 def _ndjson_file(path: Path) -> Iterator[LoadItem]:
+    for unit in _ndjson_units(path, 1):
+        if isinstance(unit, LoadItem):
+            yield unit
+        else:
+            yield from read_unit(unit)
+
+
+def _ndjson_line(path: Path, lineno: int, raw: bytes) -> LoadItem:
+    source = LoadSource(path, lineno)
+    try:
+        value = exact_loads(raw)
+    except ValueError as exc:
+        return _error(source, f"invalid JSON at column {getattr(exc, 'colno', '?')}: {getattr(exc, 'msg', exc)}; "
+                              "expected one FHIR resource per line", raw)
+    return _classify(source, value, raw)
+
+
+# What a loader hands to a worker: a JSON file, or a run of NDJSON lines (number, stripped bytes).
+JsonUnit = tuple[Literal["json"], Path]
+LinesUnit = tuple[Literal["lines"], Path, list[tuple[int, bytes]]]
+LoadUnit = JsonUnit | LinesUnit | LoadItem
+"""One piece of input, cheap to find without parsing: a file to parse, NDJSON lines to parse, or
+an item already decided (a missing path, an unsupported file, an export log, a read failure)."""
+
+
+def iter_load_units(paths: Sequence[str | Path], lines: int = 500) -> Iterator[LoadUnit]:
+    """The input of ``iter_load_items`` before parsing, in the same order: ``read_unit`` turns each
+    unit into the items ``iter_load_items`` yields for it, in any process (parsing is the costly
+    part). NDJSON files are cut into runs of ``lines`` lines."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    for path in _expand(paths):
+        if not path.exists():
+            yield _error(LoadSource(path), "no such file or directory")
+            continue
+        kind = _kind_of(path.name)
+        if kind is None:
+            yield _error(LoadSource(path), f"unsupported file type; {_SUPPORTED}")
+        elif kind == "json":
+            yield ("json", path)
+        else:
+            yield from _ndjson_units(path, lines)
+
+
+def read_unit(unit: LoadUnit) -> list[LoadItem]:
+    """Parse one unit of ``iter_load_units`` into its items (never raises for bad input)."""
+    if isinstance(unit, LoadItem):
+        return [unit]
+    if unit[0] == "json":
+        return [_json_file(unit[1])]
+    path = unit[1]
+    return [_ndjson_line(path, lineno, raw) for lineno, raw in unit[2]]
+
+
+def _ndjson_units(path: Path, size: int) -> Iterator[LoadUnit]:
     lineno = 0
+    chunk: list[tuple[int, bytes]] = []
     try:
         with _open(path) as stream:
             for lineno, line in enumerate(stream, 1):
@@ -220,20 +279,21 @@ def _ndjson_file(path: Path) -> Iterator[LoadItem]:
                 raw = line.strip()
                 if not raw:
                     continue
-                source = LoadSource(path, lineno)
-                try:
-                    value = exact_loads(raw)
-                except ValueError as exc:
-                    yield _error(source, f"invalid JSON at column {getattr(exc, 'colno', '?')}: {getattr(exc, 'msg', exc)}; "
-                                         "expected one FHIR resource per line", raw)
-                    continue
-                if lineno == 1 and _is_export_log(value):
+                if lineno == 1 and _is_export_log(_loads_or_none(raw)):
                     yield LoadItem("skipped", LoadSource(path), message=(
                         f"{path}: skipped, a Bulk Data export log (exportId/eventId lines), not FHIR resources"))
                     return
-                yield _classify(source, value, raw)
+                chunk.append((lineno, raw))
+                if len(chunk) >= size:
+                    yield ("lines", path, chunk)
+                    chunk = []
     except (OSError, EOFError, zlib.error) as exc:
+        if chunk:
+            yield ("lines", path, chunk)
+            chunk = []
         yield _error(LoadSource(path, lineno + 1 if lineno else None), _read_failure(exc))
+    if chunk:
+        yield ("lines", path, chunk)
 
 
 def _classify(source: LoadSource, value: Any, raw: bytes) -> LoadItem:

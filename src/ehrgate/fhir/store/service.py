@@ -6,7 +6,11 @@ and patient-compartment membership → append an outbox event, all in one databa
 Nothing else writes resource tables.
 
 Index rows are buffered per session and flushed in batches (before any read in the session and at
-commit), which is what makes bulk loads fast without a second code path.
+commit), which is what makes bulk loads fast without a second code path. A bulk load may run the
+pure steps (validate, extract, serialise: ``prepare.py``) in other processes and pass the results to
+``write_prepared``, which does the rest here (``_write``, or ``_create_fresh`` for a batch of new
+server-assigned ids); ``savepoint`` lets one database transaction carry many all-or-nothing units
+(transaction Bundles).
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,7 +32,6 @@ from ..errors import (
     Conflict,
     FhirError,
     Gone,
-    InvalidResource,
     NotFound,
     PreconditionFailed,
     Unprocessable,
@@ -39,33 +41,22 @@ from ..search.types import IndexRows
 from . import sql as q
 from .engine import WRITE_OPTION
 from .model import Stored, WriteResult, iso_instant
+from .prepare import (
+    _LIMITS,
+    _ROW_VALUES,
+    _SKIP_INDEX_PARAMS,
+    PreparedBatch,
+    check_resource,
+    clip,
+    stored_json,
+)
 from .sql import cursor_of
 
 __all__ = ["ID_PATTERN", "Store", "WriteSession", "parse_etag"]
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_SKIP_INDEX_PARAMS = frozenset({"_id", "_lastUpdated"})  # served from the resource table itself
 _INTERACTION = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-_ROW_VALUES = {name: attrgetter(*cols) for name, (_table, cols) in q.INDEX_COLUMNS.items()}
 
-
-def _column_limits() -> dict[str, tuple[int | None, ...]]:
-    from .schema import metadata
-
-    out = {}
-    for name, (table, cols) in q.INDEX_COLUMNS.items():
-        columns = metadata.tables[table].c
-        out[name] = tuple(getattr(columns[c].type, "length", None) for c in cols)
-    return out
-
-
-_LIMITS = _column_limits()
-
-
-def _clip(values: tuple[Any, ...], limits: tuple[int | None, ...]) -> tuple[Any, ...]:
-    """Index values longer than their column (a 2,000-character valueString) are cut to fit:
-    PostgreSQL refuses them otherwise; prefix searches still find them."""
-    return tuple(v[:n] if n is not None and isinstance(v, str) and len(v) > n else v for v, n in zip(values, limits, strict=True))
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -94,6 +85,11 @@ def _default_extract(resource: dict[str, Any]) -> IndexRows:
     return extract_index(resource)
 
 
+def new_uuid() -> str:
+    """The default server-assigned id (a module function, so other processes can be handed it)."""
+    return str(uuid.uuid4())
+
+
 class Store:
     """Owns the engine; hands out read connections and write sessions."""
 
@@ -102,7 +98,7 @@ class Store:
         engine: sa.Engine,
         *,
         clock: Callable[[], int] = now_ms,
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_id: Callable[[], str] = new_uuid,
         validate: Callable[[dict[str, Any]], list[Any]] = _default_validate,
         extract: Callable[[dict[str, Any]], IndexRows] = _default_extract,
     ) -> None:
@@ -136,6 +132,10 @@ class Store:
                 session = WriteSession(self, conn)
                 yield session
                 session.flush()
+
+    def holds_connection(self) -> bool:
+        """True when this thread keeps a database connection open for reads (see ``_fetch``)."""
+        return getattr(self._local, "raw", None) is not None
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -222,6 +222,11 @@ class WriteSession:
         self._pending: dict[int, tuple[str, IndexRows]] = {}
         self._stale: set[int] = set()
         self._outbox: list[tuple[Any, ...]] = []
+        # Rows of prepared writes, already keyed by pk: table name -> rows, and compartments.
+        self._flat: dict[str, list[tuple[Any, ...]]] = {}
+        self._flat_comps: list[tuple[Any, ...]] = []
+        self._flat_pks: set[int] = set()
+        self._last_pk = 0
         self._pg = store.dialect == "postgresql"
         self.cur = cursor_of(conn)
         self.now = store.clock()
@@ -232,18 +237,7 @@ class WriteSession:
     # -- helpers ----------------------------------------------------------------------------
 
     def _check(self, res_type: str, resource: dict[str, Any]) -> None:
-        if not isinstance(resource, dict):
-            raise BadRequest("Expected a FHIR resource (a JSON object).")
-        if resource.get("resourceType") != res_type:
-            raise BadRequest(
-                f"The body's resourceType {resource.get('resourceType')!r} does not match the URL's {res_type!r}.",
-                expression="resourceType",
-            )
-        issues = [i for i in self.store.validate(resource) if getattr(i, "severity", "error") in ("error", "fatal")]
-        if issues:
-            first = issues[0].diagnostics
-            more = f" (and {len(issues) - 1} more problems)" if len(issues) > 1 else ""
-            raise InvalidResource(f"{res_type} is not valid: {first}{more}", issues=issues)
+        check_resource(res_type, resource, self.store.validate)
 
     def _current(self, res_type: str, res_id: str) -> Any:
         stmt = q.SELECT_FOR_WRITE_PG if self._pg else q.SELECT_FOR_WRITE
@@ -271,11 +265,14 @@ class WriteSession:
         method: str,
         if_match: str | None = None,
         fresh_id: bool = False,
+        prepared: tuple[PreparedBatch, int] | None = None,
     ) -> WriteResult:
         """Write a new version (``resource`` None = delete). The single place versions are made.
 
         ``fresh_id``: the id was just generated by the server, so no current row can exist and the
-        lookup is skipped (the insert's ON CONFLICT still guards it).
+        lookup is skipped (the insert's ON CONFLICT still guards it). ``prepared``: (batch, entry
+        number) of an entry validated, extracted and serialised by ``prepare.py``; ``resource`` is
+        then None and the JSON and index rows come from the batch.
         """
         pg = self._pg
         cur = self.cur
@@ -290,13 +287,13 @@ class WriteSession:
                 raise PreconditionFailed(
                     f"If-Match asked for version {expected} of {res_type}/{res_id}, but the server has {have}."
                 )
-        if resource is None:
+        if resource is None and prepared is None:
             if row is None:
                 raise NotFound(f"{res_type}/{res_id} is not known.")
             if row[2]:
                 return WriteResult(Stored(res_type, res_id, row[1], self.now, True, None), 204, "unchanged")
 
-        deleted = resource is None
+        deleted = resource is None and prepared is None
         if row is None:
             cur.execute(q.INSERT_RESOURCE(pg), (res_type, res_id, 1, self.now, deleted))
             created = cur.fetchone()
@@ -311,8 +308,13 @@ class WriteSession:
             self._stale.add(pk)
             cur.execute(q.UPDATE_RESOURCE(pg), (version, self.now, deleted, pk))
 
+        self._last_pk = pk
         raw: bytes | None = None
-        if resource is not None:
+        if prepared is not None:
+            entry = prepared[0].entries[prepared[1]]
+            meta = {**entry.meta, "versionId": str(version), "lastUpdated": iso_instant(self.now)}
+            raw = stored_json(res_type, res_id, meta, entry.body)
+        elif resource is not None:
             meta = dict(resource.get("meta") or {})
             meta["versionId"] = str(version)
             meta["lastUpdated"] = iso_instant(self.now)
@@ -324,7 +326,12 @@ class WriteSession:
             raw = dumps(resource)
         cur.execute(q.INSERT_VERSION(pg), (pk, res_type, res_id, version, self.now, method, deleted, raw))
         vpk = cur.fetchone()[0]
-        if resource is not None:
+        if pk in self._flat_pks:
+            self._drop_flat(pk)
+        if prepared is not None:
+            self._pending.pop(pk, None)
+            self._flat_pks.add(pk)
+        elif resource is not None:
             self._pending[pk] = (res_type, self.store.extract(resource))
         else:
             self._pending.pop(pk, None)
@@ -334,6 +341,114 @@ class WriteSession:
         if deleted:
             return WriteResult(stored, 204, "deleted")
         return WriteResult(stored, 201 if is_new else 200, "created" if is_new else "updated")
+
+    def _copy(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        """PostgreSQL COPY … FROM STDIN: many rows at a fraction of the server work of INSERTs."""
+        with self.cur.copy(statement) as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
+
+    def _drop_flat(self, pk: int) -> None:
+        """Forget the buffered rows of ``pk`` (written again in this session before a flush)."""
+        for rows in self._flat.values():
+            rows[:] = [r for r in rows if r[0] != pk]
+        self._flat_comps = [r for r in self._flat_comps if r[0] != pk]
+        self._flat_pks.discard(pk)
+
+    def write_prepared(self, batch: PreparedBatch) -> list[WriteResult]:
+        """Store every entry of ``batch`` (see prepare.py), in order: through ``_write``, or
+        ``_create_fresh`` when every entry is a POST (new server-assigned ids).
+
+        POST entries are creates with the server-assigned id the batch carries; PUT entries are
+        create-or-update by id. Raises the store's FhirError like the single writes; wrap the call in
+        ``savepoint()`` to keep a failed batch from leaving part of itself behind.
+        """
+        if self.guard is not None:
+            raise RuntimeError("write_prepared applies no access rules; use create/update under a guard")
+        if batch.entries and all(e.method == "POST" for e in batch.entries):
+            results, pks = self._create_fresh(batch)
+        else:
+            results, pks = [], []
+            write = self._write
+            for n, entry in enumerate(batch.entries):
+                post = entry.method == "POST"
+                result = write(entry.res_type, entry.res_id, None, method=entry.method, fresh_id=post, prepared=(batch, n))
+                results.append(result)
+                pks.append(self._last_pk)
+        types = [e.res_type for e in batch.entries]
+        latest = {pk: n for n, pk in enumerate(pks)}
+        keep = None if len(latest) == len(pks) else set(latest.values())  # one resource twice: its last version's rows
+        for name, rows in batch.rows.items():
+            if rows:
+                self._flat.setdefault(name, []).extend(
+                    (pks[r[0]], types[r[0]], *r[1:]) for r in rows if keep is None or r[0] in keep
+                )
+        self._flat_comps.extend((pks[n], types[n], p) for n, p in batch.compartments if keep is None or n in keep)
+        return results
+
+    def _create_fresh(self, batch: PreparedBatch) -> tuple[list[WriteResult], list[int]]:
+        """Version 1 of resources with new server-assigned ids: what ``_write`` does for each, in
+        batched statements (executemany; COPY on PostgreSQL). Keys are taken up front: on PostgreSQL from the sequences, on
+        SQLite as max + 1… while this transaction holds the write lock (BEGIN IMMEDIATE)."""
+        pg, cur, now = self._pg, self.cur, self.now
+        n = len(batch.entries)
+        if pg:
+            cur.execute(q.NEXT_PKS_PG, (n,))
+            pks = [r[0] for r in cur.fetchall()]
+            cur.execute(q.NEXT_VPKS_PG, (n,))
+            vpks = [r[0] for r in cur.fetchall()]
+        else:
+            cur.execute(q.MAX_PKS)
+            pk0, vpk0 = cur.fetchone()
+            pks = list(range(pk0 + 1, pk0 + 1 + n))
+            vpks = list(range(vpk0 + 1, vpk0 + 1 + n))
+        instant = iso_instant(now)
+        stamp = {"versionId": "1", "lastUpdated": instant}
+        raws = [stored_json(e.res_type, e.res_id, {**e.meta, **stamp}, e.body) for e in batch.entries]
+        entries = batch.entries
+        try:
+            if pg:
+                self._copy(q.COPY_RESOURCE, [(pk, e.res_type, e.res_id, 1, now, False) for pk, e in zip(pks, entries, strict=True)])
+            else:
+                cur.executemany(q.INSERT_RESOURCE_PK.qmark, [(pk, e.res_type, e.res_id, now) for pk, e in zip(pks, entries, strict=True)])
+        except self.conn.dialect.loaded_dbapi.IntegrityError:
+            raise Conflict("A resource with one of the new ids already exists; retry.") from None
+        if pg:
+            self._copy(q.COPY_VERSION, [(vpk, pk, e.res_type, e.res_id, 1, now, "POST", False, raw)
+                                        for vpk, pk, e, raw in zip(vpks, pks, entries, raws, strict=True)])
+        else:
+            cur.executemany(q.INSERT_VERSION_PK.qmark, [
+                (vpk, pk, e.res_type, e.res_id, now, raw) for vpk, pk, e, raw in zip(vpks, pks, entries, raws, strict=True)
+            ])
+        self._outbox.extend((vpk, e.res_type, e.res_id, 1, "create", now)
+                            for vpk, e in zip(vpks, batch.entries, strict=True))
+        results = [WriteResult(Stored(e.res_type, e.res_id, 1, now, False, raw, "POST"), 201, "created")
+                   for e, raw in zip(batch.entries, raws, strict=True)]
+        self._flat_pks.update(pks)
+        return results, pks
+
+    @contextmanager
+    def savepoint(self) -> Iterator[WriteSession]:
+        """An all-or-nothing unit inside this transaction: on an exception everything written in
+        the block is rolled back (SQL SAVEPOINT) and the exception propagates; the rest of the
+        transaction stays."""
+        self.flush()
+        self.cur.execute("SAVEPOINT ehrgate_unit")
+        try:
+            yield self
+            self.flush()
+        except BaseException:
+            self.cur.execute("ROLLBACK TO SAVEPOINT ehrgate_unit")
+            self.cur.execute("RELEASE SAVEPOINT ehrgate_unit")
+            self._pending.clear()
+            self._stale.clear()
+            self._outbox = []
+            self._flat.clear()
+            self._flat_comps = []
+            self._flat_pks.clear()
+            raise
+        self.cur.execute("RELEASE SAVEPOINT ehrgate_unit")
 
     def flush(self) -> None:
         """Write buffered index rows, compartments and outbox events (batched executemany)."""
@@ -354,10 +469,7 @@ class WriteSession:
                     limits = _LIMITS[name]
                     for row in getattr(rows, name):
                         if row.param not in _SKIP_INDEX_PARAMS:
-                            vals = values(row)
-                            if any(isinstance(v, str) and len(v) > 64 for v in vals):
-                                vals = _clip(vals, limits)
-                            batch.append((pk, res_type, *vals))
+                            batch.append((pk, res_type, *clip(values(row), limits)))
                 comps.extend((pk, res_type, p) for p in rows.compartments)
             for name, batch in batches.items():
                 if batch:
@@ -365,6 +477,16 @@ class WriteSession:
             if comps:
                 cur.executemany(q.INSERT_COMPARTMENT(pg), comps)
             self._pending.clear()
+        if self._flat_pks:
+            insert = self._copy if pg else cur.executemany
+            for name, batch in self._flat.items():
+                if batch:
+                    insert(q.COPY_INDEX[name] if pg else q.INSERT_INDEX[name].qmark, batch)
+            if self._flat_comps:
+                insert(q.COPY_COMPARTMENT if pg else q.INSERT_COMPARTMENT.qmark, self._flat_comps)
+            self._flat.clear()
+            self._flat_comps = []
+            self._flat_pks.clear()
         if self._outbox:
             cur.executemany(q.INSERT_OUTBOX(pg), self._outbox)
             self._outbox = []

@@ -42,6 +42,21 @@ INSERT_RESOURCE = Q(
     "INSERT INTO resource (res_type, res_id, version, last_updated, deleted) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (res_type, res_id) DO NOTHING RETURNING pk"
 )
+# Bulk creates (WriteSession._create_fresh): keys taken up front, rows inserted with executemany.
+MAX_PKS = "SELECT (SELECT coalesce(max(pk), 0) FROM resource), (SELECT coalesce(max(vpk), 0) FROM resource_version)"
+NEXT_PKS_PG = "SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, %s)"
+NEXT_VPKS_PG = "SELECT nextval(pg_get_serial_sequence('resource_version', 'vpk')) FROM generate_series(1, %s)"
+COPY_RESOURCE = "COPY resource (pk, res_type, res_id, version, last_updated, deleted) FROM STDIN"
+COPY_VERSION = (
+    "COPY resource_version (vpk, res_pk, res_type, res_id, version, last_updated, method, deleted, raw) FROM STDIN"
+)
+INSERT_RESOURCE_PK = Q(
+    "INSERT INTO resource (pk, res_type, res_id, version, last_updated, deleted) VALUES (?, ?, ?, 1, ?, false)"
+)
+INSERT_VERSION_PK = Q(
+    "INSERT INTO resource_version (vpk, res_pk, res_type, res_id, version, last_updated, method, deleted, raw) "
+    "VALUES (?, ?, ?, ?, 1, ?, 'POST', false, ?)"
+)
 UPDATE_RESOURCE = Q("UPDATE resource SET version = ?, last_updated = ?, deleted = ? WHERE pk = ?")
 INSERT_VERSION = Q(
     "INSERT INTO resource_version (res_pk, res_type, res_id, version, last_updated, method, deleted, raw) "
@@ -78,6 +93,10 @@ INSERT_INDEX = {
     name: Q(f"INSERT INTO {table} (res_pk, res_type, {', '.join(cols)}) VALUES ({', '.join('?' * (len(cols) + 2))})")
     for name, (table, cols) in INDEX_COLUMNS.items()
 }
+COPY_INDEX = {
+    name: f"COPY {table} (res_pk, res_type, {', '.join(cols)}) FROM STDIN" for name, (table, cols) in INDEX_COLUMNS.items()
+}
+COPY_COMPARTMENT = "COPY compartment (res_pk, res_type, patient_id) FROM STDIN"
 DELETE_INDEX = {
     name: Q(f"DELETE FROM {table} WHERE res_pk = ?") for name, (table, _cols) in INDEX_COLUMNS.items()
 }

@@ -1,0 +1,137 @@
+"""The pure half of a write: validate, extract index rows, serialise — runnable in any process.
+
+``WriteSession`` does these steps itself for a single write. A bulk load runs them in worker
+processes instead (``fhir/loadprep.py``) and hands the results to ``WriteSession.write_prepared``,
+which does only the SQL: the version, the rows and the outbox event still come from the one
+write path, in one database transaction. A ``PreparedBatch`` is shaped for cheap transfer between
+processes: the JSON as bytes and the index rows as flat tuples per table (unpickling one frozen
+dataclass per row cost more than inserting it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
+
+from ..errors import BadRequest, InvalidResource
+from ..jsonio import dumps
+from ..search.types import IndexRows
+from . import sql as q
+
+__all__ = ["PreparedBatch", "PreparedEntry", "check_resource", "stored_json"]
+
+_SKIP_INDEX_PARAMS = frozenset({"_id", "_lastUpdated"})  # served from the resource table itself
+_ROW_VALUES = {name: attrgetter(*cols) for name, (_table, cols) in q.INDEX_COLUMNS.items()}
+_OWN_KEYS = ("resourceType", "id", "meta")
+
+
+def _column_limits() -> dict[str, tuple[int | None, ...]]:
+    from .schema import metadata
+
+    out = {}
+    for name, (table, cols) in q.INDEX_COLUMNS.items():
+        columns = metadata.tables[table].c
+        out[name] = tuple(getattr(columns[c].type, "length", None) for c in cols)
+    return out
+
+
+_LIMITS = _column_limits()
+
+
+def clip(values: tuple[Any, ...], limits: tuple[int | None, ...]) -> tuple[Any, ...]:
+    """Index values longer than their column (a 2,000-character valueString) are cut to fit:
+    PostgreSQL refuses them otherwise; prefix searches still find them."""
+    if not any(isinstance(v, str) and len(v) > 64 for v in values):
+        return values
+    return tuple(v[:n] if n is not None and isinstance(v, str) and len(v) > n else v
+                 for v, n in zip(values, limits, strict=True))
+
+
+def check_resource(res_type: str, resource: Any, validate: Callable[[dict[str, Any]], list[Any]]) -> None:
+    """Raise the store's error for a body that is not a valid ``res_type`` (else return)."""
+    if not isinstance(resource, dict):
+        raise BadRequest("Expected a FHIR resource (a JSON object).")
+    if resource.get("resourceType") != res_type:
+        raise BadRequest(
+            f"The body's resourceType {resource.get('resourceType')!r} does not match the URL's {res_type!r}.",
+            expression="resourceType",
+        )
+    issues = [i for i in validate(resource) if getattr(i, "severity", "error") in ("error", "fatal")]
+    if issues:
+        first = issues[0].diagnostics
+        more = f" (and {len(issues) - 1} more problems)" if len(issues) > 1 else ""
+        raise InvalidResource(f"{res_type} is not valid: {first}{more}", issues=issues)
+
+
+def stored_json(res_type: str, res_id: str, meta: dict[str, Any], body: bytes) -> bytes:
+    """The stored form ``{"resourceType", "id", "meta", …rest}`` from ``body`` (the rest, serialised):
+    byte for byte what ``dumps`` gives for the whole resource in that key order."""
+    head = b'{"resourceType":' + dumps(res_type) + b',"id":' + dumps(res_id) + b',"meta":' + dumps(meta)
+    return head + (b"," + body[1:] if len(body) > 2 else b"}")
+
+
+@dataclass(slots=True)
+class PreparedEntry:
+    """One validated resource: what ``WriteSession.write_prepared`` needs to store it."""
+
+    method: str
+    """POST (a create with a server-assigned id, ``res_id`` fresh) or PUT (create-or-update)."""
+    res_type: str
+    res_id: str
+    meta: dict[str, Any]
+    """The resource's own meta (versionId and lastUpdated are set when it is written)."""
+    body: bytes
+    """The resource's JSON without resourceType, id and meta."""
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """Validated resources and their index rows, in write order.
+
+    ``rows[name]`` holds ``(entry number, *values)`` for index table ``name`` (sql.INDEX_COLUMNS),
+    ``compartments`` ``(entry number, patient id)``.
+    """
+
+    entries: list[PreparedEntry] = field(default_factory=list)
+    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {name: [] for name in q.INDEX_COLUMNS})
+    compartments: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(
+        self,
+        method: str,
+        resource: dict[str, Any],
+        res_id: str,
+        validate: Callable[[dict[str, Any]], list[Any]],
+        extract: Callable[[dict[str, Any]], IndexRows],
+    ) -> None:
+        """Validate ``resource`` (raises the store's FhirError), extract its rows and append it.
+
+        ``resource`` must already carry ``res_id`` as its id (extraction reads it).
+        """
+        res_type = resource.get("resourceType") if isinstance(resource, dict) else None
+        check_resource(str(res_type), resource, validate)
+        found = extract(resource)
+        n = len(self.entries)
+        skip = _SKIP_INDEX_PARAMS
+        for name, values in _ROW_VALUES.items():
+            rows = getattr(found, name)
+            if rows:
+                limits = _LIMITS[name]
+                self.rows[name].extend((n, *clip(values(row), limits)) for row in rows if row.param not in skip)
+        self.compartments.extend((n, p) for p in found.compartments)
+        body = dumps({k: v for k, v in resource.items() if k not in _OWN_KEYS})
+        meta = resource.get("meta")
+        self.entries.append(PreparedEntry(method, str(res_type), res_id, dict(meta) if isinstance(meta, dict) else {}, body))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def only(self, n: int) -> PreparedBatch:
+        """A batch of entry ``n`` alone (to retry entries one by one after a failed batch)."""
+        return PreparedBatch(
+            [self.entries[n]],
+            {name: [(0, *r[1:]) for r in rows if r[0] == n] for name, rows in self.rows.items()},
+            [(0, p) for i, p in self.compartments if i == n],
+        )

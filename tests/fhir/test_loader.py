@@ -1,0 +1,231 @@
+"""The bulk loader (fhir/loader.py + loadprep.py) on both engines: prepared writes store exactly
+what the single-write path stores, a failed unit loses nothing else, a crash leaves no partial
+Bundle, and the worker pool gives the same result as loading inline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from ehrgate.fhir.loader import load_paths
+from ehrgate.fhir.search.extract import extract_index
+from ehrgate.fhir.store.service import Store, WriteSession
+from ehrgate.fhir.validation import known_resource_types
+
+KNOWN = frozenset(known_resource_types())
+
+
+def _tx(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def _post(resource: dict[str, Any], full: str | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
+    if full:
+        entry["fullUrl"] = full
+    return entry
+
+
+def _patient_bundle(n: int) -> dict[str, Any]:
+    full = f"urn:uuid:00000000-0000-0000-0000-{n:012d}"
+    return _tx(
+        _post({"resourceType": "Patient", "name": [{"family": f"Fam{n}"}], "gender": "female"}, full),
+        _post({"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+               "subject": {"reference": full}, "valueQuantity": {"value": 1.50, "unit": "kg"}}),
+    )
+
+
+def _write(directory: Path, name: str, value: Any) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    text = json.dumps(value) if not isinstance(value, str) else value
+    path.write_text(text.replace("1.5,", "1.50,"))
+    return path
+
+
+def _scalar(store: Store, sql: str) -> Any:
+    with store.reader() as conn:
+        return conn.execute(sa.text(sql)).scalar_one()
+
+
+def _consistent(store: Store) -> None:
+    """Every resource has its current version; no index, compartment or outbox row is orphaned."""
+    assert _scalar(store, "SELECT count(*) FROM resource r LEFT JOIN resource_version v "
+                          "ON v.res_pk = r.pk AND v.version = r.version WHERE v.vpk IS NULL") == 0
+    for table in ("idx_token", "idx_reference", "idx_string", "idx_date", "idx_quantity", "compartment"):
+        assert _scalar(store, f"SELECT count(*) FROM {table} i LEFT JOIN resource r ON r.pk = i.res_pk "
+                              "WHERE r.pk IS NULL") == 0, table
+    assert _scalar(store, "SELECT count(*) FROM outbox") == _scalar(store, "SELECT count(*) FROM resource_version")
+
+
+def test_transaction_bundles_load_with_references_rewritten(store: Store, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for n in range(3):
+        _write(src, f"p{n}.json", _patient_bundle(n))
+    summary = load_paths(store, [src], KNOWN, workers=0)
+    assert (summary.resources, summary.bundles, summary.errors) == (6, 3, [])
+    with store.reader() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT r.target_type, r.target_id, p.res_id FROM idx_reference r JOIN resource o ON o.pk = r.res_pk "
+            "LEFT JOIN resource p ON p.res_type = r.target_type AND p.res_id = r.target_id "
+            "WHERE o.res_type = 'Observation' AND r.param = 'subject'")).all()
+        raw = conn.execute(sa.text("SELECT raw FROM resource_version WHERE res_type = 'Observation'")).scalars().first()
+        patients_in_compartments = conn.execute(sa.text("SELECT count(DISTINCT patient_id) FROM compartment")).scalar_one()
+    assert len(rows) == 3 and all(t == "Patient" and rid == pid for t, rid, pid in rows)
+    stored = json.loads(bytes(raw))
+    assert list(stored)[:3] == ["resourceType", "id", "meta"] and stored["meta"]["versionId"] == "1"
+    assert b'"value":1.50' in bytes(raw)  # the client's decimal, as written
+    assert patients_in_compartments == 3
+    _consistent(store)
+
+
+def test_prepared_rows_equal_what_extraction_gives(store: Store, tmp_path: Path) -> None:
+    """NDJSON upserts: the index rows in the database are exactly extract_index's (minus the two
+    served from the resource table), as a single write stores them; the JSON matches a single write's."""
+    resource = {"resourceType": "Patient", "id": "pt-1", "meta": {"tag": [{"system": "urn:t", "code": "x"}]},
+                "identifier": [{"system": "urn:mrn", "value": "M1"}], "name": [{"family": "Ünï", "given": ["A"]}],
+                "birthDate": "1970-01-02", "gender": "male", "generalPractitioner": [{"reference": "Practitioner/9"}]}
+    _write(tmp_path, "Patient.ndjson", json.dumps(resource) + "\n")
+    assert load_paths(store, [tmp_path], KNOWN, workers=0).errors == []
+    with store.reader() as conn:
+        tokens = sorted(tuple(r) for r in conn.execute(sa.text("SELECT param, system, code FROM idx_token")))
+        strings = sorted(tuple(r) for r in conn.execute(sa.text("SELECT param, norm, exact FROM idx_string")))
+        refs = sorted(tuple(r) for r in conn.execute(sa.text("SELECT param, target_type, target_id FROM idx_reference")))
+        loaded = json.loads(bytes(conn.execute(sa.text("SELECT raw FROM resource_version")).scalar_one()))
+    rows = extract_index(resource)
+    skip = {"_id", "_lastUpdated"}
+    assert tokens == sorted((r.param, r.system, r.code) for r in rows.tokens if r.param not in skip)
+    assert strings == sorted((r.param, r.norm, r.exact) for r in rows.strings)
+    assert refs == sorted((r.param, r.target_type, r.target_id) for r in rows.references)
+    single = store.update("Patient", "pt-2", {**resource, "id": "pt-2"})
+    expected = json.loads(single.stored.raw or b"{}")
+    assert {**loaded, "id": "pt-2", "meta": {}} == {**expected, "meta": {}}
+    assert loaded["meta"]["tag"] == resource["meta"]["tag"] and loaded["meta"]["versionId"] == "1"
+
+
+def test_same_id_twice_in_one_file_keeps_the_last_versions_rows(store: Store, tmp_path: Path) -> None:
+    lines = [{"resourceType": "Patient", "id": "twice", "gender": "male"},
+             {"resourceType": "Patient", "id": "twice", "gender": "female"}]
+    _write(tmp_path, "Patient.ndjson", "\n".join(json.dumps(x) for x in lines) + "\n")
+    summary = load_paths(store, [tmp_path], KNOWN, workers=0)
+    assert summary.resources == 2 and not summary.errors
+    with store.reader() as conn:
+        genders = conn.execute(sa.text("SELECT code FROM idx_token WHERE param = 'gender'")).scalars().all()
+    assert genders == ["female"]
+    assert _scalar(store, "SELECT version FROM resource WHERE res_id = 'twice'") == 2
+    _consistent(store)
+
+
+def _ids(*values: str) -> Iterator[str]:
+    yield from values
+
+
+def test_a_bundle_that_fails_mid_write_loses_nothing_else_and_is_reported(engine_name: str, store: Store,
+                                                                          tmp_path: Path) -> None:
+    """Three transactions in one database transaction; the second fails on its second entry while
+    writing (its id is taken). It leaves nothing behind; the first and third are stored."""
+    ids = _ids("p1", "p2", "p1", "p3")
+    failing = Store(store.engine, new_id=lambda: next(ids))
+    src = tmp_path / "in"
+    _write(src, "a.json", _tx(_post({"resourceType": "Patient", "gender": "male"})))
+    _write(src, "b.json", _tx(_post({"resourceType": "Patient", "gender": "female"}),
+                              _post({"resourceType": "Patient", "gender": "other"})))
+    _write(src, "c.json", _tx(_post({"resourceType": "Patient", "gender": "unknown"})))
+    summary = load_paths(failing, [src], KNOWN, workers=0)
+    assert summary.resources == 2 and summary.bundles == 2
+    assert len(summary.errors) == 1 and "b.json" in summary.errors[0] and "exists" in summary.errors[0]
+    with store.reader() as conn:
+        stored = sorted(conn.execute(sa.text("SELECT res_id FROM resource")).scalars())
+        genders = sorted(conn.execute(sa.text("SELECT code FROM idx_token WHERE param = 'gender'")).scalars())
+    assert stored == ["p1", "p3"]
+    assert genders == ["male", "unknown"]
+    _consistent(store)
+
+
+def test_an_invalid_resource_rejects_its_bundle_and_is_named(store: Store, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    _write(src, "a.json", _patient_bundle(1))
+    bad = _patient_bundle(2)
+    bad["entry"][1]["resource"]["status"] = "banana"
+    _write(src, "b.json", bad)
+    _write(src, "c.ndjson", '{"resourceType":"Patient","id":"n1"}\n{"resourceType":"Patient","id":"n2","gender":"x"}\n')
+    summary = load_paths(store, [src], KNOWN, workers=0)
+    assert summary.resources == 3
+    assert any("b.json" in e and "Bundle.entry[1]" in e and "status" in e for e in summary.errors), summary.errors
+    assert any("c.ndjson line 2" in e and "gender" in e for e in summary.errors), summary.errors
+    assert _scalar(store, "SELECT count(*) FROM resource") == 3
+    _consistent(store)
+
+
+def test_a_crash_mid_load_keeps_committed_groups_and_no_partial_bundle(store: Store, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write of the third bundle fails after its rows went in (an unexpected error, as a lost
+    disk or a kill would be): the groups committed before stay, nothing of the group in progress does."""
+    src = tmp_path / "in"
+    for n in range(4):
+        _write(src, f"p{n}.json", _patient_bundle(n))
+    calls = {"n": 0}
+
+    def crash_after_rows(self: WriteSession, batch: Any) -> Any:
+        result = real_write(self, batch)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            self.flush()  # rows of this bundle are in the database now
+            raise RuntimeError("simulated crash")
+        return result
+
+    real_write = WriteSession.write_prepared
+    monkeypatch.setattr(WriteSession, "write_prepared", crash_after_rows)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        load_paths(store, [src], KNOWN, workers=0, group=4)  # 2 bundles per group
+    monkeypatch.undo()
+    assert _scalar(store, "SELECT count(*) FROM resource") == 4  # the first group, both bundles
+    assert _scalar(store, "SELECT count(*) FROM idx_reference WHERE param = 'subject'") == 2
+    _consistent(store)
+
+
+def test_worker_pool_loads_what_inline_loading_does(store: Store, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for n in range(6):
+        _write(src, f"p{n}.json", _patient_bundle(n))
+    _write(src, "Practitioner.ndjson", "".join(json.dumps({"resourceType": "Practitioner", "id": f"pr{i}"}) + "\n"
+                                               for i in range(5)) + "{oops\n")
+    _write(src, "batch.json", {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Organization", "id": "o1", "name": "Org"},
+         "request": {"method": "PUT", "url": "Organization/o1"}}]})
+    _write(src, "cond.json", _tx({"resource": {"resourceType": "Organization", "identifier": [{"value": "X"}]},
+                                  "request": {"method": "POST", "url": "Organization", "ifNoneExist": "identifier=X"}}))
+    pooled = load_paths(store, [src], KNOWN, workers=1)
+    assert pooled.errors and all("Practitioner.ndjson line 6" in e for e in pooled.errors), pooled.errors
+    assert pooled.resources == 12 + 5 + 1 + 1 and pooled.bundles == 8
+    with store.reader() as conn:
+        counts = dict(conn.execute(sa.text("SELECT res_type, count(*) FROM resource GROUP BY res_type")).all())
+    assert counts == {"Patient": 6, "Observation": 6, "Practitioner": 5, "Organization": 2}
+    # the same input again, inline: the same summary (ids are new, PUTs make version 2)
+    inline = load_paths(store, [src], KNOWN, workers=0)
+    assert (inline.resources, inline.bundles, inline.errors) == (pooled.resources, pooled.bundles, pooled.errors)
+    assert _scalar(store, "SELECT count(*) FROM resource WHERE res_type = 'Organization'") == 2  # matched, not doubled
+    _consistent(store)
+
+
+def test_conditional_references_resolve_against_earlier_files(store: Store, tmp_path: Path) -> None:
+    """A transaction whose resources point at ``Patient?identifier=…`` takes the database-planned
+    path: resolved when exactly one match was loaded before it, rejected (and named) otherwise."""
+    src = tmp_path / "in"
+    _write(src, "1.ndjson", json.dumps({"resourceType": "Patient", "id": "mrn7",
+                                        "identifier": [{"system": "urn:mrn", "value": "7"}]}) + "\n")
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "t"},
+           "subject": {"reference": "Patient?identifier=urn:mrn|7"}}
+    _write(src, "2.json", _tx(_post(obs)))
+    _write(src, "3.json", _tx(_post({**obs, "subject": {"reference": "Patient?identifier=urn:mrn|8"}})))
+    summary = load_paths(store, [src], KNOWN, workers=0)
+    assert summary.resources == 2
+    assert len(summary.errors) == 1 and "3.json" in summary.errors[0] and "matches no resources" in summary.errors[0]
+    assert _scalar(store, "SELECT target_id FROM idx_reference WHERE param = 'subject'") == "mrn7"
+    _consistent(store)
