@@ -165,7 +165,7 @@ def create_app(settings: Settings, store: Store | None = None, engine: Any = Non
 
     from .fhir.audit import AuditSink
 
-    ctx.audit = AuditSink(store, enabled=settings.audit_access)
+    ctx.audit = AuditSink(store, enabled=settings.audit_access, max_calls=settings.audit_access_max_calls)
     fhir_route = FhirRoute("/fhir", ctx)
 
     async def root(request: Request) -> Response:

@@ -62,8 +62,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "audit_access",
         True,
-        "Record an AuditEvent for every FHIR call made with an access token (written in batches, about once a second).",
+        "Record every FHIR call made with an access token in an AuditEvent (written in batches, about once a second).",
         bool,
+    ),
+    Setting(
+        "audit_access_max_calls",
+        1000,
+        "Most FHIR calls one access AuditEvent lists. Calls written in the same batch (about a second) with the "
+        "same token holder, app, grant, patient, interaction and HTTP status share an event: one entity per "
+        "resource, one detail per call (time, request id, query). 1: an AuditEvent per call, which costs more "
+        "than the read it records.",
+        int,
     ),
     Setting("demo_patients", 40, "Number of synthetic patients `ehrgate demo` generates into an empty database.", int),
     Setting("demo_seed", 7, "Random seed for the synthetic demo data, so every demo shows the same patients.", int),
@@ -76,6 +85,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("environment", "dev", "Which per-environment values of `apps:` in ehrgate.yaml apply (e.g. dev, test, prod)."),
     Setting("access_token_lifetime", 3600, "Seconds an access token (and id_token) is valid.", int),
+    Setting(
+        "access_token_alg",
+        "ES256",
+        "Signature algorithm of access tokens: ES256 (P-256, about seven times cheaper to sign than RSA-2048) "
+        "or RS256. id_tokens are always RS256. Both keys are in the JWKS; tokens signed before a change verify "
+        "until they expire.",
+    ),
     Setting("refresh_token_lifetime", 90 * 86400, "Seconds an offline_access refresh token is valid; 0 means no expiry.", int),
     Setting("auth_code_lifetime", 60, "Seconds an authorization code is valid (single use).", int),
     Setting("launch_lifetime", 300, "Seconds an EHR launch handle is valid (single use).", int),

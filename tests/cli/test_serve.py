@@ -52,9 +52,35 @@ def test_serve_prints_ready_line_and_answers(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_port_0_advertises_the_bound_port(tmp_path: Path) -> None:
+    """``--port 0``: the printed base, the SMART issuer and endpoints and the CapabilityStatement
+    all carry the port the system picked (a client compares ``aud`` with the base it was given)."""
+    proc, base = _start(["serve"], tmp_path)
+    try:
+        port = int(re.fullmatch(r"http://127\.0\.0\.1:(\d+)/fhir", base).group(1))  # type: ignore[union-attr]
+        assert port != 0
+        with urllib.request.urlopen(f"{base}/.well-known/smart-configuration", timeout=10) as resp:
+            smart = json.load(resp)
+        assert smart["issuer"] == base
+        assert smart["token_endpoint"] == f"http://127.0.0.1:{port}/auth/token"
+        with urllib.request.urlopen(f"{base}/metadata", timeout=10) as resp:
+            cap = json.load(resp)
+        assert cap["implementation"]["url"] == base
+        uris = {e["url"]: e["valueUri"] for e in cap["rest"][0]["security"]["extension"][0]["extension"]}
+        assert uris["authorize"] == f"http://127.0.0.1:{port}/auth/authorize"
+        assert ":0/" not in json.dumps(cap) + json.dumps(smart)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.slow
 def test_demo_seeds_patients(tmp_path: Path) -> None:
     proc, base = _start(["demo", "--mllp-port", "0"], tmp_path)
     try:
+        assert not base.endswith(":0/fhir")
+        with urllib.request.urlopen(f"{base}/.well-known/smart-configuration", timeout=10) as resp:
+            assert json.load(resp)["issuer"] == base
         with urllib.request.urlopen(f"{base}/Patient?_count=1&_total=accurate", timeout=10) as resp:
             bundle = json.load(resp)
         assert bundle["total"] >= 20

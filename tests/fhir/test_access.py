@@ -142,21 +142,32 @@ def test_calls_with_a_token_are_audited(seeded: Any) -> None:
     access = Access(subject="Practitioner/doc", client_id="chart-app", grant_id="grant-42", patient="me")
     _use(seeded, access)
     assert seeded.get("/fhir/Observation/my-lab", headers={"X-Request-Id": "req-77"}).status_code == 200
+    assert seeded.get("/fhir/Observation/my-lab", headers={"X-Request-Id": "req-78"}).status_code == 200
     assert seeded.get("/fhir/Observation?code=2345-7").status_code == 200
     assert seeded.get("/fhir/Observation/their-lab").status_code == 404
-    assert seeded.app.state.fhir.audit.flush() == 3
+    assert seeded.app.state.fhir.audit.flush() == 4
     _use(seeded, Access())
-    events = seeded.get("/fhir/AuditEvent?_count=10").json()["entry"]
-    by_sub = {e["resource"]["subtype"][0]["code"]: e["resource"] for e in events}
-    read = next(e["resource"] for e in events if e["resource"]["outcome"] == "0" and
-                any(x.get("what", {}).get("reference") == "Observation/my-lab" for x in e["resource"]["entity"]))
+    events = [e["resource"] for e in seeded.get("/fhir/AuditEvent?_count=10").json()["entry"]]
+    # one event per interaction and outcome: two reads, one search, one failed read
+    assert sorted((e["subtype"][0]["code"], e["outcome"]) for e in events) == [
+        ("read", "0"), ("read", "4"), ("search-type", "0")]
+    read = next(e for e in events if e["subtype"][0]["code"] == "read" and e["outcome"] == "0")
     assert read["agent"][0]["who"] == {"reference": "Practitioner/doc"}
     assert read["agent"][1]["who"] == {"display": "chart-app"}
-    context = read["entity"][-1]
-    assert context["name"] == "grant-42"
-    assert {"type": "request-id", "valueString": "req-77"} in context["detail"]
-    assert "search-type" in by_sub
-    assert any(e["resource"]["outcome"] == "4" for e in events)
+    assert {"what": {"reference": "Patient/me"}, "role": {
+        "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}} in read["entity"]
+    assert any(x.get("name") == "grant-42" for x in read["entity"])
+    lab = next(x for x in read["entity"] if x.get("what") == {"reference": "Observation/my-lab"})
+    calls = [d["valueString"].split(" ") for d in lab["detail"]]
+    assert [c[1] for c in calls] == ["req-77", "req-78"] and all(c[0].startswith("20") for c in calls)
+    assert read["period"]["start"] <= read["period"]["end"] == read["recorded"]
+    search = next(e for e in events if e["subtype"][0]["code"] == "search-type")
+    assert search["entity"][-1]["detail"][0]["valueString"].endswith(" code=2345-7")
+    # searchable by patient, agent, entity, grant and date
+    for query in ("patient=Patient/me", "agent=Practitioner/doc", "entity=Observation/my-lab", "entity-name=grant-42",
+                  f"date=ge{read['period']['start'][:10]}"):
+        found = seeded.get(f"/fhir/AuditEvent?{query}").json().get("entry", [])
+        assert read["id"] in {e["resource"]["id"] for e in found}, query
     # calls without a token (auth off) are not audited
     seeded.get("/fhir/Observation/my-lab")
     assert seeded.app.state.fhir.audit.flush() == 0

@@ -75,7 +75,8 @@ def test_keys_rotate(world: World, store: Any, smart_settings: Any) -> None:
     assert r.exit_code == 0 and "is active" in r.output
     world.app.state.smart.keys._checked = 0  # skip the one-second reload throttle
     after = world.client.get("/auth/jwks").json()["keys"]
-    assert len(after) == len(before) + 1
+    assert len(after) == len(before) + 2  # a new RS256 and a new ES256 key; the old ones still verify
+    assert sorted(k["alg"] for k in after) == ["ES256", "ES256", "RS256", "RS256"]
     listed = _run(["keys", "list"], store, data)
     assert "active" in listed.output and "retired" in listed.output
 

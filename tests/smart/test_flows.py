@@ -63,7 +63,8 @@ def test_openid_configuration_and_jwks(world: World) -> None:
     for key in ("authorization_endpoint", "token_endpoint", "jwks_uri", "response_types_supported", "subject_types_supported"):
         assert doc[key]
     jwks = world.client.get(doc["jwks_uri"].replace("http://testserver", "")).json()
-    assert jwks["keys"] and jwks["keys"][0]["kty"] == "RSA" and "d" not in jwks["keys"][0]
+    assert sorted((k["kty"], k["alg"]) for k in jwks["keys"]) == [("EC", "ES256"), ("RSA", "RS256")]
+    assert all(k["kid"] and k["use"] == "sig" and "d" not in k for k in jwks["keys"])
 
 
 def test_preflight_on_token_endpoint(world: World) -> None:

@@ -43,22 +43,46 @@ def test_keys_are_generated_once_and_kept_private(tmp_path: Path) -> None:
     assert not (tmp_path / "keys").exists()  # nothing until first use
     kid = ring.active.kid
     files = list((tmp_path / "keys").glob("*.json"))
-    assert len(files) == 1 and files[0].stat().st_mode & 0o077 == 0
+    assert len(files) == 2 and all(f.stat().st_mode & 0o077 == 0 for f in files)  # RS256 and ES256
     again = KeyRing(tmp_path / "keys")
-    assert again.active.kid == kid
-    jwks = ring.jwks()
-    assert [k["kid"] for k in jwks["keys"]] == [ring.active.kid]
-    assert jwks["keys"][0]["kty"] == "RSA" and jwks["keys"][0]["alg"] == "RS256" and "d" not in jwks["keys"][0]
+    assert again.active.kid == kid and again.active_for("ES256").kid == ring.active_for("ES256").kid
+    jwks = {k["alg"]: k for k in ring.jwks()["keys"]}
+    assert set(jwks) == {"RS256", "ES256"}
+    assert jwks["RS256"]["kid"] == ring.active.kid and jwks["RS256"]["kty"] == "RSA"
+    assert jwks["ES256"]["kid"] == ring.active_for("ES256").kid and jwks["ES256"]["kty"] == "EC"
+    assert jwks["ES256"]["crv"] == "P-256" and all("d" not in k for k in jwks.values())
 
 
-def test_access_token_round_trip(ring: KeyRing) -> None:
-    issuer = TokenIssuer(ring, ISS)
+def test_a_key_dir_from_before_es256_gets_an_ec_key(tmp_path: Path) -> None:
+    import json as _json
+
+    ring = KeyRing(tmp_path / "keys")
+    rsa = ring.active
+    for path in (tmp_path / "keys").glob("*.json"):  # leave only the RSA key, its JWK without "alg"
+        data = _json.loads(path.read_text())
+        if data["jwk"]["kty"] == "EC":
+            path.unlink()
+        else:
+            data["jwk"].pop("alg", None)
+            path.write_text(_json.dumps(data))
+    old = KeyRing(tmp_path / "keys")
+    assert old.active.kid == rsa.kid and old.active.alg == "RS256"
+    assert old.active_for("ES256").key.as_dict()["crv"] == "P-256"
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_access_token_round_trip(ring: KeyRing, alg: str) -> None:
+    issuer = TokenIssuer(ring, ISS, access_alg=alg)
     ctx = TokenContext("app", "patient/*.rs launch/patient", grant_id="g1", sub="u1", role="patient",
                        fhir_user=ISS + "/Patient/p1", patient="p1")
     token, exp = issuer.access_token(ctx, 300)
+    decoded = jwt.decode(token, KeySet.import_key_set(ring.jwks()), algorithms=[alg])
+    assert decoded.header["kid"] == ring.active_for(alg).kid
     back = issuer.verify_access_token(token)
     assert back.client_id == "app" and back.patient == "p1" and back.grant_id == "g1" and back.exp == exp
     assert back.scope == ctx.scope and back.role == "patient"
+    # a change of access_token_alg leaves the tokens signed before it valid
+    assert TokenIssuer(ring, ISS, access_alg="RS256" if alg == "ES256" else "ES256").verify_access_token(token).exp == exp
 
 
 def test_rotation_keeps_old_tokens_valid_until_retired(tmp_path: Path) -> None:
@@ -66,19 +90,20 @@ def test_rotation_keeps_old_tokens_valid_until_retired(tmp_path: Path) -> None:
     ring = KeyRing(tmp_path / "keys", retire_after=3600, clock=lambda: now[0])
     issuer = TokenIssuer(ring, ISS, clock=lambda: now[0])
     old, _ = issuer.access_token(TokenContext("app", "system/*.rs"), 7200)
-    old_kid = ring.active.kid
-    new = ring.rotate()
-    assert new.kid != old_kid and ring.active.kid == new.kid
-    assert {k["kid"] for k in ring.jwks()["keys"]} == {old_kid, new.kid}
+    old_kids = {k["kid"] for k in ring.jwks()["keys"]}
+    new = {k.alg: k for k in ring.rotate()}
+    assert set(new) == {"RS256", "ES256"} and not {k.kid for k in new.values()} & old_kids
+    assert ring.active.kid == new["RS256"].kid and ring.active_for("ES256").kid == new["ES256"].kid
+    assert {k["kid"] for k in ring.jwks()["keys"]} == old_kids | {k.kid for k in new.values()}
     issuer.verify_access_token(old)  # the retired key still verifies
     fresh, _ = issuer.access_token(TokenContext("app", "system/*.rs"), 60)
-    assert jwt.decode(fresh, ring.keyset, algorithms=["RS256"]).header["kid"] == new.kid
+    assert jwt.decode(fresh, ring.keyset, algorithms=["ES256"]).header["kid"] == new["ES256"].kid
     # another process (the CLI) sees the rotation
     other = KeyRing(tmp_path / "keys", retire_after=3600, clock=lambda: now[0])
-    assert other.active.kid == new.kid
+    assert other.active.kid == new["RS256"].kid
     now[0] += 3601
     ring.load()
-    assert [k["kid"] for k in ring.jwks()["keys"]] == [new.kid]
+    assert {k["kid"] for k in ring.jwks()["keys"]} == {k.kid for k in new.values()}
     with pytest.raises(TokenError):
         issuer.verify_access_token(old)
 
@@ -88,6 +113,7 @@ def test_access_token_attacks(ring: KeyRing, tmp_path: Path) -> None:
     good, _ = issuer.access_token(TokenContext("app", "user/*.rs", role="clinician"), 300)
     header, payload, _sig = good.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    assert json.loads(base64.urlsafe_b64decode(header + "=="))["alg"] == "ES256"
     # alg none
     with pytest.raises(TokenError, match="algorithm 'none'"):
         issuer.verify_access_token(_b64({"alg": "none", "typ": "JWT"}) + "." + payload + ".")
@@ -95,9 +121,18 @@ def test_access_token_attacks(ring: KeyRing, tmp_path: Path) -> None:
     forged = _hs256_with_public_key(claims, ring.active.key.as_pem(private=False))
     with pytest.raises(TokenError, match="'HS256'"):
         issuer.verify_access_token(forged)
-    # another key with the same kid
+    # another key with the same kid (of either kind)
     stranger = RSAKey.generate_key(2048)
     forged = jwt.encode({"alg": "RS256", "kid": ring.active.kid}, claims, stranger, algorithms=["RS256"])
+    with pytest.raises(TokenError, match="signature"):
+        issuer.verify_access_token(forged)
+    ec_stranger = ECKey.generate_key("P-256")
+    es_kid = ring.active_for("ES256").kid
+    forged = jwt.encode({"alg": "ES256", "kid": es_kid}, claims, ec_stranger, algorithms=["ES256"])
+    with pytest.raises(TokenError, match="signature"):
+        issuer.verify_access_token(forged)
+    # an algorithm that does not fit the key the kid names
+    forged = jwt.encode({"alg": "RS256", "kid": es_kid}, claims, stranger, algorithms=["RS256"])
     with pytest.raises(TokenError, match="signature"):
         issuer.verify_access_token(forged)
     # tampered payload

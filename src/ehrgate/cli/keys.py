@@ -30,11 +30,11 @@ def _ring(flags: dict[str, Any]) -> Any:
 @keys.command("rotate")
 @database_options
 def rotate(**flags: Any) -> None:
-    """Make a new signing key active; the old one keeps verifying until its tokens expire."""
+    """Make new signing keys active (RS256 and ES256); the old ones keep verifying until their tokens expire."""
     ring = _ring(flags)
-    ring.active  # noqa: B018 - creates the first key if there is none
-    new = ring.rotate()
-    click.echo(f"New signing key {new.kid} is active; running servers pick it up within a second.")
+    ring.active  # noqa: B018 - creates the first keys if there are none
+    for new in ring.rotate():
+        click.echo(f"New {new.alg} signing key {new.kid} is active; running servers pick it up within a second.")
 
 
 @keys.command("list")
@@ -42,10 +42,9 @@ def rotate(**flags: Any) -> None:
 def list_keys(**flags: Any) -> None:
     """List the published signing keys."""
     ring = _ring(flags)
-    active = ring.active.kid
     for entry in ring.verifying_keys():
-        state = "active" if entry.kid == active else "retired (verifies until its tokens expire)"
-        click.echo(f"{entry.kid}  {state}")
+        state = "active" if entry.retired is None else "retired (verifies until its tokens expire)"
+        click.echo(f"{entry.kid}  {entry.alg}  {state}")
 
 
 @click.group()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 from typing import Any
 
 import click
@@ -12,10 +14,26 @@ from .common import CliError, server_options, settings_from
 
 __all__ = ["demo", "serve"]
 
+log = logging.getLogger("ehrgate")
 
-def _run(settings: Settings, store: Any, after_ready: Any = None, channels: dict[str, Any] | None = None) -> None:
+
+def _listen(settings: Settings) -> tuple[Settings, socket.socket | None]:
+    """With ``--port 0``, bind now and put the port the system picked into the settings: the base URL
+    (SMART issuer and ``aud``, CapabilityStatement, links, the demo app's redirect URI) must carry
+    the real port, not 0. Other ports are bound by uvicorn."""
+    if settings.port != 0:
+        return settings, None
+    sock = _bind(settings.host)
+    return settings.replace(port=sock.getsockname()[1]), sock
+
+
+def _run(
+    settings: Settings, store: Any, after_ready: Any = None, channels: dict[str, Any] | None = None,
+    sock: socket.socket | None = None,
+) -> None:
     """Serve HTTP and run the engine's channels on the same asyncio loop (uvicorn runs one loop:
-    the engine starts before the HTTP server and stops after it). ``channels`` adds built-in ones."""
+    the engine starts before the HTTP server and stops after it). ``channels`` adds built-in ones;
+    ``sock``: the listening socket from ``_listen``, if it bound one."""
     import uvicorn
 
     from ..app import create_app
@@ -35,7 +53,8 @@ def _run(settings: Settings, store: Any, after_ready: Any = None, channels: dict
         lifespan="off",
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
+    server.on_shutdown.append(app.state.fhir.audit.flush)  # the queued access AuditEvents
 
     async def main() -> None:
         try:
@@ -47,7 +66,7 @@ def _run(settings: Settings, store: Any, after_ready: Any = None, channels: dict
             if rt.port is not None:
                 click.echo(f"MLLP channel '{rt.name}' listening on {rt.cfg.source.options.get('host', '127.0.0.1')}:{rt.port}")
         try:
-            await _serve(server, settings, after_ready)
+            await _serve(server, settings, after_ready, sock)
         finally:
             await engine.stop()
 
@@ -60,18 +79,49 @@ def _run(settings: Settings, store: Any, after_ready: Any = None, channels: dict
         app.state.bulk.stop()  # running exports give their lease back and resume on the next start
 
 
-async def _serve(server: Any, settings: Settings, after_ready: Any) -> None:
-    task = asyncio.create_task(server.serve())
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully, so code after
+        ``serve()`` may never run: what must happen at a clean stop runs in ``on_shutdown``, after
+        the last connection closed."""
+
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            self.on_shutdown: list[Any] = []
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            for fn in self.on_shutdown:
+                try:
+                    fn()
+                except Exception as exc:  # noqa: BLE001 - the next hook still runs; logged, no traceback
+                    log.error("shutdown step %s failed: %s", getattr(fn, "__qualname__", fn), type(exc).__name__)
+
+    return Server
+
+
+def _bind(host: str) -> socket.socket:
+    """A listening socket on ``host`` and a port the system picks (as uvicorn binds its own)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, 0))
+    except OSError as exc:
+        sock.close()
+        raise CliError(f"Cannot listen on {host}:0: {exc.strerror}.") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _serve(server: Any, settings: Settings, after_ready: Any, sock: socket.socket | None = None) -> None:
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     while not server.started and not task.done():
         await asyncio.sleep(0.05)
     if server.started:
-        port = settings.port
-        for s in server.servers:
-            for sock in s.sockets:
-                port = sock.getsockname()[1]
-                break
-        url = f"http://{settings.host}:{port}"
-        base = settings.public_base if settings.base_url else url
+        base = settings.public_base  # the port is the bound one (see _run)
         click.echo(f"EHRGate is ready: FHIR base {base}/fhir", err=False)
         if after_ready:
             after_ready(base)
@@ -106,10 +156,10 @@ def serve(**flags: Any) -> None:
     """Run the server on an existing (or new, empty) database."""
     from ..engine import DEMO_CHANNEL, demo_channel
 
-    settings = settings_from(**flags)
+    settings, sock = _listen(settings_from(**flags))
     store = _open(settings)
     extra = {DEMO_CHANNEL: demo_channel(settings.host, settings.mllp_port)} if flags.get("mllp_port") is not None else None
-    _run(settings, store, channels=extra)
+    _run(settings, store, channels=extra, sock=sock)
 
 
 @click.command()
@@ -120,7 +170,7 @@ def demo(**flags: Any) -> None:
     from ..demo.seed import seed_demo
     from ..engine import DEMO_CHANNEL, demo_channel
 
-    settings = settings_from(**flags)
+    settings, sock = _listen(settings_from(**flags))
     store = _open(settings)
     from ..smart.demo import seed_smart_demo
 
@@ -149,4 +199,4 @@ def demo(**flags: Any) -> None:
             "Stop with Ctrl+C; the data stays in the data directory."
         )
 
-    _run(settings, store, tips, channels={DEMO_CHANNEL: demo_channel(settings.host, settings.mllp_port)})
+    _run(settings, store, tips, channels={DEMO_CHANNEL: demo_channel(settings.host, settings.mllp_port)}, sock=sock)

@@ -1,7 +1,8 @@
 """The FHIR API's ``AccessPolicy`` (``ehrgate.fhir.access``): bearer token → ``Access``.
 
 Per request this must be cheap (issue 3: ≤ 15 % overhead on a read). A token is verified with
-joserfc once per process and its ``Access`` cached until the token expires; whether its grant was
+joserfc once per process and its ``Access`` cached until the token expires, keyed by the token's
+SHA-256 (the cache holds no bearer credentials); whether its grant was
 revoked is re-read from the database at most every ``revocation_check_seconds`` (a revocation in
 this process clears the cache at once). RFC 6750 §3: a missing, invalid, expired or revoked token
 answers 401 with ``WWW-Authenticate: Bearer``.
@@ -9,6 +10,7 @@ answers 401 with ``WWW-Authenticate: Bearer``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -52,7 +54,7 @@ class BearerPolicy:
         self.recheck = recheck
         self.realm = realm
         self.clock = clock
-        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
 
     def _unauthorized(self, description: str, error: str | None = "invalid_token") -> Unauthorized:
         exc = Unauthorized(description)
@@ -64,8 +66,8 @@ class BearerPolicy:
 
     def forget_grant(self, grant_id: str) -> None:
         """Called on revocation in this process: no cached token of the grant survives."""
-        for token in [t for t, e in self._cache.items() if e.ctx.grant_id == grant_id]:
-            del self._cache[token]
+        for key in [k for k, e in self._cache.items() if e.ctx.grant_id == grant_id]:
+            del self._cache[key]
 
     async def __call__(self, request: Request) -> Access:
         header = request.headers.get("authorization", "")
@@ -85,7 +87,8 @@ class BearerPolicy:
 
     async def access(self, token: str) -> Access:
         now = self.clock()
-        entry = self._cache.get(token)
+        key = hashlib.sha256(token.encode()).digest()
+        entry = self._cache.get(key)
         if entry is None:
             try:
                 ctx = self.issuer.verify_access_token(token)
@@ -93,22 +96,22 @@ class BearerPolicy:
                 raise self._unauthorized(str(exc)) from None
             entry = _Entry(ctx, access_for(ctx), 0.0)
         if entry.ctx.exp <= now:
-            self._cache.pop(token, None)
+            self._cache.pop(key, None)
             raise self._unauthorized("The access token has expired; refresh it or launch the app again.")
         if entry.ctx.grant_id and now - entry.checked >= self.recheck:
             if not await self.grant_active(entry.ctx.grant_id):
-                self._cache.pop(token, None)
+                self._cache.pop(key, None)
                 raise self._unauthorized("The access token was revoked; launch the app again.")
             entry.checked = now
-        self._cache[token] = entry
-        self._cache.move_to_end(token)
+        self._cache[key] = entry
+        self._cache.move_to_end(key)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return entry.access
 
     def context(self, token: str) -> TokenContext | None:
         """The verified context of a token (for introspection), or None."""
-        entry = self._cache.get(token)
+        entry = self._cache.get(hashlib.sha256(token.encode()).digest())
         if entry is not None:
             return entry.ctx
         try:

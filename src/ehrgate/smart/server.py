@@ -19,14 +19,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..fhir.store.service import Store, WriteSession
-from ..settings import Settings
+from ..settings import Settings, SettingsError
 from .apps import App, apps_from_config, get_app, sync_config_apps
 from .audit import audit_event
 from .bearer import BearerPolicy
 from .grants import active_grant
 from .keys import KeyRing
 from .ratelimit import RateLimiter
-from .tokens import TokenIssuer
+from .tokens import ACCESS_TOKEN_ALGS, TokenIssuer
 
 __all__ = ["SmartServer", "smart_routes"]
 
@@ -49,7 +49,10 @@ class SmartServer:
         self.secure_cookies = self.origin.startswith("https://")
         ttl = max(settings.access_token_lifetime, 3600)
         self.keys = KeyRing(Path(settings.data_dir) / "keys", retire_after=ttl, clock=clock)
-        self.tokens = TokenIssuer(self.keys, self.issuer, clock=clock)
+        if settings.access_token_alg not in ACCESS_TOKEN_ALGS:
+            raise SettingsError(f"Setting 'access_token_alg' has value {settings.access_token_alg!r}. "
+                                f"Expected one of {', '.join(ACCESS_TOKEN_ALGS)}.")
+        self.tokens = TokenIssuer(self.keys, self.issuer, clock=clock, access_alg=settings.access_token_alg)
         self.policy = BearerPolicy(
             self.tokens, self._grant_active, required=settings.auth_required,
             recheck=float(settings.revocation_check_seconds), realm=self.fhir_base, clock=clock,

@@ -76,10 +76,19 @@ def _field(form: FormData, name: str) -> str:
 
 
 class ClientAuth:
-    def __init__(self, app: App | None, client_id: str, method: str) -> None:
+    def __init__(self, app: App | None, client_id: str, method: str, jti: tuple[str, int] | None = None) -> None:
         self.app = app
         self.client_id = client_id
         self.method = method
+        self.jti = jti
+        """A verified client assertion's (jti, exp) still to be recorded (``claim_jti``)."""
+
+
+def claim_jti(srv: SmartServer, w: WriteSession, auth: ClientAuth) -> None:
+    """Record the client assertion's jti in the grant's own transaction (one transaction per token
+    request instead of two); a jti seen before aborts it (RFC 7523 §3: replay)."""
+    if auth.jti is not None and not G.record_jti(w.conn, auth.client_id, auth.jti[0], expires=auth.jti[1], now=srv.now()):
+        raise InvalidClient("The client assertion's jti was already used; sign a new assertion with a fresh jti.")
 
 
 def _basic(request: Request) -> tuple[str, str] | None:
@@ -133,7 +142,10 @@ async def _client_keys(srv: SmartServer, app: App) -> KeySet:
     return ks
 
 
-async def authenticate(srv: SmartServer, request: Request, form: FormData, *, allow_anonymous: bool = False) -> ClientAuth:
+async def authenticate(
+    srv: SmartServer, request: Request, form: FormData, *, allow_anonymous: bool = False, defer_jti: bool = False
+) -> ClientAuth:
+    """``defer_jti``: leave recording a client assertion's jti to the caller's transaction (``claim_jti``)."""
     basic = _basic(request)
     assertion_type = _field(form, "client_assertion_type")
     assertion = _field(form, "client_assertion")
@@ -157,6 +169,8 @@ async def authenticate(srv: SmartServer, request: Request, form: FormData, *, al
         except TokenError as exc:
             raise InvalidClient(str(exc)) from None
         cid, jti, exp = app.client_id, str(claims["jti"]), int(claims["exp"])
+        if defer_jti:
+            return ClientAuth(app, app.client_id, "private_key_jwt", (jti, exp))
         try:
             fresh = await srv.writing(lambda w: G.record_jti(w.conn, cid, jti, expires=exp, now=srv.now()))
         except sa.exc.IntegrityError:  # the same jti raced in on another connection
@@ -209,8 +223,14 @@ async def token(srv: SmartServer, request: Request) -> Response:
             raise UnsupportedGrantType(
                 f"grant_type {grant_type!r} is not supported; use authorization_code, refresh_token or client_credentials."
             )
-        auth = await authenticate(srv, request, form, allow_anonymous=grant_type == "refresh_token")
-        body = await handler(srv, request, form, auth)
+        auth = await authenticate(srv, request, form, allow_anonymous=grant_type == "refresh_token", defer_jti=True)
+        try:
+            body = await handler(srv, request, form, auth)
+        except sa.exc.IntegrityError:
+            if auth.jti is None:
+                raise
+            # the same jti raced in on another connection
+            raise InvalidClient("The client assertion's jti was already used; sign a new assertion with a fresh jti.") from None
     except OAuthError as exc:
         return oauth_error(exc, request, cors_open=True)
     return json_response(body, headers=cors(request))
@@ -269,6 +289,7 @@ async def _authorization_code(srv: SmartServer, request: Request, form: FormData
         raise UnauthorizedClient(f"Client {auth.client_id!r} is not registered for the authorization_code grant.")
 
     def step(w: WriteSession) -> Any:
+        claim_jti(srv, w, auth)
         use = _result(w, lambda: G.use_code(w.conn, code, client_id=auth.client_id, now=srv.now()))
         if isinstance(use, G.GrantError):
             if use.revoked_grant:
@@ -305,6 +326,7 @@ async def _refresh_token(srv: SmartServer, request: Request, form: FormData, aut
         raise InvalidScope(str(exc)) from None
 
     def step(w: WriteSession) -> Any:
+        claim_jti(srv, w, auth)
         row, grant = G.find_refresh(w.conn, value)
         if row is None or grant is None:
             return InvalidGrant("The refresh token is not valid."), None
@@ -368,6 +390,7 @@ async def _client_credentials(srv: SmartServer, request: Request, form: FormData
     scope = str(requested)
 
     def step(w: WriteSession) -> dict[str, Any]:
+        claim_jti(srv, w, auth)
         grant = G.create_grant(w.conn, client_id=app.client_id, user_id=None, scope=scope, now=srv.now())
         body = _token_body(srv, w, grant, scope, refresh=False, with_id_token=False)
         srv.audit(w, "token-issue", request, client_id=app.client_id, grant_id=grant.id,

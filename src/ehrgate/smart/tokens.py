@@ -3,7 +3,10 @@
 All signing and verification is joserfc (RFC 7515/7519); this module only decides which algorithms
 and claims are acceptable:
 
-- access tokens: RS256 with the server's key ring; ``iss`` and ``aud`` = this server's FHIR base;
+- access tokens: ES256 (setting ``access_token_alg``; RS256 also possible) with the server's key
+  ring; ``iss`` and ``aud`` = this server's FHIR base. Both algorithms verify, so tokens signed
+  before the setting changed stay valid until they expire. P-256 signatures cost a seventh of
+  RSA-2048 ones, the largest single cost of a token request;
 - id_tokens: RS256 (OpenID Connect Core §2; SMART requires RS256 support);
 - client assertions (RFC 7523, SMART Backend Services §Authenticating): RS384 or ES384 with a key
   from the client's JWKS, ``iss = sub = client_id``, ``aud`` = the token URL, ``exp`` at most five
@@ -24,11 +27,13 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from .keys import ALG, KeyRing
+from .keys import ALG, ALGS, KeyRing
 from .policy import TokenContext
 
-__all__ = ["ASSERTION_ALGS", "TokenError", "TokenIssuer", "verify_client_assertion"]
+__all__ = ["ACCESS_TOKEN_ALGS", "ASSERTION_ALGS", "TokenError", "TokenIssuer", "verify_client_assertion"]
 
+ACCESS_TOKEN_ALGS = ALGS
+"""Algorithms access tokens may be signed with (``access_token_alg``) and are verified with."""
 ASSERTION_ALGS = ("RS384", "ES384")
 MAX_ASSERTION_LIFETIME = 300
 LEEWAY = 30
@@ -64,15 +69,20 @@ def _unverified_claims(token: str) -> dict[str, Any]:
 
 
 class TokenIssuer:
-    def __init__(self, keys: KeyRing, issuer: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, keys: KeyRing, issuer: str, *, clock: Callable[[], float] = time.time, access_alg: str = "ES256"
+    ) -> None:
+        if access_alg not in ACCESS_TOKEN_ALGS:
+            raise ValueError(f"access_token_alg {access_alg!r} is not one of {', '.join(ACCESS_TOKEN_ALGS)}.")
         self.keys = keys
         self.issuer = issuer
         self.clock = clock
+        self.access_alg = access_alg
 
-    def _sign(self, claims: dict[str, Any]) -> str:
+    def _sign(self, claims: dict[str, Any], alg: str) -> str:
         self.keys.maybe_reload()
-        active = self.keys.active
-        return jwt.encode({"alg": ALG, "kid": active.kid, "typ": "JWT"}, claims, active.key, algorithms=[ALG])
+        active = self.keys.active_for(alg)
+        return jwt.encode({"alg": alg, "kid": active.kid, "typ": "JWT"}, claims, active.key, algorithms=[alg])
 
     def access_token(self, ctx: TokenContext, lifetime: int) -> tuple[str, int]:
         """Sign an access token; returns (token, exp)."""
@@ -92,7 +102,7 @@ class TokenIssuer:
             claims["patient"] = ctx.patient
         if ctx.encounter:
             claims["encounter"] = ctx.encounter
-        return self._sign(claims), exp
+        return self._sign(claims, self.access_alg), exp
 
     def id_token(
         self, *, client_id: str, sub: str, fhir_user: str, nonce: str | None, lifetime: int, auth_time: int | None = None
@@ -105,15 +115,18 @@ class TokenIssuer:
             claims["nonce"] = nonce
         if auth_time:
             claims["auth_time"] = auth_time
-        return self._sign(claims)
+        return self._sign(claims, ALG)
 
     def verify_access_token(self, token: str) -> TokenContext:
         header = _unverified_header(token)
-        if header.get("alg") != ALG:
-            raise TokenError(f"The access token's algorithm {header.get('alg')!r} is not {ALG}.")
+        alg = header.get("alg")
+        if alg not in ACCESS_TOKEN_ALGS:
+            raise TokenError(f"The access token's algorithm {alg!r} is not one of {', '.join(ACCESS_TOKEN_ALGS)}.")
         self.keys.maybe_reload()
         try:
-            claims = jwt.decode(token, self.keys.keyset, algorithms=[ALG]).claims
+            # One algorithm, the header's: joserfc then only accepts a key of its type (an ES256
+            # header cannot be checked against an RSA key or the other way round).
+            claims = jwt.decode(token, self.keys.keyset, algorithms=[alg]).claims
         except JoseError as exc:
             raise TokenError(f"The access token's signature does not verify ({exc.error}).") from None
         now = self.clock()

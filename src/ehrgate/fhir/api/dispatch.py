@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import Receive, Scope, Send
 
-from ..audit import access_event, interaction_of
+from ..audit import interaction_of
 from ..errors import FhirError, MethodNotAllowed
 from ..store.service import now_ms
 from . import handlers as h
@@ -163,13 +163,11 @@ class FhirRoute(BaseRoute):
         interaction = interaction_of(handler.__name__, scope["method"], params, scope.get("fhir_bundle_kind"))
         if interaction is None:
             return
-        event = access_event(
-            access, interaction, status=status, res_type=params.get("ctype") or params.get("type"),
-            res_id=params.get("id") if "ctype" not in params else None,
-            request_id=(scope.get("state") or {}).get("request_id", ""),
-            query=scope["query_string"].decode("latin-1"), now=now_ms(),
+        self.ctx.audit.access(
+            access, interaction, status, params.get("ctype") or params.get("type"),
+            params.get("id") if "ctype" not in params else None,
+            (scope.get("state") or {}).get("request_id", ""), scope["query_string"].decode("latin-1"), now_ms(),
         )
-        self.ctx.audit.record(event)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:  # pragma: no cover - not used
         from starlette.routing import NoMatchFound

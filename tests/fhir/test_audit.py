@@ -1,0 +1,126 @@
+"""Access AuditEvents (fhir/audit.py): the writer skips validation and the generic index walk for the
+events it builds, so these tests pin that those events are valid R4 and index exactly as
+``extract_index`` would; and that calls are grouped, time-ordered and written through the store."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from ehrgate.fhir.access import Access
+from ehrgate.fhir.audit import AuditSink, Call, access_event, access_index
+from ehrgate.fhir.search.extract import extract_index
+from ehrgate.fhir.search.types import IndexRows
+from ehrgate.fhir.store.service import Store
+from ehrgate.fhir.validation import validate
+
+T0 = 1_764_000_000_123
+
+ACCESSES = [
+    Access(subject="Practitioner/doc", client_id="chart-app", grant_id="g-1", patient="p9"),
+    Access(subject="Patient/p9", client_id="patient-app", grant_id="G_x-Y.z", patient="p9"),
+    Access(client_id="backend"),  # system token: the app is the only agent
+    Access(subject="https://elsewhere/Practitioner/1", client_id="a"),  # not a relative reference
+    Access(subject="Nonsense/x", client_id="Nonsense/x", patient="-"),
+    Access(subject="Practitioner/doc", client_id="app", patient="not an id"),
+]
+CALLS = {
+    "read": [("Patient", "p1"), ("Patient", "p2"), ("Patient", "p1")],
+    "search-type": [("Observation", None), ("Observation", None)],
+    "vread": [("Nonsense", "x"), ("Patient", "bad id"), ("Patient", "x" * 65), ("Observation", "o-1")],
+    "operation": [(None, None)],
+}
+
+
+def _events() -> list[tuple[dict[str, Any], int]]:
+    out = []
+    for access in ACCESSES:
+        for interaction, targets in CALLS.items():
+            for status in (200, 404, 500):
+                calls = [Call(rt, rid, f"req-{i}", "code=1234&_count=5" if i % 2 else "", T0 + 7 * i)
+                         for i, (rt, rid) in enumerate(targets)]
+                out.append((access_event(access, interaction, status, calls), calls[-1].now))
+    return out
+
+
+def _rows(rows: IndexRows) -> tuple[set[Any], set[str]]:
+    found = {row for f in dataclasses.fields(rows) if f.name != "compartments" for row in getattr(rows, f.name)
+             if row.param not in ("_id", "_lastUpdated")}  # the store serves those from the resource table
+    return found, rows.compartments
+
+
+@pytest.mark.parametrize(("event", "recorded_ms"), _events())
+def test_events_are_valid_and_index_as_the_generic_extractor(event: dict[str, Any], recorded_ms: int) -> None:
+    problems = [i for i in validate(event) if i.severity in ("error", "fatal")]
+    assert not problems, problems
+    stored = {"resourceType": "AuditEvent", "id": "x", "meta": {"versionId": "1"}, **event}
+    assert _rows(access_index(stored, recorded_ms)) == _rows(extract_index(stored))
+
+
+def test_calls_fold_by_resource() -> None:
+    calls = [Call("Patient", "p1", "a", "", T0), Call("Patient", "p2", "b", "", T0 + 1),
+             Call("Patient", "p1", "c", "", T0 + 1002)]
+    event = access_event(Access(client_id="backend"), "read", 200, calls)
+    what = [(e["what"]["reference"], [d["valueString"] for d in e["detail"]]) for e in event["entity"]]
+    assert what == [
+        ("Patient/p1", ["2025-11-24T16:00:00.123+00:00 a", "2025-11-24T16:00:01.125+00:00 c"]),
+        ("Patient/p2", ["2025-11-24T16:00:00.124+00:00 b"]),
+    ]
+    assert event["period"] == {"start": "2025-11-24T16:00:00.123+00:00", "end": "2025-11-24T16:00:01.125+00:00"}
+    assert event["recorded"] == event["period"]["end"]
+
+
+def _sink(store: Store, max_calls: int) -> AuditSink:
+    sink = AuditSink(store, max_calls=max_calls)
+    sink._thread = object()  # type: ignore[assignment]  # no writer thread: the test flushes
+    return sink
+
+
+def test_sink_groups_calls_and_writes_time_ordered_ids(store: Store) -> None:
+    sink = _sink(store, max_calls=2)
+    doc = Access(subject="Practitioner/doc", client_id="app", grant_id="g-1", patient="p9")
+    for i in range(5):
+        sink.access(doc, "read", 200, "Observation", f"o{i}", f"r{i}", "", T0 + i)
+    sink.access(doc, "read", 404, "Observation", "gone", "r5", "", T0 + 5)
+    sink.access(Access(client_id="backend"), "read", 200, "Patient", "p1", "r6", "", T0 + 6)
+    assert sink.flush() == 7
+    with store.reader() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT r.res_id, v.raw FROM resource r JOIN resource_version v ON v.res_pk = r.pk "
+            "WHERE r.res_type = 'AuditEvent'").fetchall()
+    events = {rid: orjson.loads(raw) for rid, raw in rows}
+    sizes = sorted(sum(len(e.get("detail", [])) for e in ev["entity"] if "what" in e and "role" not in e)
+                   for ev in events.values())
+    assert sizes == [1, 1, 1, 2, 2]  # 5 reads by max_calls=2 → 2+2+1; the 404 and the backend's own
+    for rid, event in events.items():
+        assert uuid.UUID(rid).version == 7
+        ms = int(uuid.UUID(rid).hex[:12], 16)
+        assert ms == T0 + max(int(d["valueString"].split(" ")[1][1:]) for e in event["entity"] for d in e.get("detail", []))
+
+
+def test_one_event_per_call_when_max_calls_is_1(store: Store) -> None:
+    sink = _sink(store, max_calls=1)
+    for i in range(3):
+        sink.access(Access(client_id="backend"), "read", 200, "Patient", "p1", f"r{i}", "", T0 + i)
+    assert sink.flush() == 3
+    with store.reader() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM resource WHERE res_type = 'AuditEvent'").scalar() == 3
+
+
+def test_a_failed_write_keeps_the_calls_queued(store: Store) -> None:
+    sink = _sink(store, max_calls=10)
+    sink.access(Access(client_id="backend"), "read", 200, "Patient", "p1", "r1", "", T0)
+    original = sink._writer.writer
+
+    def broken() -> Any:
+        raise RuntimeError("database gone")
+
+    sink._writer.writer = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        sink.flush()
+    sink._writer.writer = original  # type: ignore[method-assign]
+    assert sink.flush() == 1
