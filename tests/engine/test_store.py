@@ -91,6 +91,29 @@ def test_text_search_is_indexed_not_a_scan(messages: MessageStore) -> None:
             assert "VIRTUAL TABLE INDEX" in plan and "SCAN eng_message\n" not in plan + "\n"
 
 
+def test_the_parent_index_holds_only_messages_with_a_parent(messages: MessageStore) -> None:
+    """Migration e0004: receipt writes no entry for the NULL parent of an ordinary message, and the
+    children of a message are still found through the index."""
+    messages.receive([incoming(hl7("IX1"))])
+    with messages.read() as conn:
+        if messages.pg:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            [definition] = [r[0] for r in conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_eng_message_parent' "
+                "AND schemaname = current_schema()")]
+            assert "WHERE (parent_id IS NOT NULL)" in definition
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN SELECT id FROM eng_message WHERE parent_id = 7"))
+        else:
+            [definition] = [r[0] for r in conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'ix_eng_message_parent'")]
+            assert "WHERE parent_id IS NOT NULL" in definition
+            assert conn.exec_driver_sql("SELECT count(*) FROM eng_message INDEXED BY ix_eng_message_parent "
+                                        "WHERE parent_id IS NOT NULL").scalar() == 0
+            plan = "\n".join(str(r[-1]) for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM eng_message WHERE parent_id = 7"))
+        assert "ix_eng_message_parent" in plan
+
+
 def test_message_store_commits_durably(messages: MessageStore) -> None:
     """synchronous=FULL on the message store's SQLite connections; synchronous_commit on for PostgreSQL."""
     with messages.write() as conn:

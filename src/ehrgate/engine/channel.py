@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,7 +115,7 @@ class ChannelRuntime:
 
     # -- sources ---------------------------------------------------------------------------
 
-    def _mllp_handler(self, raw: bytes, peer: Any) -> AsyncIterator[bytes]:
+    def _mllp_handler(self, raw: bytes, peer: Any) -> Awaitable[bytes] | AsyncIterator[bytes]:
         return self.engine.exchange(self.name, raw, f"mllp {peer.host}:{peer.port}")
 
     async def _poll_directory(self) -> None:

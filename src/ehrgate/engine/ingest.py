@@ -37,7 +37,7 @@ import concurrent.futures
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from .store import Incoming, MessageStore, Receipt
@@ -61,7 +61,8 @@ class GroupCommitter:
         self.writers = writers or 1
         self._executor = concurrent.futures.ThreadPoolExecutor(self.writers, thread_name_prefix="ehrgate-ingest")
         self._pending: list[Waiter] = []
-        self._running: set[asyncio.Task[None]] = set()
+        self._running = 0  # jobs on the writer threads
+        self._drained: asyncio.Future[None] | None = None
         self._closing = False
         self.linger = 0.001
         self.linger_below = 0.0015  # linger only while commits are quick (CPU-bound, not waiting on the disk)
@@ -99,19 +100,21 @@ class GroupCommitter:
     def _dispatch(self, now: bool = False) -> None:
         """Start commits while writers are free (after lingering for the senders expected, when
         nothing is running); between commits, a text-index step when due."""
-        loop = asyncio.get_running_loop()
         if self._lingering is not None:
             return
+        loop = asyncio.get_running_loop()
         if (not now and self._pending and not self._running and len(self._pending) < self._expect
                 and self._last_commit < self.linger_below and not self._closing):
             self._lingering = loop.call_later(self.linger, self._lingered)
             return
-        while self._pending and len(self._running) < self.writers:
-            self._spawn(loop, self._commit(self._take()))
+        while self._pending and self._running < self.writers:
+            batch = self._take()
+            self._run(loop, functools.partial(self._receive, [b[0] for b in batch]),
+                      functools.partial(self._committed, batch, time.perf_counter()))
         if self._running or self._closing or not self._unindexed:
             return
         if self._unindexed >= self.index_step or time.monotonic() - self._indexed_at >= self.index_every:
-            self._spawn(loop, self._index())
+            self._run(loop, functools.partial(self.store.index_pending, self.index_step), self._indexed)
         elif self._timer is None:
             self._timer = loop.call_later(self.index_every, self._tick)
 
@@ -123,15 +126,30 @@ class GroupCommitter:
         self._timer = None
         self._dispatch()
 
-    def _spawn(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
-        task = loop.create_task(work)
-        self._running.add(task)
-        task.add_done_callback(self._done)
+    def _run(self, loop: asyncio.AbstractEventLoop, work: Callable[[], Any],
+             then: Callable[[Any, BaseException | None], None]) -> None:
+        """Run ``work`` on a writer thread, then ``then(result, error)`` on the loop: one wake-up of
+        the loop per batch, that resolves every waiter of the batch (no task, no future chaining)."""
+        self._running += 1
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("group commit task failed: %s", type(task.exception()).__name__)
+        def job() -> None:
+            try:
+                result, error = work(), None
+            except BaseException as exc:  # noqa: BLE001 - handed to ``then``, on the loop
+                result, error = None, exc
+            loop.call_soon_threadsafe(self._finish, then, result, error)
+
+        self._executor.submit(job)
+
+    def _finish(self, then: Callable[[Any, BaseException | None], None], result: Any,
+                error: BaseException | None) -> None:
+        self._running -= 1
+        try:
+            then(result, error)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: visible, and the committer keeps going
+            log.error("group commit step failed: %s", type(exc).__name__)
+        if self._drained is not None and not self._running and not self._drained.done():
+            self._drained.set_result(None)
         self._dispatch()
 
     def _take(self) -> list[Waiter]:
@@ -147,17 +165,16 @@ class GroupCommitter:
 
     # -- work ----------------------------------------------------------------------------------
 
-    async def _commit(self, batch: list[Waiter]) -> None:
-        items = [b[0] for b in batch]
-        started = time.perf_counter()
-        try:
-            receipts = await asyncio.get_running_loop().run_in_executor(
-                self._executor, functools.partial(self.store.receive, items, duplicate_window_ms=self.duplicate_window_ms))
-        except Exception as exc:  # noqa: BLE001 - every waiter gets the failure (→ an error ACK)
-            log.error("storing %d received message(s) failed: %s", len(batch), type(exc).__name__)
+    def _receive(self, items: list[Incoming]) -> list[Receipt]:
+        return self.store.receive(items, duplicate_window_ms=self.duplicate_window_ms)
+
+    def _committed(self, batch: list[Waiter], started: float, receipts: list[Receipt] | None,
+                   error: BaseException | None) -> None:
+        if receipts is None:  # every waiter gets the failure (→ an error ACK)
+            log.error("storing %d received message(s) failed: %s", len(batch), type(error).__name__)
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(exc)
+                    fut.set_exception(error or RuntimeError("no receipts"))
             return
         self.batches += 1
         self.messages += len(batch)
@@ -169,15 +186,12 @@ class GroupCommitter:
         if not self.store.pg:
             self._unindexed += len(batch)
         if self.on_commit is not None:
-            self.on_commit(items, receipts)
+            self.on_commit([b[0] for b in batch], receipts)
 
-    async def _index(self) -> None:
-        try:
-            n = await asyncio.get_running_loop().run_in_executor(self._executor, self.store.index_pending,
-                                                                 self.index_step)
-        except Exception as exc:  # noqa: BLE001 - a text search catches up; keep receiving
-            log.error("indexing received messages for text search failed: %s", type(exc).__name__)
-            n = 0
+    def _indexed(self, n: int | None, error: BaseException | None) -> None:
+        if error is not None:  # a text search catches up; keep receiving
+            log.error("indexing received messages for text search failed: %s", type(error).__name__)
+        n = n or 0
         self._indexed_at = time.monotonic()
         # a full step: there may be more (a backlog), keep going between receipts; else caught up
         self._unindexed = max(self._unindexed - n, self.index_step) if n == self.index_step else 0
@@ -192,5 +206,7 @@ class GroupCommitter:
             self._timer.cancel()
             self._timer = None
         while self._running:
-            await asyncio.gather(*list(self._running), return_exceptions=True)
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+        self._drained = None
         self._executor.shutdown(wait=True)

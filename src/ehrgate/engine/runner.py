@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from ..hl7 import (
@@ -21,6 +21,7 @@ from ..hl7 import (
     AckMode,
     ErrorCode,
     HL7Error,
+    Message,
     Outcome,
     acknowledgment_mode,
     wants_accept_ack,
@@ -283,7 +284,7 @@ class Engine:
                 errored.inc(errored_n)
             if new_n:
                 rt = self.runtimes.get(channel)
-                if rt is not None:
+                if rt is not None and not rt.paused:  # resuming wakes it; a wake-up per batch costs the loop
                     rt.wake_pipeline.set()
 
     def notify(self) -> None:
@@ -306,8 +307,8 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._tick), min(left, 0.25))
 
-    async def _store(self, channel: str, raw: bytes, source: str) -> tuple[ChannelConfig, MessageInfo, Receipt | None]:
-        """Describe and durably store one message; the receipt is None when storing failed."""
+    def _describe(self, channel: str, raw: bytes, source: str) -> tuple[ChannelConfig, MessageInfo, Incoming]:
+        """The channel's config, the header facts of ``raw`` and what goes to the message store."""
         rt = self.runtimes.get(channel)
         if rt is None:
             raise UnknownChannel(f"Channel '{channel}' is not deployed.")
@@ -315,10 +316,14 @@ class Engine:
         info = describe(raw, cfg.order_by)
         item = Incoming(channel, raw, source, info.msg_type, info.control_id, info.sender, info.patient_ids,
                         info.order_key, info.error, check_duplicates=cfg.duplicates == "skip")
+        return cfg, info, item
+
+    async def _submit(self, item: Incoming) -> Receipt | None:
+        """Durably store one message; None when storing failed."""
         try:
-            return cfg, info, await self.ingest.submit(item)
+            return await self.ingest.submit(item)
         except Exception:  # noqa: BLE001 - not stored: never AA; the sender must send it again
-            return cfg, info, None
+            return None
 
     _NOT_STORED = ("Application internal error: the message could not be stored (expected to store it; "
                    "send it again later)")
@@ -328,7 +333,13 @@ class Engine:
         bytes, MSA-1 code): after the commit for ``ack: on_receive``, after processing for
         ``on_processed``. MLLP uses ``exchange``, which also follows enhanced mode."""
         started = time.perf_counter()
-        cfg, info, receipt = await self._store(channel, raw, source)
+        cfg, info, item = self._describe(channel, raw, source)
+        return await self._original(cfg, info, item, started)
+
+    async def _original(self, cfg: ChannelConfig, info: MessageInfo, item: Incoming, started: float) -> Ack:
+        """Original mode (HL7 v2.5 section 2.9.2), or a message that cannot be parsed: one ACK."""
+        receipt = await self._submit(item)
+        raw = item.raw
         if receipt is None:
             return self.acks.reject(raw, HL7Error(self._NOT_STORED, code=207))
         msg = info.message
@@ -339,37 +350,32 @@ class Engine:
         else:
             outcome, errors = await self._processed(cfg, receipt)
             result = self.acks.outcome(msg, outcome, errors, application=True)
-        self.metrics(channel)[3].observe(time.perf_counter() - started)
+        self.metrics(item.channel)[3].observe(time.perf_counter() - started)
         return result
 
-    async def exchange(self, channel: str, raw: bytes, source: str) -> AsyncIterator[bytes]:
-        """The frames that answer one MLLP message, in order (HL7 v2.5 section 2.9).
+    async def _original_frame(self, cfg: ChannelConfig, info: MessageInfo, item: Incoming, started: float) -> bytes:
+        return (await self._original(cfg, info, item, started))[0]
 
-        Original mode: one ACK, as ``handle``. Enhanced mode (MSH-15 or MSH-16 set), whatever the
-        channel's ``ack``: the accept ACK right after the commit - CA, or CE when the message could
-        not be stored - when MSH-15 asks for it (AL; SU on success; ER on error; NE never), then the
-        application ACK AA/AE once the message is processed (within ``ack_timeout``), when MSH-16
-        asks for it. A message that cannot be parsed gets an AR: its acknowledgment mode is unknown.
+    def exchange(self, channel: str, raw: bytes, source: str) -> Awaitable[bytes] | AsyncIterator[bytes]:
+        """What answers one MLLP message (HL7 v2.5 section 2.9): an awaitable of its one ACK, or an
+        async generator of its frames, in order.
+
+        Original mode: one ACK, as ``handle`` (an awaitable: the listener's short path). Enhanced
+        mode (MSH-15 or MSH-16 set), whatever the channel's ``ack``: the accept ACK right after the
+        commit - CA, or CE when the message could not be stored - when MSH-15 asks for it (AL; SU on
+        success; ER on error; NE never), then the application ACK AA/AE once the message is processed
+        (within ``ack_timeout``), when MSH-16 asks for it. A message that cannot be parsed gets an AR:
+        its acknowledgment mode is unknown.
         """
         started = time.perf_counter()
-        cfg, info, receipt = await self._store(channel, raw, source)
+        cfg, info, item = self._describe(channel, raw, source)
         msg = info.message
         if msg is None or acknowledgment_mode(msg) is AckMode.ORIGINAL:
-            if receipt is None:
-                yield self.acks.reject(raw, HL7Error(self._NOT_STORED, code=207))[0]
-            elif msg is None:
-                yield self.acks.reject(raw, HL7Error(f"Message {receipt.id} cannot be parsed: {info.error}",
-                                                     code=100))[0]
-            elif cfg.ack == "on_receive":
-                ack = self.acks.accepted(msg, application=False)
-                self.metrics(channel)[3].observe(time.perf_counter() - started)
-                yield ack[0]
-            else:
-                outcome, errors = await self._processed(cfg, receipt)
-                ack = self.acks.outcome(msg, outcome, errors, application=True)
-                self.metrics(channel)[3].observe(time.perf_counter() - started)
-                yield ack[0]
-            return
+            return self._original_frame(cfg, info, item, started)
+        return self._enhanced(cfg, msg, item, started)
+
+    async def _enhanced(self, cfg: ChannelConfig, msg: Message, item: Incoming, started: float) -> AsyncIterator[bytes]:
+        receipt = await self._submit(item)
         if receipt is None:
             errors = [AckError(ErrorCode.APPLICATION_INTERNAL_ERROR, self._NOT_STORED)]
             if wants_accept_ack(msg, "error"):
@@ -379,7 +385,7 @@ class Engine:
             return
         if wants_accept_ack(msg, "accept"):
             ack = self.acks.accepted(msg, application=False)
-            self.metrics(channel)[3].observe(time.perf_counter() - started)
+            self.metrics(item.channel)[3].observe(time.perf_counter() - started)
             yield ack[0]
         if wants_application_ack(msg, "accept") or wants_application_ack(msg, "error"):
             outcome, errors = await self._processed(cfg, receipt)

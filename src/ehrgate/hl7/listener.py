@@ -12,8 +12,9 @@ parallel. Nothing a peer sends can disturb another connection:
 * a connection silent for ``idle_timeout`` seconds is closed; beyond ``max_connections``
   concurrent connections a new one is closed at once.
 
-The handler is an ``async def`` returning the ACK bytes, or an async generator yielding every frame
-to send for the message, in order - none, one, or more. Enhanced-mode acknowledgment (HL7 v2.5
+The handler returns the ACK bytes, or an awaitable of them (an ``async def``), or an async generator
+yielding every frame to send for the message, in order - none, one, or more. The first two are the
+short path for the common case of one ACK (no generator protocol per message). Enhanced-mode acknowledgment (HL7 v2.5
 section 2.9.3) needs both: no accept ACK when MSH-15 says NE, and an accept ACK on receipt followed
 by the application ACK once the message is processed. The next frame of that connection is handled
 after the generator finishes. An exception before the first frame gets an AR as above; after it,
@@ -55,7 +56,7 @@ class Peer:
     certificate: dict[str, Any] | None = None
 
 
-Handler = Callable[[bytes, Peer], Awaitable[bytes] | AsyncIterator[bytes]]
+Handler = Callable[[bytes, Peer], bytes | Awaitable[bytes] | AsyncIterator[bytes]]
 
 
 def _control_id() -> str:
@@ -68,6 +69,40 @@ def _now() -> datetime:
 
 class _AfterReply(Exception):
     """The handler failed after a frame was sent for the message: close the connection."""
+
+
+class _IdleTimer:
+    """One timer per connection for ``idle_timeout``, instead of a timeout armed and disarmed around
+    every read (that was about a tenth of the loop's work per message). The listener only records
+    since when it has been waiting for the peer (``since``; None while a message is handled: a busy
+    connection is never idle). When the timer fires it re-arms itself for the time left, or, once
+    the connection has waited ``timeout``, cancels the connection's task and sets ``fired``."""
+
+    __slots__ = ("_handle", "_loop", "_task", "_timeout", "since", "fired")
+
+    def __init__(self, timeout: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._timeout = timeout
+        self.since: float | None = self._loop.time()
+        self.fired = False
+        self._handle: asyncio.TimerHandle | None = self._loop.call_at(self.since + timeout, self._check)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        due = (now if self.since is None else self.since) + self._timeout
+        if due > now:
+            self._handle = self._loop.call_at(due, self._check)
+            return
+        self._handle = None
+        self.fired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class MLLPServer:
@@ -150,48 +185,65 @@ class MLLPServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer) -> None:
         decoder = MLLPDecoder(self.max_message_bytes)
-        while True:
-            try:
-                async with asyncio.timeout(self.idle_timeout):
-                    data = await reader.read(65536)
-            except TimeoutError:
-                log.info("MLLP connection from %s:%s idle for %ss, closing", peer.host, peer.port,
-                         self.idle_timeout)
-                return
-            if not data:
-                for event in decoder.close():
-                    log.info("MLLP connection from %s:%s closed inside a frame (%s)", peer.host, peer.port,
-                             type(event).__name__)
-                return
-            for event in decoder.feed(data):
-                if isinstance(event, Garbage):
-                    log.warning("MLLP connection from %s:%s sent %d bytes outside any frame, closing",
-                                peer.host, peer.port, len(event.data))
-                    return
-                if isinstance(event, Truncated):
-                    log.warning("MLLP frame from %s:%s cut short by a new start block; dropped", peer.host,
-                                peer.port)
-                    continue
-                if isinstance(event, Oversize):
-                    await self._send(writer, self._reply_oversize(event, peer))
-                    continue
-                payload = event.payload
-                if payload.lstrip(b"\xef\xbb\xbf \t\r\n")[:3] != b"MSH":
-                    await self._send(writer, self._reject(payload, None))
-                    continue
+        idle = _IdleTimer(self.idle_timeout)
+        clock = asyncio.get_running_loop().time
+        try:
+            while True:
+                idle.since = clock()
                 try:
-                    result = self._handler(payload, peer)
-                    if not hasattr(result, "__anext__"):
-                        reply = self._checked(await result, payload)  # type: ignore[misc]
-                except HL7Error as exc:
-                    reply = self._reject(payload, exc)
-                except Exception:
-                    reply = self._failed(payload, peer)
-                else:
-                    if hasattr(result, "__anext__"):
-                        await self._stream(result, payload, writer, peer)  # type: ignore[arg-type]
+                    data = await reader.read(65536)
+                except asyncio.CancelledError:
+                    if not idle.fired:
+                        raise
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    log.info("MLLP connection from %s:%s idle for %ss, closing", peer.host, peer.port,
+                             self.idle_timeout)
+                    return
+                idle.since = None
+                if not data:
+                    for event in decoder.close():
+                        log.info("MLLP connection from %s:%s closed inside a frame (%s)", peer.host, peer.port,
+                                 type(event).__name__)
+                    return
+                for event in decoder.feed(data):
+                    if isinstance(event, Garbage):
+                        log.warning("MLLP connection from %s:%s sent %d bytes outside any frame, closing",
+                                    peer.host, peer.port, len(event.data))
+                        return
+                    if isinstance(event, Truncated):
+                        log.warning("MLLP frame from %s:%s cut short by a new start block; dropped", peer.host,
+                                    peer.port)
                         continue
-                await self._send(writer, reply)
+                    if isinstance(event, Oversize):
+                        await self._send(writer, self._reply_oversize(event, peer))
+                        continue
+                    await self._answer(event.payload, writer, peer)
+        finally:
+            idle.stop()
+
+    async def _answer(self, payload: bytes, writer: asyncio.StreamWriter, peer: Peer) -> None:
+        """Call the handler for one frame and send what it answers. Bytes and awaitables (the common
+        one-ACK case) take the short path; an async generator goes through ``_stream``."""
+        if payload.lstrip(b"\xef\xbb\xbf \t\r\n")[:3] != b"MSH":
+            await self._send(writer, self._reject(payload, None))
+            return
+        try:
+            result = self._handler(payload, peer)
+            if hasattr(result, "__anext__"):
+                replies = result
+            else:
+                reply = result if type(result) is bytes else await result  # type: ignore[misc]
+                if type(reply) is not bytes or b"\x1c" in reply or b"\x0b" in reply:
+                    reply = self._checked(reply, payload)
+                replies = None
+        except HL7Error as exc:
+            reply, replies = self._reject(payload, exc), None
+        except Exception:
+            reply, replies = self._failed(payload, peer), None
+        if replies is None:
+            await self._send(writer, reply)
+        else:
+            await self._stream(replies, payload, writer, peer)  # type: ignore[arg-type]
 
     async def _send(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
         writer.write(frame(reply))
