@@ -106,3 +106,14 @@ def test_help_lists_commands() -> None:
     assert out.returncode == 0
     for cmd in ("serve", "demo", "load"):
         assert cmd in out.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_engine_and_the_bulk_worker_cleanly(tmp_path: Path) -> None:
+    """uvicorn re-raises SIGTERM once HTTP has shut down, so nothing after its ``serve()`` runs: the
+    engine's channels and the bulk worker must be stopped by the shutdown hooks (docs/engine.md)."""
+    proc, _base = _start(["serve", "--mllp-port", "0"], tmp_path)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=30)
+    assert "undeployed" in out, out
+    assert "Traceback" not in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
 from typing import Any
@@ -54,13 +55,26 @@ def _run(
         server_header=False,
     )
     server = _server_class()(config)
-    server.on_shutdown.append(app.state.fhir.audit.flush)  # the queued access AuditEvents
+    done: set[str] = set()
+
+    async def stop_engine() -> None:
+        if "engine" not in done:
+            done.add("engine")
+            await engine.stop()  # MLLP listeners close; what was received is committed already
+
+    def stop_bulk() -> None:
+        if "bulk" not in done:
+            done.add("bulk")
+            app.state.bulk.stop()  # running exports give their lease back and resume on the next start
+
+    # After the last HTTP connection closed, in this order; also on SIGTERM/SIGINT (see _server_class).
+    server.on_shutdown += [stop_engine, stop_bulk, app.state.fhir.audit.flush]
 
     async def main() -> None:
         try:
             await engine.start()
         except ChannelConfigError as exc:
-            await engine.stop()
+            await stop_engine()
             raise CliError(exc.message) from None
         for rt in engine.runtimes.values():
             if rt.port is not None:
@@ -68,7 +82,7 @@ def _run(
         try:
             await _serve(server, settings, after_ready, sock)
         finally:
-            await engine.stop()
+            await stop_engine()
 
     app.state.bulk.start()  # Bulk Data $export worker threads (docs/bulk.md)
     try:
@@ -76,7 +90,7 @@ def _run(
     except OSError as exc:
         raise CliError(f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}.") from None
     finally:
-        app.state.bulk.stop()  # running exports give their lease back and resume on the next start
+        stop_bulk()
 
 
 def _server_class() -> Any:
@@ -95,7 +109,9 @@ def _server_class() -> Any:
             await super().shutdown(sockets)
             for fn in self.on_shutdown:
                 try:
-                    fn()
+                    result = fn()
+                    if inspect.isawaitable(result):
+                        await result
                 except Exception as exc:  # noqa: BLE001 - the next hook still runs; logged, no traceback
                     log.error("shutdown step %s failed: %s", getattr(fn, "__qualname__", fn), type(exc).__name__)
 
