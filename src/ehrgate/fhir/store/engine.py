@@ -21,6 +21,10 @@ from sqlalchemy import event
 __all__ = ["create_engine", "migrate", "normalize_url"]
 
 WRITE_OPTION = "ehrgate_write"
+MMAP_BYTES = 1 << 30
+"""SQLite reads the database file through a memory map of up to this many bytes (address space, not
+memory): in WAL mode a connection's page cache is dropped whenever another connection commits, and
+with a map the pages come back from the OS cache without a read() and a copy each."""
 
 
 def normalize_url(url: str) -> str:
@@ -57,6 +61,7 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: in
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA cache_size=-65536")
+            cur.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             cur.close()
 
         @event.listens_for(engine, "begin")
