@@ -28,17 +28,17 @@ import asyncio
 import os
 import platform
 import re
-import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from engine_ingest import Child  # the same server wrapper (bench/ is this script's import path)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "tests" / "convert" / "samples"
@@ -75,44 +75,18 @@ def messages(tag: str, count: int) -> list[bytes]:
     return out
 
 
-class Server:
-    """``ehrgate serve`` with the bench channel on a fresh SQLite database in ``work``."""
+class Server(Child):
+    """``ehrgate serve`` with the bench channel on a fresh SQLite database in ``work`` (not pinned)."""
 
     def __init__(self, work: Path) -> None:
         cfg = work / "ehrgate.yaml"
         cfg.write_text(CHANNEL)
         self.db = work / "data" / "ehrgate.sqlite3"
-        self.log = work / "serve.log"
-        env = {**os.environ, "EHRGATE_AUTH_REQUIRED": "false", "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
+        super().__init__(
             [str(BIN / "ehrgate"), "serve", "--host", "127.0.0.1", "--port", "0", "--config", str(cfg),
              "--data-dir", str(work / "data")],
-            stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True, env=env, cwd=work)
-        self.port: int | None = None
-        ready = threading.Event()
-        pattern = re.compile(r"MLLP channel 'bench' listening on 127\.0\.0\.1:(\d+)")
-
-        def watch() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:  # keep draining so the child never blocks on a full pipe
-                m = pattern.search(line)
-                if m and self.port is None:
-                    self.port = int(m.group(1))
-                    ready.set()
-
-        threading.Thread(target=watch, daemon=True).start()
-        deadline = time.monotonic() + 90
-        while not ready.wait(0.1):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"ehrgate serve did not start:\n{self.log.read_text()[-2000:]}")
-
-    def cpu_seconds(self) -> float:
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            re.compile(r"MLLP channel 'bench' listening on 127\.0\.0\.1:(\d+)"),
+            {"EHRGATE_AUTH_REQUIRED": "false", "PYTHONUNBUFFERED": "1"}, work, work / "serve.log", cpu=None)
 
     def done(self) -> tuple[int, int]:
         """(messages SENT, messages in ERROR) of the bench channel, read from the message store."""
@@ -132,15 +106,6 @@ class Server:
             return int(conn.execute("SELECT count(*) FROM resource").fetchone()[0])
         finally:
             conn.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 async def _send(port: int, raws: list[bytes]) -> tuple[float, float, int]:

@@ -200,8 +200,11 @@ def pinned(cmd: list[str], cpu: str) -> list[str]:
 class Child:
     """A server process started here, stopped by its own pid."""
 
-    def __init__(self, cmd: list[str], ready: re.Pattern[str], env: dict[str, str], cwd: Path, log: Path) -> None:
-        self.proc = subprocess.Popen(pinned(cmd, SERVER_CPU), stdout=subprocess.PIPE, stderr=log.open("w"),
+    def __init__(self, cmd: list[str], ready: re.Pattern[str], env: dict[str, str], cwd: Path, log: Path,
+                 cpu: str | None = SERVER_CPU) -> None:
+        """``ready``: a pattern whose first group is the port, on a line of the child's stdout;
+        ``cpu``: the CPU to pin the child to (None: any)."""
+        self.proc = subprocess.Popen(pinned(cmd, cpu) if cpu else cmd, stdout=subprocess.PIPE, stderr=log.open("w"),
                                      text=True, env={**os.environ, **env}, cwd=cwd)
         self.port: int | None = None
         found = threading.Event()

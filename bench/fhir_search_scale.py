@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import random
 import time
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class Loader:
         source = LoadSource(Path("synthetic"))
         while True:
             # 20 patients' Bundles at a time through `ehrgate load`'s batched write path.
-            group = [b for _, b in zip(range(20), self.bundles)]
+            group = list(itertools.islice(self.bundles, 20))
             if not group:
                 break
             summary = load_items(self.store, [LoadItem("bundle", source, b) for b in group], hb.known_types())
