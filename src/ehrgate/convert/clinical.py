@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .bundle import Builder, search_key
-from .datatypes import address, codeable, decimal, ei_identifier, human_name, identifier
+from .datatypes import address, codeable, codeable_or_text, decimal, ei_identifier, human_name, identifier
 from .dtm import date, datetime_, is_null_date
 from .encounter import EncounterRef
 from .parties import organization, person_display, practitioner
@@ -91,13 +91,9 @@ def allergy(b: Builder, seg: Seg, who: PatientRef) -> str | None:
 def condition(b: Builder, dg1: Seg, who: PatientRef, visit: EncounterRef | None) -> str | None:
     """DG1 → Condition, an encounter diagnosis when the message has a visit."""
     ctx = b.ctx
-    code = codeable(dg1.value(3), ctx)
-    text = dg1.text(4)
-    if code is None and not text:
+    code = codeable_or_text(dg1.value(3), dg1.text(4), ctx)
+    if code is None:
         return None
-    code = code or {}
-    if text and "text" not in code:
-        code["text"] = text
     out: JSON = {}
     ident = ei_identifier(dg1.value(20), ctx)
     if ident:

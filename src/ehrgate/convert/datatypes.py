@@ -331,6 +331,18 @@ def codeable(v: Value | None, ctx: Ctx, table: str = "") -> JSON | None:
     return out or None
 
 
+def codeable_or_text(v: Value | None, text: str, ctx: Ctx) -> JSON | None:
+    """``codeable(v)`` with ``text`` (a separate description field, e.g. DG1-4, PR1-4) as its text
+    when it has none; None when there is neither a code nor a text."""
+    code = codeable(v, ctx)
+    if code is None and not text:
+        return None
+    code = code or {}
+    if text and "text" not in code:
+        code["text"] = text
+    return code
+
+
 def absent_code() -> JSON:
     """A CodeableConcept for a required code the message left empty (data-absent-reason 'unknown')."""
     return {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",

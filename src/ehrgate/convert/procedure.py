@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .bundle import Builder, search_key
-from .datatypes import codeable, ei_identifier
+from .datatypes import codeable, codeable_or_text, ei_identifier
 from .dtm import datetime_, has_time, shifted
 from .encounter import EncounterRef
 from .parties import location, practitioner
@@ -29,13 +29,9 @@ _PERFORMERS = ((8, "88189002", "Anesthesiologist"), (11, "304292004", "Surgeon")
 def procedure(b: Builder, pr1: Seg, who: PatientRef, visit: EncounterRef | None) -> str | None:
     """PR1 → Procedure; returns its fullUrl (None when PR1 names no procedure)."""
     ctx = b.ctx
-    code = codeable(pr1.value(3), ctx)
-    text = pr1.text(4)
-    if code is None and not text:
+    code = codeable_or_text(pr1.value(3), pr1.text(4), ctx)
+    if code is None:
         return None
-    code = code or {}
-    if text and "text" not in code:
-        code["text"] = text
     out: JSON = {}
     ident = ei_identifier(pr1.value(19), ctx)
     if ident:
