@@ -175,18 +175,9 @@ def _transaction_in(
     targets: list[Target] = []
     seen: set[tuple[str, str]] = set()
     for i, entry in enumerate(entries):
-        try:
-            target = parse_target(entry["request"]["url"], known_types)
-        except FhirError as exc:
-            raise type(exc)(f"Bundle.entry[{i}]: {exc.diagnostics}", expression=f"Bundle.entry[{i}].request.url") from None
-        method = entry["request"]["method"].upper()
-        if target.res_id and method in ("PUT", "DELETE", "PATCH"):
-            key = (target.res_type, target.res_id)
-            if key in seen:
-                raise BadRequest(
-                    f"Bundle.entry[{i}] writes {target.res_type}/{target.res_id} a second time in one transaction."
-                )
-            seen.add(key)
+        target = entry_target(i, entry["request"]["url"], known_types)
+        if target.res_id and entry["request"]["method"].upper() in ("PUT", "DELETE", "PATCH"):
+            write_once(i, target, seen)
         targets.append(target)
 
     # Resolve fullUrls of created resources before writing anything.
@@ -270,6 +261,22 @@ def _transaction_in(
             ]
             raise type(exc)(f"Bundle.entry[{i}] ({method} {request['url']}): {exc.diagnostics}", issues=issues) from None
     return [r for r in results if r is not None]
+
+
+def entry_target(i: int, url: str, known_types: frozenset[str]) -> Target:
+    """Entry ``i``'s request URL parsed; errors name the entry."""
+    try:
+        return parse_target(url, known_types)
+    except FhirError as exc:
+        raise type(exc)(f"Bundle.entry[{i}]: {exc.diagnostics}", expression=f"Bundle.entry[{i}].request.url") from None
+
+
+def write_once(i: int, target: Target, seen: set[tuple[str, str]]) -> None:
+    """A transaction writes each ``Type/id`` at most once (R4 http.html#trules)."""
+    key = (target.res_type, target.res_id or "")
+    if key in seen:
+        raise BadRequest(f"Bundle.entry[{i}] writes {target.res_type}/{target.res_id} a second time in one transaction.")
+    seen.add(key)
 
 
 def _resolve_conditional_references(

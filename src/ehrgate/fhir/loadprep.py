@@ -24,9 +24,16 @@ from typing import Any
 
 import orjson
 
-from .bundles import _CONDITIONAL_REFERENCE, _ORDER, _entries, _entry_expression, rewrite_references
+from .bundles import (
+    _CONDITIONAL_REFERENCE,
+    _ORDER,
+    _entries,
+    _entry_expression,
+    entry_target,
+    rewrite_references,
+    write_once,
+)
 from .errors import BadRequest, FhirError, Issue
-from .interactions import parse_target
 from .loadfiles import LoadItem, LoadUnit, read_unit
 from .search.types import IndexRows
 from .store.prepare import PreparedBatch
@@ -126,19 +133,11 @@ class Preparer:
             method = str(request["method"]).upper()
             if method not in ("POST", "PUT") or request.get("ifNoneExist") or request.get("ifMatch"):
                 return None
-            try:
-                target = parse_target(request["url"], self.known_types)
-            except FhirError as exc:
-                raise type(exc)(f"Bundle.entry[{i}]: {exc.diagnostics}", expression=f"Bundle.entry[{i}].request.url") from None
+            target = entry_target(i, request["url"], self.known_types)
             if (method == "POST") != (target.res_id is None) or target.criteria or target.operation or target.rest:
                 return None  # conditional, or an error whose message bundles.py owns
             if target.res_id:
-                key = (target.res_type, target.res_id)
-                if key in seen:
-                    raise BadRequest(
-                        f"Bundle.entry[{i}] writes {target.res_type}/{target.res_id} a second time in one transaction."
-                    )
-                seen.add(key)
+                write_once(i, target, seen)
             targets.append(target)
         if any(_has_conditional_reference(entry.get("resource")) for entry in entries):
             return None  # resolved against the stored data (bundles._resolve_conditional_references)
