@@ -229,3 +229,56 @@ def test_conditional_references_resolve_against_earlier_files(store: Store, tmp_
     assert len(summary.errors) == 1 and "3.json" in summary.errors[0] and "matches no resources" in summary.errors[0]
     assert _scalar(store, "SELECT target_id FROM idx_reference WHERE param = 'subject'") == "mrn7"
     _consistent(store)
+
+
+def _line(value: dict[str, Any]) -> str:
+    return json.dumps(value) + "\n"
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_ndjson_conditional_references_resolve_even_to_resources_loaded_later(store: Store, tmp_path: Path,
+                                                                             workers: int) -> None:
+    """Synthea's bulk NDJSON points at ``Practitioner?identifier=…``: each such reference becomes
+    the one matching resource's ``Type/id``, whether its target was loaded before (Practitioner.ndjson
+    is read first), later in the same file, or later in the input; no match or several is reported
+    and the rest still loads."""
+    src = tmp_path / "in"
+    npi = "http://hl7.org/fhir/sid/us-npi"
+
+    def doc(value: str, **extra: Any) -> dict[str, Any]:
+        return {"resourceType": "Practitioner", "identifier": [{"system": npi, "value": value}], **extra}
+
+    def enc(eid: str, ref: str) -> dict[str, Any]:
+        return {"resourceType": "Encounter", "id": eid, "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "participant": [{"individual": {"reference": ref, "display": "Dr"}}]}
+
+    _write(src, "Practitioner.000.ndjson", _line(doc("1", id="pr1")) + _line(doc("dup")) + _line(doc("dup")))
+    _write(src, "Encounter.000.ndjson", "".join([
+        _line(enc("e1", f"Practitioner?identifier={npi}|1")),       # loaded before (ranked file order)
+        _line(enc("e2", f"Practitioner?identifier={npi}|2")),       # only in zz-late.ndjson, later
+        _line(doc("3", id="pr3")),                                   # earlier in this very file ...
+        _line(enc("e3", f"Practitioner?identifier={npi}|3")),       # ... than this reference
+        _line(enc("e4", f"Practitioner?identifier={npi}|dup")),     # two matches
+        _line(enc("e5", f"Practitioner?identifier={npi}|nobody")),  # no match, ever
+        _line(enc("e6", f"Practitioner?identifier={npi}|1")),       # resolved once, reused
+    ]))
+    _write(src, "zz-late.ndjson", _line(doc("2", id="pr2")))
+    _write(src, "coll.json", {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": enc("e7", f"Practitioner?identifier={npi}|3")}]})
+    summary = load_paths(store, [src], KNOWN, workers=workers)
+    errors = sorted(summary.errors)
+    assert len(errors) == 2, errors
+    assert "line 5" in errors[0] and "matches 2 resources" in errors[0]
+    assert "line 6" in errors[1] and "matches no resources" in errors[1] and "|nobody" in errors[1]
+    with store.reader() as conn:
+        refs = dict(conn.execute(sa.text(
+            "SELECT r.res_id, i.target_type || '/' || i.target_id FROM idx_reference i JOIN resource r ON r.pk = i.res_pk "
+            "WHERE r.res_type = 'Encounter' AND i.param = 'participant'")).all())
+        raw = conn.execute(sa.text("SELECT v.raw FROM resource_version v WHERE v.res_id = 'e2'")).scalar_one()
+    assert refs == {"e1": "Practitioner/pr1", "e2": "Practitioner/pr2", "e3": "Practitioner/pr3",
+                    "e6": "Practitioner/pr1", "e7": "Practitioner/pr3"}
+    stored = json.loads(raw)
+    assert stored["participant"][0]["individual"] == {"reference": "Practitioner/pr2", "display": "Dr"}
+    assert summary.by_type == {"Practitioner": 5, "Encounter": 5}
+    _consistent(store)

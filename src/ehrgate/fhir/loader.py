@@ -10,7 +10,8 @@ order). Semantics, whichever way it runs:
   PATCH or GET entries run through ``bundles.process_transaction`` unchanged;
 - a batch Bundle runs entry by entry (``bundles.process_batch``);
 - collection/searchset/history entries and NDJSON lines are create-or-update by id (PUT when the
-  resource has an id, POST otherwise);
+  resource has an id, POST otherwise); their conditional references (``Practitioner?identifier=…``)
+  are resolved against the stored data, as in a transaction, by the writer;
 - anything that cannot be loaded is reported in ``LoadSummary.errors`` and the rest still loads.
 
 Many units share one database transaction (``group`` resources) so commits do not dominate; a
@@ -31,8 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bundles import process_batch, process_transaction
-from .errors import FhirError
+import orjson
+
+from .bundles import _CONDITIONAL_REFERENCE, process_batch, process_transaction, rewrite_references
+from .errors import BadRequest, FhirError, PreconditionFailed
 from .loadfiles import LoadItem, LoadUnit, iter_load_units
 from .loadprep import Preparer, Step, init_worker, prepare_in_worker
 from .store.prepare import PreparedBatch
@@ -123,11 +126,20 @@ def _load(
                 writer.apply(step)
             if progress:
                 progress(_weight(unit))
-        writer.commit()
+        writer.finish()
     except BaseException as exc:
         writer.abort(exc)
         raise
     return writer.summary
+
+
+def _conditional_references(resource: dict[str, Any]) -> list[str]:
+    """The distinct ``Type?criteria`` reference values in ``resource``, in order."""
+    try:
+        data = orjson.dumps(resource)
+    except TypeError:
+        data = orjson.dumps(resource, default=str)
+    return list(dict.fromkeys(m.group(1).decode() for m in _CONDITIONAL_REFERENCE.finditer(data)))
 
 
 def _picklable(value: Any) -> bool:
@@ -171,12 +183,16 @@ class _Writer:
 
     def __init__(self, store: Store, known_types: frozenset[str], group: int) -> None:
         self.store = store
+        self.preparer = Preparer(known_types, store.validate, store.extract, store.new_id)
         self.known_types = known_types
         self.group = group
         self.summary = LoadSummary()
         self._cm: AbstractContextManager[WriteSession] | None = None
         self._w: WriteSession | None = None
         self._written = 0
+        self._resolved: dict[str, str] = {}
+        """Conditional reference -> ``Type/id`` of its match, for the whole load."""
+        self._waiting: list[tuple[dict[str, Any], str]] = []
 
     def session(self) -> WriteSession:
         if self._w is None:
@@ -206,10 +222,13 @@ class _Writer:
             summary.errors.append(step[1])
         elif kind == "upsert":
             self._singles(step[1], step[2])
+        elif kind == "conditional":
+            self._conditional(step[1])
         elif kind == "collection":
-            _kind, batch, sources, _source, errors = step
+            _kind, batch, sources, _source, errors, conditional = step
             summary.errors.extend(e[1] for e in errors)
             self._singles(batch, sources)
+            self._conditional(conditional)
             summary.bundles += 1
         elif kind == "transaction":
             _kind, batch, source, by_type = step
@@ -226,6 +245,62 @@ class _Writer:
             self._wrote(len(batch))
         else:
             self._bundle(step[1], step[2])
+
+    def _conditional(self, items: list[tuple[dict[str, Any], str]], *, last: bool = False) -> None:
+        """Single resources with conditional references (``Practitioner?identifier=…``): each
+        reference becomes the ``Type/id`` of its one match among the resources stored so far (as
+        in a transaction, http://hl7.org/fhir/R4/http.html#trules), then the resource is prepared
+        and written like the others. One with a reference that matches nothing yet waits for the
+        end of the load (its target may come later in the input); no match then, or several
+        matches, is an error naming the reference. A reference resolves once per load."""
+        if not items:
+            return
+        w = self.session()
+        batch, sources = PreparedBatch(), []
+        for resource, source in items:
+            try:
+                mapping = {}
+                for reference in _conditional_references(resource):
+                    target = self._resolved.get(reference)
+                    if target is None:
+                        target = self._resolve(w, reference, final=last)
+                        if target is None:
+                            break
+                    mapping[reference] = target
+                else:
+                    errors: list[Step] = []
+                    if self.preparer._single(rewrite_references(resource, mapping), source, batch, sources, errors):
+                        errors.append(("error", f"{source}: a conditional reference is not valid."))
+                    self.summary.errors.extend(e[1] for e in errors)
+                    continue
+                self._waiting.append((resource, source))
+            except FhirError as exc:
+                self.summary.errors.append(f"{source}: {exc.diagnostics}")
+        self._singles(batch, sources)
+
+    def _resolve(self, w: WriteSession, reference: str, *, final: bool) -> str | None:
+        """``Type/id`` of the one match of ``reference``; None when nothing matches yet (and this is
+        not the final attempt); raises the transaction's errors otherwise."""
+        res_type, _, criteria = reference.partition("?")
+        if res_type not in self.known_types:
+            raise BadRequest(f"The conditional reference {reference!r} names an unknown resource type.")
+        if not criteria:
+            raise BadRequest(f"The conditional reference {reference!r} has no search criteria.")
+        found = w.find(res_type, criteria)
+        if not found and not final:
+            return None
+        if len(found) != 1:
+            how = "no" if not found else f"{len(found)}"
+            raise PreconditionFailed(f"The conditional reference {reference!r} matches {how} resources; it must "
+                                     "match exactly one. Make the criteria more specific, or load the target too.")
+        target = self._resolved[reference] = f"{res_type}/{found[0][1]}"
+        return target
+
+    def finish(self) -> None:
+        """The resources that waited for their conditional references' targets, then commit."""
+        waiting, self._waiting = self._waiting, []
+        self._conditional(waiting, last=True)
+        self.commit()
 
     def _singles(self, batch: PreparedBatch, sources: list[str]) -> None:
         """Single resources: all in one savepoint; if one fails, each on its own to name it."""

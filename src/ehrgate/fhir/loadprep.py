@@ -7,11 +7,15 @@ machine has cores to spare, else inline; the result is the same. Each step is on
 - ``("error", message)``: an item that cannot be loaded (reported, never dropped silently);
 - ``("upsert", batch, sources)``: single resources (NDJSON lines, collection entries, one-resource
   files) as create-or-update by id, each one on its own;
+- ``("conditional", [(resource, source), …])``: single resources holding conditional references
+  (``"reference": "Practitioner?identifier=…"``, as in Synthea's bulk output), which only the
+  database can resolve: the writer resolves, prepares and writes them;
 - ``("transaction", batch, source, by_type)``: a transaction Bundle planned as the store would run
   it (http://hl7.org/fhir/R4/http.html#trules: POSTs before PUTs, ``urn:uuid:`` fullUrls given
   server ids and every reference to them rewritten), to be written all or nothing;
-- ``("collection", batch, sources, source, errors)``: the entries of a collection (or searchset,
-  history) Bundle, loaded like single resources; ``errors`` are its entries that cannot be;
+- ``("collection", batch, sources, source, errors, conditional)``: the entries of a collection (or
+  searchset, history) Bundle, loaded like single resources; ``errors`` are its entries that cannot
+  be, ``conditional`` those holding conditional references (written after the others);
 - ``("bundle", bundle, source)``: a Bundle the loader runs through ``bundles.py`` as it is (a
   ``batch``, or a transaction with conditional entries or conditional references, or DELETE, PATCH
   or GET entries: those need the database to plan).
@@ -66,7 +70,14 @@ class Preparer:
         for item in read_unit(unit):
             if item.kind == "resource":
                 assert item.resource is not None
-                self._single(item.resource, str(item.source), singles, sources, steps)
+                if self._single(item.resource, str(item.source), singles, sources, steps):
+                    if singles:  # in input order: what came before may be what it refers to
+                        steps.append(("upsert", singles, sources))
+                        singles, sources = PreparedBatch(), []
+                    if steps and steps[-1][0] == "conditional":
+                        steps[-1][1].append((item.resource, str(item.source)))
+                    else:
+                        steps.append(("conditional", [(item.resource, str(item.source))]))
                 continue
             if singles:  # keep input order: single resources before a following bundle
                 steps.append(("upsert", singles, sources))
@@ -80,8 +91,9 @@ class Preparer:
         return steps
 
     def _single(self, resource: dict[str, Any], source: str, batch: PreparedBatch, sources: list[str],
-                steps: list[Step]) -> None:
-        """A resource loaded on its own: PUT when it has an id (create or update), else POST."""
+                steps: list[Step]) -> bool:
+        """A resource loaded on its own: PUT when it has an id (create or update), else POST.
+        True: it holds conditional references and was not added (the caller hands it to the writer)."""
         try:
             res_id = resource.get("id")
             if not isinstance(resource.get("resourceType"), str):
@@ -95,7 +107,13 @@ class Preparer:
                 batch.add("POST", {**resource, "id": new}, new, self.validate, self.extract)
             sources.append(source)
         except FhirError as exc:
-            steps.append(("error", f"{source}: {exc.diagnostics}"))
+            if not _has_conditional_reference(resource):
+                steps.append(("error", f"{source}: {exc.diagnostics}"))
+                return False
+            # ``Practitioner?identifier=…`` (Synthea's bulk output): only the stored data can
+            # resolve it; the writer does, then validates and writes (loader._Writer._conditional).
+            return True
+        return False
 
     def bundle(self, item: LoadItem) -> Step:
         bundle = item.resource
@@ -115,11 +133,12 @@ class Preparer:
         batch = PreparedBatch()
         sources: list[str] = []
         errors: list[Step] = []
+        conditional: list[tuple[dict[str, Any], str]] = []
         for i, entry in enumerate(bundle.get("entry") or []):
             resource = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(resource, dict):
-                self._single(resource, f"{source}: entry {i}", batch, sources, errors)
-        return ("collection", batch, sources, source, errors)
+            if isinstance(resource, dict) and self._single(resource, f"{source}: entry {i}", batch, sources, errors):
+                conditional.append((resource, f"{source}: entry {i}"))
+        return ("collection", batch, sources, source, errors, conditional)
 
     def transaction(self, bundle: dict[str, Any]) -> tuple[PreparedBatch, dict[str, int]] | None:
         """Plan a transaction whose entries are all POST (unconditional) or PUT ``Type/id``, as
