@@ -9,8 +9,9 @@ once a second, groups the queued calls by token holder, interaction and outcome 
 through the store's one write path. The price: calls of the last ``interval`` before a crash can
 be lost (docs/fhir.md); ``ehrgate serve`` flushes when it stops.
 
-The events are built here from fixed parts, so the writer skips what a client's resource needs:
-validation (``access_event`` output is valid R4, pinned by a test that runs the real validator on
+The events are built here from fixed parts, so the writer skips what a client's resource needs
+(it hands them to ``WriteSession.write_prepared`` as one ``PreparedBatch``, inserted in batched
+statements): validation (``access_event`` output is valid R4, pinned by a test that runs the real validator on
 samples) and the generic index walk (``access_index`` derives the rows of
 ``search.extract.extract_index`` directly from the known shape, pinned by a test that compares
 them). Ids are time-ordered (UUIDv7, RFC 9562 §5.7) so the index pages of a growing AuditEvent
@@ -34,6 +35,7 @@ from .search.extract import extract_index
 from .search.normalize import normalize_string
 from .search.types import DateRow, IndexRows, ReferenceRow, StringRow, TokenRow
 from .store.model import iso_instant
+from .store.prepare import PreparedBatch
 from .store.service import ID_PATTERN, Store
 from .validation import known_resource_types
 
@@ -315,10 +317,12 @@ class AuditSink:
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
                 try:
+                    prepared = PreparedBatch()
+                    for event, recorded_ms in self._events(batch):
+                        writer.recorded_ms = recorded_ms
+                        prepared.add("POST", event, writer.new_id(), writer.validate, writer.extract)
                     with writer.writer() as w:
-                        for event, recorded_ms in self._events(batch):
-                            writer.recorded_ms = recorded_ms
-                            w.create("AuditEvent", event)
+                        w.write_prepared(prepared)
                 except Exception:
                     self._queue.extendleft(reversed(batch))
                     raise
