@@ -124,3 +124,32 @@ def test_a_failed_write_keeps_the_calls_queued(store: Store) -> None:
         sink.flush()
     sink._writer.writer = original  # type: ignore[method-assign]
     assert sink.flush() == 1
+
+
+def test_a_flush_writes_what_was_queued_when_it_began_in_one_transaction(store: Store) -> None:
+    """Under load calls keep arriving while a flush writes. Chasing them wrote a transaction (a
+    commit, an fsync) for every few late calls and never let the writer sleep; they wait for the
+    next flush instead, and one flush is one transaction."""
+    sink = _sink(store, max_calls=1000)
+    backend = Access(client_id="backend")
+    for i in range(2500):
+        sink.access(backend, "read", 200, "Patient", f"p{i % 7}", f"r{i}", "", T0 + i)
+    events = sink._events
+    transactions = []
+    writer = sink._writer.writer
+
+    def late_arrivals(batch: list[Any]) -> Any:
+        sink.access(backend, "read", 200, "Patient", "late", "late", "", T0 + 9999)  # a request meanwhile
+        return events(batch)
+
+    def counting_writer() -> Any:
+        transactions.append(1)
+        return writer()
+
+    sink._events = late_arrivals  # type: ignore[method-assign]
+    sink._writer.writer = counting_writer  # type: ignore[method-assign]
+    assert sink.flush() == 2500
+    assert len(transactions) == 1
+    assert len(sink._queue) == 1  # the late call: written by the next flush
+    sink._events = events  # type: ignore[method-assign]
+    assert sink.flush() == 1
