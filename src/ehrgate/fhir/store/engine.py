@@ -21,10 +21,12 @@ from sqlalchemy import event
 __all__ = ["create_engine", "migrate", "normalize_url"]
 
 WRITE_OPTION = "ehrgate_write"
-MMAP_BYTES = 1 << 30
+MMAP_BYTES = 0x7FFF0000
 """SQLite reads the database file through a memory map of up to this many bytes (address space, not
 memory): in WAL mode a connection's page cache is dropped whenever another connection commits, and
-with a map the pages come back from the OS cache without a read() and a copy each."""
+with a map the pages come back from the OS cache without a read() and a copy each. 0x7FFF0000 (2 GB)
+is the compile-time cap of common SQLite builds (``MAX_MMAP_SIZE``; larger values are cut to it), so
+a store of that size is read wholly through the map."""
 
 
 def normalize_url(url: str) -> str:
