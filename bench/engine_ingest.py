@@ -32,6 +32,11 @@ uvloop when it is installed (it is not what is measured). PostgreSQL parts are s
 when nothing answers at EHRGATE_BENCH_POSTGRES_URL / EHRGATE_TEST_POSTGRES_URL (default
 postgresql://postgres@127.0.0.1:5432/test); the benchmark creates and drops its own database.
 Everything listens on 127.0.0.1 and every process started here is stopped by its own pid.
+
+``--in-process`` (optionally ``--profile``, ``--rate 1000``) profiles the receipt path instead: the
+engine (paused channel, SQLite) runs in this process on CPU 0, the same load generator in a child on
+CPU 1; it prints messages per commit and the CPU per message of each thread (event loop, ingest
+writer) from /proc, and the cProfile of each with ``--profile``. Nothing is written to RESULTS.md.
 """
 
 from __future__ import annotations
@@ -182,6 +187,107 @@ def bare_main() -> int:
         await server.wait_closed()
 
     asyncio.run(main())
+    return 0
+
+
+# -- in-process profile of the receipt path (--in-process) ----------------------------------------
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of this process, from /proc, by Python thread name."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[f"{names.get(int(tid), 'thread')} ({tid})"] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def in_process_main(args: argparse.Namespace) -> int:
+    """The engine (paused channel, SQLite, ``ack: on_receive``) in this process, pinned to CPU 0; the
+    load generator in a child on CPU 1. Prints messages per commit and each thread's CPU per message
+    (the event loop and the ingest writer), and with ``--profile`` a cProfile of each of the two."""
+    import cProfile
+    import pstats
+    from types import SimpleNamespace
+
+    from ehrgate.app import MIGRATION_DIRS
+    from ehrgate.engine import Engine, load_channels, open_messages
+    from ehrgate.fhir.store.engine import create_engine, migrate
+    from ehrgate.fhir.store.service import Store
+
+    if PIN and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {int(SERVER_CPU)})
+
+    async def body(work: Path) -> None:
+        db = create_engine(f"sqlite:///{work / 'ehrgate.sqlite3'}")
+        migrate(db, MIGRATION_DIRS)
+        messages = open_messages(Store(db))
+        messages.set_channel_state("bench", paused=True)
+        spec = {"source": {"type": "mllp", "host": "127.0.0.1", "port": 0, "idle_timeout": 600}, "ack": "on_receive",
+                "destinations": {"out": {"type": "file", "directory": str(work / "out")}}}
+        settings = SimpleNamespace(engine_poll_ms=500, engine_lease_seconds=60, engine_duplicate_window=86400,
+                                   engine_batch_size=500, engine_alert_interval=3600, engine_retention_interval=3600)
+        channels = load_channels({"channels": {"bench": spec}}, work)
+        engine = Engine(messages, channels, settings=settings, loader=lambda: channels)
+        await engine.start()
+        try:
+            gc = engine.ingest
+            writer_profile = cProfile.Profile() if args.profile else None
+            if writer_profile is not None:
+                def profiled(fn: Any) -> Any:
+                    def run(*a: Any) -> Any:
+                        writer_profile.enable()
+                        try:
+                            return fn(*a)
+                        finally:
+                            writer_profile.disable()
+                    return run
+                gc._receive = profiled(gc._receive)  # type: ignore[method-assign]
+                messages.index_pending = profiled(messages.index_pending)  # type: ignore[method-assign]
+            cmd = [sys.executable, __file__, "--client", "--port", str(engine.runtimes["bench"].port), "--connections",
+                   str(CONNECTIONS), "--warmup", str(args.warmup), "--duration", str(args.duration), "--tag", "I"]
+            if args.rate:
+                cmd += ["--rate", str(args.rate)]
+            client = await asyncio.create_subprocess_exec(*pinned(cmd, CLIENT_CPU), stdout=subprocess.PIPE)
+            await asyncio.sleep(args.warmup + 0.05)
+            loop_profile = cProfile.Profile() if args.profile else None
+            m0, b0, cpu0 = gc.messages, gc.batches, _thread_cpu()
+            if loop_profile is not None:
+                loop_profile.enable()
+            await asyncio.sleep(args.duration)
+            if loop_profile is not None:
+                loop_profile.disable()
+            m1, b1, cpu1 = gc.messages, gc.batches, _thread_cpu()
+            out, _ = await client.communicate()
+        finally:
+            await engine.stop()
+            messages.close()
+            db.dispose()
+        n = max(1, m1 - m0)
+        print(f"{n / args.duration:,.0f} msgs/s stored, {n / max(1, b1 - b0):.1f} per commit")
+        total = 0.0
+        for key in sorted(cpu1):
+            used = cpu1[key] - cpu0.get(key, 0.0)
+            total += used
+            if used > 0.01:
+                print(f"  {key:<32} {used / n * 1e6:6.0f} us CPU per message")
+        print(f"  {'whole process':<32} {total / n * 1e6:6.0f} us CPU per message")
+        for line in out.decode().splitlines():
+            if line.startswith("RESULT "):
+                r = json.loads(line[7:])
+                print(f"  client: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}")
+        for name, prof in (("event loop", loop_profile), ("writer thread", writer_profile)):
+            if prof is not None:
+                print(f"\n-- {name} (cProfile, by own time) --")
+                pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+
+    with tempfile.TemporaryDirectory(prefix="ehrgate-bench-ingest-") as tmp:
+        asyncio.run(body(Path(tmp)))
     return 0
 
 
@@ -441,6 +547,10 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=KINDS)
     parser.add_argument("--no-pin", action="store_true",
                         help="let the server and the load generator use any CPU (default: server CPU 0, client CPU 1)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="profile the receipt path: the engine on SQLite in this process (CPU 0), per-thread CPU "
+                             "per message; with --profile also cProfile of the loop and the writer; --rate N paces")
+    parser.add_argument("--profile", action="store_true", help="with --in-process: cProfile the loop and the writer")
     # child-process modes
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
@@ -455,6 +565,10 @@ def main() -> int:
         return client_main(args)
     if args.bare_server:
         return bare_main()
+    if args.in_process:
+        if args.quick:
+            args.duration, args.warmup = 3.0, 1.0
+        return in_process_main(args)
     if args.quick:
         args.runs, args.duration, args.warmup = 1, 3.0, 1.0
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import sqlalchemy as sa
 
 from ehrgate.engine import MessageStore, SearchQuery
 from ehrgate.engine.info import describe
-from ehrgate.engine.store import Incoming
+from ehrgate.engine.store import Incoming, patients_json
 
 from .conftest import hl7
 
@@ -15,6 +18,15 @@ def incoming(raw: bytes, channel: str = "adt", *, order_by: str | None = None) -
     info = describe(raw, order_by)
     return Incoming(channel, raw, "test", info.msg_type, info.control_id, info.sender, info.patient_ids,
                     info.order_key, info.error)
+
+
+@pytest.mark.parametrize("ids", [(), ("MRN1",), ("MRN1", "999-00-1234"), ("Zoë Ü 患者",), ('say "hi"',),
+                                 ("back\\slash",), ("tab\there",), ("\x7f",), ("line\u2028sep",), ("nul\x00",)])
+def test_patients_json_is_what_json_dumps_writes(ids: tuple[str, ...]) -> None:
+    expected = json.dumps(list(ids), ensure_ascii=False) if ids else None
+    assert patients_json(ids) == expected
+    if ids:
+        assert json.loads(patients_json(ids) or "") == list(ids)
 
 
 def test_receive_stores_and_queues_in_one_transaction(messages: MessageStore) -> None:

@@ -37,6 +37,52 @@ def test_receipt_leaves_indexing_to_later_and_search_catches_up(messages: Messag
     fts_ok(messages)
 
 
+def _synchronous_of_kept_connections(messages: MessageStore) -> list[int]:
+    held = [messages.fast._take() for _ in range(messages.fast.keep)]
+    try:
+        return [int(c.driver_connection.execute("PRAGMA synchronous").fetchone()[0]) for c in held]
+    finally:
+        for c in held:
+            messages.fast._give(c)
+
+
+@ONLY_SQLITE
+def test_an_index_step_commits_without_fsync_and_receipts_keep_it(messages: MessageStore) -> None:
+    """The index step runs at synchronous=NORMAL (it writes only rebuildable rows); every kept
+    connection is back to FULL afterwards, also after a step that failed."""
+    seen: list[int] = []
+    messages.receive([incoming(hl7(f"S{i}")) for i in range(3)])
+    with messages.fast.write(derived=True) as cur:
+        seen.append(int(cur.execute("PRAGMA synchronous").fetchone()[0]))
+    assert seen == [1]  # NORMAL inside the step
+    assert messages.index_pending() == 3
+    with pytest.raises(RuntimeError, match="step failed"), messages.fast.write(derived=True):
+        raise RuntimeError("step failed")
+    assert set(_synchronous_of_kept_connections(messages)) == {2}  # FULL for the next receipt
+    receipts = messages.receive([incoming(hl7("S9"))])
+    with messages.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM eng_message WHERE id = ?", (receipts[0].id,)).scalar() == 1
+
+
+@ONLY_SQLITE
+def test_index_steps_do_the_merging_instead_of_fts5_automerge(messages: MessageStore) -> None:
+    """Migration e0005 turns FTS5's automerge off; each index step merges a bounded amount, so after
+    many small steps (a segment each) the index is still whole and finds every message."""
+    with messages.read() as conn:
+        assert conn.exec_driver_sql("SELECT v FROM eng_message_fts_config WHERE k = 'automerge'").scalar() == 0
+    ids = []
+    for step in range(40):
+        ids += [r.id for r in messages.receive([incoming(hl7(f"M{step}-{i}", name=f"Merge^Step{step}"))
+                                                 for i in range(3)])]
+        assert messages.index_pending() == 3
+    fts_ok(messages)
+    assert {r["id"] for r in messages.search(SearchQuery(text="merge", limit=1000))} == set(ids)
+    assert [r["id"] for r in messages.search(SearchQuery(text="step17"))] == ids[51:54][::-1]
+    with messages.read() as conn:  # a segment per step; unmerged, 10 remain here (FTS5's crisis merge at 16)
+        segments = conn.exec_driver_sql("SELECT count(DISTINCT segid) FROM eng_message_fts_idx").scalar()
+    assert segments <= 6
+
+
 @ONLY_SQLITE
 def test_the_ingest_thread_indexes_in_the_background(messages: MessageStore) -> None:
     async def body() -> None:

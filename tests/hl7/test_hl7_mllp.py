@@ -100,3 +100,36 @@ def test_invalid_limit() -> None:
 def test_utf8_payload_passes_through_untouched() -> None:
     payload = "MSH|^~\\&|A\rPID|1||1||Ñoño^José\r".encode()
     assert MLLPDecoder().feed(frame(payload)) == [Frame(payload)]
+
+
+def _in_two_reads(decoder: MLLPDecoder, data: bytes) -> list[object]:
+    """The general path: the same bytes, split after the first one."""
+    return decoder.feed(data[:1]) + decoder.feed(data[1:]) + decoder.close()
+
+
+@pytest.mark.parametrize("chunk", [
+    b"\x0bMSH|a\x1c\r",  # the usual read: one whole frame (the fast path)
+    b"\x0b\x1c\r",  # an empty frame
+    b"\x0bMSH|a\x1c\r\x0bMSH|b\x1c\r",  # two frames
+    b"\x0bMSH|a\x0bMSH|b\x1c\r",  # a start block inside: truncated
+    b"\x0bMSH|a\x1cMSH|b\x1c\r",  # FS without CR inside
+    b"\x0bMSH|abcdefgh\x1c\r",  # over the limit below
+    b"\x0bMSH|abcdefg\x1c\r",  # exactly at the limit
+    b"\x0bMSH|a\x1c\rjunk\x1c\r",  # garbage after the frame
+    b"x\x0bMSH|a\x1c\r",  # garbage before
+])
+def test_whole_frame_reads_decode_as_byte_at_a_time(chunk: bytes) -> None:
+    """A read that holds exactly one frame takes a short path; it must give the events the general
+    path gives for the same bytes in two reads, and leave the decoder ready for the next frame."""
+    fast = MLLPDecoder(max_message_bytes=11)
+    assert fast.feed(chunk) + fast.close() == _in_two_reads(MLLPDecoder(max_message_bytes=11), chunk)
+    assert fast.feed(b"\x0bMSH|z\x1c\r") == [Frame(b"MSH|z")]
+
+
+def test_whole_frame_read_after_a_split_frame() -> None:
+    """A chunk that looks like one whole frame is not one while a frame is open or an FS is pending."""
+    d = MLLPDecoder()
+    assert d.feed(b"\x0bMSH|a") == []
+    assert d.feed(b"\x0bMSH|b\x1c\r") == [Truncated(b"MSH|a"), Frame(b"MSH|b")]
+    assert d.feed(b"\x0bMSH|c\x1c") == []
+    assert d.feed(b"\x0bMSH|d\x1c\r") == [Frame(b"MSH|c"), Frame(b"MSH|d")]

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import count
+from operator import itemgetter
 
 from ..hl7 import (
     AckCode,
@@ -34,6 +35,8 @@ Ack = tuple[bytes, str]
 """ACK bytes and MSA-1."""
 
 _KEY_FIELDS = (1, 2, 3, 4, 5, 6, 9, 11, 12, 15, 16, 18)
+_key_of = itemgetter(*_KEY_FIELDS)  # one C call instead of a generator over the twelve fields
+_PAD = [""] * (max(_KEY_FIELDS) + 1)
 _MAX_TEMPLATES = 512
 
 
@@ -77,7 +80,7 @@ class Acks:
     def __init__(self) -> None:
         self._prefix = os.urandom(4).hex()
         self._counter = count(1)
-        self._templates: dict[tuple[str, ...], _Template | None] = {}
+        self._templates: dict[tuple[object, ...], _Template | None] = {}
         self._second = -1
         self._stamp = ""
 
@@ -98,18 +101,19 @@ class Acks:
         """The ACK for a message stored (``application=False``: on receipt) or processed without error."""
         header = msg.segment("MSH")
         fields = header.fields if header is not None else []
-        key = (str(application), *(fields[n] if n < len(fields) else "" for n in _KEY_FIELDS))
-        template = self._templates.get(key)
+        n = len(fields)
+        key = (application, *_key_of(fields if n >= len(_PAD) else fields + _PAD[n:]))
+        templates = self._templates
+        template = templates.get(key)
         stamp, control_id = self.timestamp(), self.control_id()
         if template is not None:
-            their = fields[10] if len(fields) > 10 else ""
             try:
-                return template.render(stamp, control_id, their), template.code
+                return template.render(stamp, control_id, fields[10] if n > 10 else ""), template.code
             except UnicodeEncodeError:
                 pass  # the builder says why (EncodeError)
         ack = self._build(msg, "accept", (), application=application, stamp=stamp, control_id=control_id)
-        if key not in self._templates and len(self._templates) < _MAX_TEMPLATES:
-            self._templates[key] = _Template.of(ack, stamp, control_id, fields[10] if len(fields) > 10 else "")
+        if key not in templates and len(templates) < _MAX_TEMPLATES:
+            templates[key] = _Template.of(ack, stamp, control_id, fields[10] if n > 10 else "")
         return ack.to_bytes(), ack.get("MSA-1")
 
     def outcome(self, msg: Message, outcome: Outcome, errors: Sequence[AckError], *, application: bool) -> Ack:

@@ -134,11 +134,19 @@ class Connections:
             pass
 
     @contextmanager
-    def write(self) -> Iterator[Any]:
+    def write(self, *, derived: bool = False) -> Iterator[Any]:
+        """A write transaction on a kept connection. ``derived=True`` (SQLite): the transaction only
+        writes what can be rebuilt from committed rows (the text and patient indexes), so its COMMIT
+        skips the fsync (``synchronous=NORMAL`` for that one transaction; the connection is back to
+        FULL afterwards). Its WAL frames become durable with the next FULL commit's fsync, which
+        covers the whole log; a power cut before that loses only the rebuildable rows."""
         conn = self._take()
         dbapi = conn.driver_connection
+        relaxed = derived and not self.pg
         try:
             cur = dbapi.cursor()
+            if relaxed:
+                cur.execute("PRAGMA synchronous=NORMAL")
             if not self.pg:
                 cur.execute("BEGIN IMMEDIATE")
             yield cur
@@ -152,11 +160,19 @@ class Connections:
                     dbapi.rollback()
                 elif dbapi.in_transaction:
                     dbapi.execute("ROLLBACK")
+                if relaxed:
+                    dbapi.execute("PRAGMA synchronous=FULL")
             except Exception:  # noqa: BLE001 - the connection is gone
                 self._discard(conn)
                 raise
             self._give(conn)
             raise
+        if relaxed:
+            try:
+                cur.execute("PRAGMA synchronous=FULL")
+            except BaseException:
+                self._discard(conn)  # never hand out a connection that would commit receipts without fsync
+                raise
         self._give(conn)
 
     def close(self) -> None:
@@ -203,3 +219,5 @@ def cursor(conn: Any) -> Any:
 TEXT_MARK = Q("SELECT last_id FROM eng_text_index WHERE id = 1")
 TEXT_PENDING = Q("SELECT id, raw, patients FROM eng_message WHERE id > ? ORDER BY id LIMIT ?")
 SET_TEXT_MARK = Q("UPDATE eng_text_index SET last_id = ? WHERE id = 1")
+# Bounded FTS5 merge work (~n pages) for an index step; automerge is 0 (migration e0005).
+MERGE_FTS = Q("INSERT INTO eng_message_fts(eng_message_fts, rank) VALUES ('merge', ?)")

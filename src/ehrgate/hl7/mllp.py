@@ -95,6 +95,10 @@ class MLLPDecoder:
         return self._in_frame
 
     def feed(self, data: bytes) -> list[MLLPEvent]:
+        if (not self._in_frame and not self._fs_pending and data[:1] == START_BLOCK and data[-2:] == END_BLOCK
+                and len(data) - 3 <= self.max_message_bytes and data.find(b"\x1c", 1) == len(data) - 2
+                and data.find(START_BLOCK, 1) < 0):
+            return [Frame(data[1:-2])]  # the usual read: exactly one whole frame, nothing around it
         events: list[MLLPEvent] = []
         garbage = bytearray()
         i, n = 0, len(data)
