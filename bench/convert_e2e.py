@@ -3,6 +3,7 @@
     .venv/bin/python bench/convert_e2e.py                  # 3 runs x 1,000 messages
     .venv/bin/python bench/convert_e2e.py --quick          # 1 run x 300 messages, prints only
     .venv/bin/python bench/convert_e2e.py --runs 5 --messages 3000
+    .venv/bin/python bench/convert_e2e.py --quick --destination "batch_ms: 100"   # fhir_store options
 
 What is measured: ``ehrgate serve`` (a child process, stopped by its own pid) with one channel -
 MLLP source on 127.0.0.1, ``ack: on_receive``, the ``hl7_to_fhir`` step, the ``fhir_store``
@@ -10,8 +11,10 @@ destination - on a fresh SQLite database (synchronous=FULL). The load generator 
 sends an ADT^A01 / ORU^R01 mix, one for one, over 4 MLLP connections as fast as the ACKs come back,
 and watches the message store until every message is SENT (its Bundle committed in the FHIR store)
 or ERROR. End to end = messages / (last message stored - first message sent); ingest = messages /
-(last ACK - first send). Each run starts a fresh server and database, sends a warm-up batch of 200
-messages, waits for them to be stored, then measures.
+(last ACK - first send); ACK p50/p99 = the time from sending a message to its ACK (the fhir_store
+destination's transactions - several messages each, up to its ``batch_ms`` - share the SQLite write
+lock with the receipts, so they show here). Each run starts a fresh server and database, sends a
+warm-up batch of 200 messages, waits for them to be stored, then measures.
 
 The messages are the project's own samples (tests/convert/samples/adt_a01.hl7 and oru_r01.hl7) with
 a fresh MRN, visit, order numbers and MSH-10 per message, so every ADT creates a patient and every
@@ -78,9 +81,10 @@ def messages(tag: str, count: int) -> list[bytes]:
 class Server(Child):
     """``ehrgate serve`` with the bench channel on a fresh SQLite database in ``work`` (not pinned)."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, destination: str = "") -> None:
         cfg = work / "ehrgate.yaml"
-        cfg.write_text(CHANNEL)
+        cfg.write_text(CHANNEL.replace("{type: fhir_store}", f"{{type: fhir_store, {destination}}}") if destination
+                       else CHANNEL)
         self.db = work / "data" / "ehrgate.sqlite3"
         super().__init__(
             [str(BIN / "ehrgate"), "serve", "--host", "127.0.0.1", "--port", "0", "--config", str(cfg),
@@ -108,8 +112,9 @@ class Server(Child):
             conn.close()
 
 
-async def _send(port: int, raws: list[bytes]) -> tuple[float, float, int]:
-    """Closed loop over CONNECTIONS connections: (first send, last ACK, negative ACKs)."""
+async def _send(port: int, raws: list[bytes], latencies: list[float] | None = None) -> tuple[float, float, int]:
+    """Closed loop over CONNECTIONS connections: (first send, last ACK, negative ACKs); each
+    message's seconds to its ACK are appended to ``latencies``."""
     bad = 0
     last = 0.0
 
@@ -118,8 +123,11 @@ async def _send(port: int, raws: list[bytes]) -> tuple[float, float, int]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for i in range(k, len(raws), CONNECTIONS):
+                sent = time.perf_counter()
                 writer.write(VT + raws[i] + FS_CR)
                 ack = await reader.readuntil(FS_CR)
+                if latencies is not None:
+                    latencies.append(time.perf_counter() - sent)
                 if b"MSA|AA|" not in ack and b"MSA|CA|" not in ack:
                     bad += 1
             last = max(last, time.perf_counter())
@@ -143,28 +151,31 @@ def wait_stored(server: Server, total: int, timeout: float) -> tuple[float, int]
                      f"(see {server.log})")
 
 
-def measure(run: int, count: int, work: Path) -> dict[str, Any]:
+def measure(run: int, count: int, work: Path, destination: str = "") -> dict[str, Any]:
     here = work / f"run-{run}"
     here.mkdir()
-    server = Server(here)
+    server = Server(here, destination)
     try:
         assert server.port is not None
         first, _last, bad = asyncio.run(_send(server.port, messages(f"W{run}x", WARMUP)))
         wait_stored(server, WARMUP, 120)
         raws = messages(f"B{run}x", count)
         cpu0 = server.cpu_seconds()
-        first, last_ack, bad = asyncio.run(_send(server.port, raws))
+        latencies: list[float] = []
+        first, last_ack, bad = asyncio.run(_send(server.port, raws, latencies))
         stored_at, errors = wait_stored(server, WARMUP + count, 600)
         cpu = server.cpu_seconds() - cpu0
         resources = server.resources()
     finally:
         server.stop()
     elapsed = stored_at - first
-    out = {"e2e": count / elapsed, "ingest": count / (last_ack - first), "seconds": elapsed,
+    latencies.sort()
+    ack_ms = [latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 for p in (0.5, 0.99)]
+    out = {"e2e": count / elapsed, "ingest": count / (last_ack - first), "seconds": elapsed, "ack_ms": ack_ms,
            "cpu": cpu / elapsed, "per_cpu_s": count / cpu if cpu else float("nan"), "errors": errors, "nacks": bad,
            "resources": resources}
     print(f"  run {run}: end to end {out['e2e']:7,.0f} msgs/s ({count} in {elapsed:.1f} s)  ingest "
-          f"{out['ingest']:7,.0f} msgs/s  server CPU {out['cpu']:.0%} ({out['per_cpu_s']:,.0f} msgs/CPU-s)  "
+          f"{out['ingest']:7,.0f} msgs/s (ACK p50 {ack_ms[0]:,.0f} ms, p99 {ack_ms[1]:,.0f} ms)  server CPU {out['cpu']:.0%} ({out['per_cpu_s']:,.0f} msgs/CPU-s)  "
           f"errors {errors}  negative ACKs {bad}  resources {resources:,}", flush=True)
     return out
 
@@ -225,12 +236,14 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="1 run x 300 messages, prints only")
     parser.add_argument("--no-write", action="store_true", help="print only, do not append to RESULTS.md")
+    parser.add_argument("--destination", default="", metavar="OPTIONS",
+                        help="options of the fhir_store destination, as YAML flow mapping entries ('batch: 1')")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.messages, args.no_write = 1, 300, True
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="ehrgate-convert-e2e-") as tmp:
-        results = [measure(run, args.messages, Path(tmp)) for run in range(1, args.runs + 1)]
+        results = [measure(run, args.messages, Path(tmp), args.destination) for run in range(1, args.runs + 1)]
         split = breakdown(300, Path(tmp))
     print(f"  in process, one thread: convert + JSON {split['convert']:,.0f} msgs/CPU-s; FHIR store transaction "
           f"{split['store']:,.0f} msgs/CPU-s; both {split['both']:,.0f} msgs/CPU-s", flush=True)
@@ -245,12 +258,14 @@ def main() -> int:
         "absolute figures move from run to run; medians are quoted.",
         f"- Method: see the docstring of bench/convert_e2e.py. {args.runs} run(s) of {args.messages:,} messages "
         f"(ADT^A01/ORU^R01 one for one, {CONNECTIONS} MLLP connections, closed loop) after a {WARMUP}-message "
-        "warm-up; a fresh server and SQLite database per run; server not pinned.",
+        "warm-up; a fresh server and SQLite database per run; server not pinned; fhir_store destination "
+        f"options: {args.destination or 'defaults'}.",
         "",
-        "| end to end msgs/s (median) | min–max | ingest (ACK) msgs/s | server CPU | msgs per server CPU-s | "
-        "errors | resources written per run |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| end to end msgs/s (median) | min–max | ingest (ACK) msgs/s | ACK p50 / p99 ms | server CPU | "
+        "msgs per server CPU-s | errors | resources written per run |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {med(e2e):,.0f} | {min(e2e):,.0f}–{max(e2e):,.0f} | {med(r['ingest'] for r in results):,.0f} | "
+        f"{med(r['ack_ms'][0] for r in results):,.0f} / {med(r['ack_ms'][1] for r in results):,.0f} | "
         f"{med(r['cpu'] for r in results):.0%} | {med(r['per_cpu_s'] for r in results):,.0f} | "
         f"{sum(r['errors'] for r in results)} | {med(r['resources'] for r in results):,.0f} |",
         "",

@@ -228,7 +228,7 @@ class ChannelRuntime:
                 await self._idle(self.wake[dest.name])
                 continue
             try:
-                items = await asyncio.to_thread(eng.queue.claim, self.name, dest.name, limit=20,
+                items = await asyncio.to_thread(eng.queue.claim, self.name, dest.name, limit=max(20, dest.batch_size),
                                                 lease_ms=eng.lease_ms, ordered=self.cfg.ordered)
                 payloads = await asyncio.to_thread(self._payloads, items) if items else {}
             except Exception as exc:  # noqa: BLE001
@@ -238,22 +238,77 @@ class ChannelRuntime:
             if not items:
                 await self._idle(self.wake[dest.name])
                 continue
-            for n, item in enumerate(items):
+            n = 0
+            while n < len(items):
                 if self.stopping or self.paused:
                     # give back what this worker claimed but did not start
                     await asyncio.to_thread(self._release, [i.id for i in items[n:]])
                     break
-                payload = payloads.get(item.message_id)
-                try:
-                    await self._deliver_one(dest, item, payload)
-                except LeaseLost:
-                    log.warning("channel %s destination %s: message %d was taken over by another worker",
-                                self.name, dest.name, item.message_id)
-                except Exception as exc:  # noqa: BLE001
-                    log.error("channel %s destination %s: message %d: bookkeeping failed: %s", self.name,
-                              dest.name, item.message_id, type(exc).__name__)
-                    await asyncio.sleep(eng.poll_interval)
+                group = self._group(dest, items, n, payloads)
+                if group:
+                    n += await self._deliver_many(dest, group)
+                else:
+                    item = items[n]
+                    n += 1
+                    try:
+                        await self._deliver_one(dest, item, payloads.get(item.message_id))
+                    except Exception as exc:  # noqa: BLE001
+                        await self._failed(dest, item, exc)
                 eng.notify()
+
+    async def _failed(self, dest: Destination, item: Item, exc: Exception) -> None:
+        """A delivery whose outcome could not be recorded: its lease expires and it runs again."""
+        if isinstance(exc, LeaseLost):
+            log.warning("channel %s destination %s: message %d was taken over by another worker",
+                        self.name, dest.name, item.message_id)
+            return
+        log.error("channel %s destination %s: message %d: bookkeeping failed: %s", self.name,
+                  dest.name, item.message_id, type(exc).__name__)
+        await asyncio.sleep(self.engine.poll_interval)
+
+    @staticmethod
+    def _group(dest: Destination, items: list[Item], n: int,
+               payloads: dict[int, Payload]) -> list[tuple[Item, Payload]]:
+        """The run of claimed items from ``n`` that ``dest`` takes in one ``deliver_many_in``
+        (empty: deliver ``items[n]`` on its own)."""
+        group: list[tuple[Item, Payload]] = []
+        if dest.batch_size > 1 and dest.transactional:
+            for item in items[n:n + dest.batch_size]:
+                payload = payloads.get(item.message_id)
+                if payload is None:
+                    break
+                group.append((item, payload))
+        return group
+
+    async def _deliver_many(self, dest: Destination, group: list[tuple[Item, Payload]]) -> int:
+        """Deliver a run of messages in one transaction of ``dest`` (``deliver_many_in``); record
+        each outcome as ``_deliver_one`` does. Returns how many were taken (at least one)."""
+        finishers = [self._finisher(dest, item) for item, _payload in group]
+
+        def finish(conn: Any, n: int, result: Delivered) -> str:
+            return finishers[n][0](conn, result)
+
+        try:
+            outcomes = await asyncio.to_thread(dest.deliver_many_in, [p for _item, p in group], finish)
+        except Exception as exc:  # noqa: BLE001 - the transaction did not commit: nothing of it happened
+            for _finish, done in finishers:
+                done.clear()
+            if not isinstance(exc, sa.exc.OperationalError):
+                await self._failed(dest, group[0][0], exc)
+                return len(group)
+            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+            outcomes = [Delivered(False, error=f"Database busy or unavailable: {reason}") for _ in group]
+        if not outcomes:  # a destination breaking its contract: record the first as failed, not lose it
+            outcomes = [Delivered(False, error=f"Destination {dest.name} returned no outcome")]
+        for (item, _payload), (finish1, done), outcome in zip(group, finishers, outcomes, strict=False):
+            if isinstance(outcome, Exception):
+                await self._failed(dest, item, outcome)
+                continue
+            try:
+                await self._record(dest, item, outcome, finish1, done)
+            except Exception as exc:  # noqa: BLE001
+                await self._failed(dest, item, exc)
+        return min(len(outcomes), len(group))
 
     def _payloads(self, items: list[Item]) -> dict[int, Payload]:
         m = t.message.c
@@ -278,7 +333,6 @@ class ChannelRuntime:
         return finish, done
 
     async def _deliver_one(self, dest: Destination, item: Item, payload: Payload | None) -> None:
-        eng = self.engine
         finish, done = self._finisher(dest, item)
         started = time.perf_counter()
         if payload is None:
@@ -296,6 +350,12 @@ class ChannelRuntime:
                 result = Delivered(False, error=f"Unexpected {type(exc).__name__} in the destination")
         if not result.duration_ms:
             result.duration_ms = int((time.perf_counter() - started) * 1000)
+        await self._record(dest, item, result, finish, done)
+
+    async def _record(self, dest: Destination, item: Item, result: Delivered,
+                      finish: Callable[[Any, Delivered], str], done: list[str]) -> None:
+        """Settle an outcome the destination did not finish itself (its own transaction); count it."""
+        eng = self.engine
         if not done:
             def settle() -> None:
                 with eng.messages.fast.write() as cur:

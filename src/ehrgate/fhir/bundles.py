@@ -21,7 +21,7 @@ import orjson
 from .errors import BadRequest, FhirError, Issue, PreconditionFailed, operation_outcome
 from .interactions import Target, parse_target, perform_write
 from .jsonio import loads
-from .store.model import WriteResult
+from .store.model import Stored, WriteResult
 from .store.service import Store, WriteSession
 
 __all__ = ["EntryResult", "process_batch", "process_transaction", "rewrite_references"]
@@ -237,11 +237,12 @@ def _transaction_in(
                 raise BadRequest(f"Bundle.entry[{i}] ({method}) has no resource.")
             if resource is not None and mapping:
                 resource = rewrite_references(resource, mapping)
-            if method == "POST" and request.get("ifNoneExist") and assigned[i] != "" and _exists(w, target.res_type, assigned[i]):
-                stored = w.store.read(target.res_type, assigned[i], w.conn)
-                results[i] = EntryResult(200, location=stored.location, etag=stored.etag,
-                                         last_modified=stored.last_updated_iso, resource=stored.raw)
-                continue
+            if method == "POST" and request.get("ifNoneExist") and assigned[i] != "":
+                stored = _current(w, target.res_type, assigned[i])
+                if stored is not None:  # the criteria matched: nothing to write
+                    results[i] = EntryResult(200, location=stored.location, etag=stored.etag,
+                                             last_modified=stored.last_updated_iso, resource=stored.raw)
+                    continue
             if method == "POST" and isinstance(resource, dict):
                 resource = {**resource, "id": assigned[i]}
             written = perform_write(
@@ -317,14 +318,14 @@ def _resolve_conditional_references(
         mapping[reference] = f"{res_type}/{found[0][1]}"
 
 
-def _exists(w: WriteSession, res_type: str, res_id: str) -> bool:
+def _current(w: WriteSession, res_type: str, res_id: str) -> Stored | None:
+    """The current version of ``res_type/res_id``, None when there is none (or it was deleted)."""
     from .errors import Gone, NotFound
 
     try:
-        w.store.read(res_type, res_id, w.conn)
-        return True
+        return w.store.read(res_type, res_id, w.conn)
     except (NotFound, Gone):
-        return False
+        return None
 
 
 def _entry_expression(i: int, expression: str | None) -> str | None:

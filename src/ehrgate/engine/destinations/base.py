@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,23 @@ class Destination:
 
     def deliver_in(self, payload: Payload, finish: Callable[[Any, Delivered], Any]) -> Delivered:
         """Transactional destinations: deliver and call ``finish(conn, result)`` inside the write."""
+        raise NotImplementedError
+
+    batch_size = 1
+    """Above 1 (transactional destinations only): the worker hands up to this many queued messages
+    at a time to ``deliver_many_in`` instead of one at a time to ``deliver_in``."""
+
+    def deliver_many_in(self, payloads: Sequence[Payload],
+                        finish: Callable[[Any, int, Delivered], Any]) -> list[Delivered | Exception]:
+        """Deliver ``payloads`` in order in one database transaction, each message all or nothing on
+        its own: written and finished (``finish(conn, n, result)`` for ``payloads[n]``) inside a
+        savepoint, so a failing message rolls back only itself and gets its own outcome.
+
+        May stop early (a time budget keeps the write lock short): returns the outcomes of the
+        first k >= 1 payloads, in order - the Delivered, or the exception that rolled the message
+        back (``finish`` raising LeaseLost, an unexpected error). A Delivered that was not finished
+        is recorded by the caller. An exception out of the call means the transaction did not
+        commit: none of its messages was delivered, whatever ``finish`` was told."""
         raise NotImplementedError
 
     async def close(self) -> None:

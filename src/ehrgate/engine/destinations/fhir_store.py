@@ -2,6 +2,15 @@
 write path (``ehrgate.fhir.bundles.process_transaction``), committed together with the queue's
 bookkeeping - so a message is never written twice, even around a crash.
 
+Several queued messages share one database transaction (``batch``, ``batch_ms``): one commit and
+one fsync for all of them instead of one per message, which is most of what a message costs on
+SQLite. Each message's Bundle and its bookkeeping run inside a savepoint of their own, so a Bundle
+the store refuses rolls back only itself and is recorded as that message's failure; the others
+commit. A message is SENT only in the transaction that wrote its Bundle; a crash before the commit
+leaves every message of the batch queued, to be delivered again (the Bundles' conditional
+identifiers make that idempotent). The time budget keeps the write lock short, so the engine's
+ACK writer (the same SQLite file) is never held up long.
+
 Without a Bundle (the channel has no conversion step yet) there is nothing to write: the delivery
 is recorded as SENT with a response saying so.
 """
@@ -9,7 +18,8 @@ is recorded as SENT with a response saying so.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,38 +27,112 @@ import sqlalchemy as sa
 from ...fhir import jsonio
 from ...fhir.bundles import process_transaction
 from ...fhir.errors import FhirError
+from ...fhir.store.service import WriteSession
+from ..config import DestinationConfig
+from ..errors import ChannelConfigError
 from ..queue import Delivered
-from .base import Destination, Payload
+from .base import Context, Destination, Payload
 
 NO_BUNDLE = b"No FHIR resources: the channel produced no Bundle (add the hl7_to_fhir step once it is available)."
+NO_STORE = "The FHIR store is not available in this process"
+BATCH = 50
+"""Default ``batch``: messages per store transaction."""
+BATCH_MS = 50
+"""Default ``batch_ms``: no further message starts in a transaction open this long."""
 
 
 class FhirStoreDestination(Destination):
     transactional = True
 
+    def __init__(self, cfg: DestinationConfig, ctx: Context) -> None:
+        super().__init__(cfg, ctx)
+        self.batch_size = int(cfg.options.get("batch", BATCH))
+        self.batch_seconds = float(cfg.options.get("batch_ms", BATCH_MS)) / 1000
+
+    @classmethod
+    def check(cls, options: Mapping[str, Any]) -> None:
+        batch = options.get("batch", BATCH)
+        if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 1000:
+            raise ChannelConfigError(f"option 'batch' has value {batch!r}. Expected a whole number of messages "
+                                     "per store transaction, 1-1000.")
+        budget = options.get("batch_ms", BATCH_MS)
+        if not isinstance(budget, (int, float)) or isinstance(budget, bool) or not 0 <= budget <= 10_000:
+            raise ChannelConfigError(f"option 'batch_ms' has value {budget!r}. Expected milliseconds, 0-10000.")
+        unknown = sorted(set(options) - {"batch", "batch_ms"})
+        if unknown:
+            raise ChannelConfigError(f"option {unknown[0]!r} is not known to the fhir_store destination. "
+                                     "Expected batch or batch_ms.")
+
     def deliver_in(self, payload: Payload, finish: Callable[[Any, Delivered], Any]) -> Delivered:
         store = self.ctx.fhir_store
         if store is None:
-            return Delivered(False, error="The FHIR store is not available in this process", retry=True)
-        if payload.bundle is None:
+            return Delivered(False, error=NO_STORE, retry=True)
+        try:
             with store.writer() as w:
-                result = Delivered(True, response=NO_BUNDLE)
-                finish(w.conn, result)
+                result = self._write(w, payload)
+                if result.ok:
+                    w.flush()
+                    finish(w.conn, result)
             return result
+        except FhirError as exc:
+            return _refused(exc)
+        except sa.exc.OperationalError as exc:
+            return _busy(exc)
+
+    def deliver_many_in(self, payloads: Sequence[Payload],
+                        finish: Callable[[Any, int, Delivered], Any]) -> list[Delivered | Exception]:
+        store = self.ctx.fhir_store
+        if store is None:
+            return [Delivered(False, error=NO_STORE, retry=True) for _ in payloads]
+        outcomes: list[Delivered | Exception] = []
+        with store.writer() as w:
+            deadline = time.perf_counter() + self.batch_seconds
+            for n, payload in enumerate(payloads):
+                if n and time.perf_counter() >= deadline:
+                    break
+                started = time.perf_counter()
+                try:
+                    with w.savepoint():
+                        result = self._write(w, payload)
+                        if result.ok:
+                            w.flush()  # whatever can fail fails before the message is finished
+                            result.duration_ms = int((time.perf_counter() - started) * 1000)
+                            finish(w.conn, n, result)
+                except FhirError as exc:
+                    result = _refused(exc)
+                except sa.exc.OperationalError as exc:
+                    result = _busy(exc)
+                except Exception as exc:  # noqa: BLE001 - this message rolled back; the caller reports it
+                    outcomes.append(exc)
+                    continue
+                if not result.ok:
+                    result.duration_ms = int((time.perf_counter() - started) * 1000)
+                    try:
+                        with w.savepoint():
+                            finish(w.conn, n, result)
+                    except Exception as exc:  # noqa: BLE001 - e.g. LeaseLost: recorded by its new owner
+                        outcomes.append(exc)
+                        continue
+                outcomes.append(result)
+        return outcomes
+
+    def _write(self, w: WriteSession, payload: Payload) -> Delivered:
+        """Write one message's Bundle in ``w`` (raises the store's FhirError when it refuses it)."""
+        if payload.bundle is None:
+            return Delivered(True, response=NO_BUNDLE)
         try:
             bundle = jsonio.loads(payload.bundle)  # keeps decimal digits ("13.20")
         except ValueError:
             return Delivered(False, error="The message's FHIR Bundle is not valid JSON", retry=False)
-        try:
-            with store.writer() as w:
-                results = process_transaction(store, bundle, self.ctx.known_types, session=w)
-                summary = [{"status": r.status, "location": r.location} for r in results]
-                result = Delivered(True, response=json.dumps(summary).encode())
-                finish(w.conn, result)
-            return result
-        except FhirError as exc:
-            retry = exc.status >= 500 or exc.status in (409, 412)
-            return Delivered(False, error=f"FHIR store refused the Bundle ({exc.status}): {exc.diagnostics}",
-                             retry=retry)
-        except sa.exc.OperationalError as exc:
-            return Delivered(False, error=f"Database busy or unavailable: {str(exc.orig).splitlines()[0]}")
+        results = process_transaction(w.store, bundle, self.ctx.known_types, session=w)
+        summary = [{"status": r.status, "location": r.location} for r in results]
+        return Delivered(True, response=json.dumps(summary).encode())
+
+
+def _refused(exc: FhirError) -> Delivered:
+    retry = exc.status >= 500 or exc.status in (409, 412)
+    return Delivered(False, error=f"FHIR store refused the Bundle ({exc.status}): {exc.diagnostics}", retry=retry)
+
+
+def _busy(exc: sa.exc.OperationalError) -> Delivered:
+    return Delivered(False, error=f"Database busy or unavailable: {str(exc.orig).splitlines()[0]}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 __all__ = ["Stored", "WriteResult", "iso_instant", "ms_to_datetime"]
 
@@ -24,6 +25,7 @@ def http_date(ms: int) -> str:
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
 
 
+@lru_cache(maxsize=256)  # a write session stamps every resource it writes with the same instant
 def iso_instant(ms: int) -> str:
     """FHIR ``instant`` with millisecond precision in UTC, e.g. 2026-11-22T02:40:00.123+00:00."""
     return ms_to_datetime(ms).isoformat(timespec="milliseconds")

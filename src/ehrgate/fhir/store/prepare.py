@@ -43,7 +43,10 @@ _LIMITS = _column_limits()
 def clip(values: tuple[Any, ...], limits: tuple[int | None, ...]) -> tuple[Any, ...]:
     """Index values longer than their column (a 2,000-character valueString) are cut to fit:
     PostgreSQL refuses them otherwise; prefix searches still find them."""
-    if not any(isinstance(v, str) and len(v) > 64 for v in values):
+    for v in values:  # a plain loop: this runs for every index row written
+        if isinstance(v, str) and len(v) > 64:
+            break
+    else:
         return values
     return tuple(v[:n] if n is not None and isinstance(v, str) and len(v) > n else v
                  for v, n in zip(values, limits, strict=True))

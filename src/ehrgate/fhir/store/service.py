@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -219,7 +220,9 @@ class WriteSession:
     def __init__(self, store: Store, conn: sa.Connection) -> None:
         self.store = store
         self.conn = conn
-        self._pending: dict[int, tuple[str, IndexRows]] = {}
+        self._pending: dict[int, tuple[str, str, IndexRows]] = {}
+        """Index rows not yet written: pk -> (type, id, rows)."""
+        self._locked: set[tuple[str, str]] = set()
         self._stale: set[int] = set()
         self._outbox: list[tuple[Any, ...]] = []
         # Rows of prepared writes, already keyed by pk: table name -> rows, and compartments.
@@ -245,16 +248,63 @@ class WriteSession:
         return self.cur.fetchone()
 
     def lock_criteria(self, res_type: str, criteria: str) -> None:
-        """Serialise conditional writes on the same criteria (a row lock, not a read-then-write race)."""
-        key = hashlib.sha256(_canonical_criteria(criteria).encode()).hexdigest()
-        self.cur.execute(q.LOCK_CRITERIA(self._pg), (res_type, key, self.now))
+        """Serialise conditional writes on the same criteria (a row lock, not a read-then-write race).
+
+        PostgreSQL: a row of ``cond_lock``, taken once per transaction. SQLite needs none: every
+        write transaction begins with ``BEGIN IMMEDIATE`` and holds the database's one write lock
+        from its first statement to its commit, so no other writer runs between search and write.
+        """
+        if not self._pg:
+            return
+        key = (res_type, criteria)
+        if key in self._locked:
+            return
+        digest = hashlib.sha256(_canonical_criteria(criteria).encode()).hexdigest()
+        self.cur.execute(q.LOCK_CRITERIA(self._pg), (res_type, digest, self.now))
+        self._locked.add(key)
 
     def find(self, res_type: str, criteria: str) -> list[tuple[int, str]]:
         """(pk, id) of the current resources that match a search query string."""
+        token = _identifier_criteria(res_type, criteria)
+        if token is not None and not self._flat_pks:
+            return self._find_identifier(res_type, *token)
         from ..search.engine import match_ids
 
         self.flush()
         return match_ids(self.conn, res_type, criteria, self.store.dialect)
+
+    def _find_identifier(self, res_type: str, system: str | None, code: str, any_system: bool) -> list[tuple[int, str]]:
+        """``identifier=[system|]code`` (the criteria of nearly every conditional write a converted
+        HL7 message makes) answered from the token index directly and from this session's
+        buffered rows, without flushing them: the same matches as the search (sql.py ``_token``:
+        ``system|code`` also matches an identifier indexed without a system), as
+        ``flush(); match_ids(...)`` would return them."""
+        if len(self._pending) > _SCAN_PENDING_MAX:
+            self.flush()
+        pg = self._pg
+        if any_system:
+            self.cur.execute(q.FIND_IDENTIFIER_ANY(pg), (res_type, code, False))
+        elif system is None:
+            self.cur.execute(q.FIND_IDENTIFIER_NO_SYSTEM(pg), (res_type, code, False))
+        else:
+            self.cur.execute(q.FIND_IDENTIFIER(pg), (res_type, code, system, False))
+        # Rows of resources rewritten since the last flush are stale (their new rows are pending).
+        stale = self._stale
+        out = [(pk, rid) for pk, rid in self.cur.fetchall() if pk not in stale and pk not in self._pending]
+        if not self._pending:
+            return out
+        limit_system, limit_code = _LIMITS["tokens"][1], _LIMITS["tokens"][2]
+        for pk, (rtype, rid, rows) in self._pending.items():
+            if rtype != res_type:
+                continue
+            for row in rows.tokens:
+                if row.param != "identifier" or row.code is None or row.code[:limit_code] != code:
+                    continue
+                have = row.system[:limit_system] if row.system is not None else None
+                if any_system or have is None or (system is not None and have == system):
+                    out.append((pk, rid))
+                    break
+        return out
 
     def _write(
         self,
@@ -332,7 +382,7 @@ class WriteSession:
             self._pending.pop(pk, None)
             self._flat_pks.add(pk)
         elif resource is not None:
-            self._pending[pk] = (res_type, self.store.extract(resource))
+            self._pending[pk] = (res_type, res_id, self.store.extract(resource))
         else:
             self._pending.pop(pk, None)
         action = "delete" if deleted else ("create" if is_new else "update")
@@ -447,6 +497,7 @@ class WriteSession:
             self._flat.clear()
             self._flat_comps = []
             self._flat_pks.clear()
+            self._locked.clear()  # PostgreSQL releases the row locks taken inside the savepoint
             raise
         self.cur.execute("RELEASE SAVEPOINT ehrgate_unit")
 
@@ -463,7 +514,7 @@ class WriteSession:
         if self._pending:
             batches: dict[str, list[tuple[Any, ...]]] = {name: [] for name in q.INDEX_COLUMNS}
             comps: list[tuple[Any, ...]] = []
-            for pk, (res_type, rows) in self._pending.items():
+            for pk, (res_type, _rid, rows) in self._pending.items():
                 for name, values in _ROW_VALUES.items():
                     batch = batches[name]
                     limits = _LIMITS[name]
@@ -604,6 +655,33 @@ class WriteSession:
             raise Unprocessable("A patch may not change the resource's id or resourceType.")
         self._check(res_type, patched)
         return self._write(res_type, res_id, patched, method="PATCH")
+
+
+_SCAN_PENDING_MAX = 64
+"""``_find_identifier`` scans up to this many buffered resources; with more it flushes them first."""
+
+_IDENTIFIER_CRITERIA = re.compile(r"\??identifier=(?:([^&=%+\\,|]*)\|)?([^&=%+\\,|]+)")
+"""One plain ``identifier`` value: nothing to unquote or unescape, no second value or parameter."""
+
+
+@cache
+def _has_identifier_token(res_type: str) -> bool:
+    from ..search.params import params_for
+
+    param = params_for(res_type).get("identifier")
+    return param is not None and param.type == "token"
+
+
+def _identifier_criteria(res_type: str, criteria: str) -> tuple[str | None, str, bool] | None:
+    """(system or None, code, any system) when ``criteria`` is one plain ``identifier`` token value
+    of a type that has that search parameter, else None (the search engine answers)."""
+    match = _IDENTIFIER_CRITERIA.fullmatch(criteria)
+    if match is None or not _has_identifier_token(res_type):
+        return None
+    system, code = match.group(1), match.group(2)
+    if system is None:
+        return None, code, True
+    return system or None, code, False
 
 
 def _canonical_criteria(criteria: str) -> str:

@@ -70,6 +70,15 @@ LOCK_CRITERIA = Q(
     "INSERT INTO cond_lock (res_type, criteria_hash, touched) VALUES (?, ?, ?) "
     "ON CONFLICT (res_type, criteria_hash) DO UPDATE SET touched = excluded.touched"
 )
+# Conditional writes on one identifier (WriteSession._find_identifier): the token index's
+# (res_type, param, code, res_pk, system) index, same conditions as search/sql.py ``_token``.
+_FIND_IDENTIFIER = (
+    "SELECT DISTINCT r.pk, r.res_id FROM idx_token t JOIN resource r ON r.pk = t.res_pk "
+    "WHERE t.res_type = ? AND t.param = 'identifier' AND t.code = ? {} AND r.deleted = ? LIMIT 1002"
+)
+FIND_IDENTIFIER = Q(_FIND_IDENTIFIER.format("AND (t.system = ? OR t.system IS NULL)"))
+FIND_IDENTIFIER_NO_SYSTEM = Q(_FIND_IDENTIFIER.format("AND t.system IS NULL"))
+FIND_IDENTIFIER_ANY = Q(_FIND_IDENTIFIER.format(""))
 INSERT_OUTBOX = Q(
     "INSERT INTO outbox (vpk, res_type, res_id, version, action, created_at) VALUES (?, ?, ?, ?, ?, ?)"
 )

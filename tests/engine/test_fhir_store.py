@@ -1,0 +1,180 @@
+"""The ``fhir_store`` destination's batches, on SQLite and PostgreSQL: several queued messages in one
+store transaction, each message all or nothing on its own (destinations/fhir_store.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from ehrgate.engine import MessageStore, SearchQuery
+from ehrgate.engine.config import DestinationConfig
+from ehrgate.engine.destinations import Context, Payload
+from ehrgate.engine.destinations.fhir_store import FhirStoreDestination
+from ehrgate.engine.errors import ChannelConfigError
+from ehrgate.engine.queue import Delivered, LeaseLost
+from ehrgate.engine.retry import RetryPolicy
+from ehrgate.fhir.store.service import Store, WriteSession
+from ehrgate.hl7 import Message
+
+from .conftest import hl7, run
+from .helpers import port_of, running, send, until
+
+STEP = "tests.engine.test_fhir_store:patient_and_marker"
+
+
+def patient_and_marker(message: Message, work: Any) -> None:
+    """A conditional create of the PID-3 Patient and one unconditional Basic per message (a second
+    delivery would show as a second Basic). PID-5.1 ``BAD`` makes the Patient invalid (400), after
+    the Basic was written."""
+    mrn = message.get("PID-3.1")
+    patient: dict[str, Any] = {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": mrn}]}
+    if message.get("PID-5.1") == "BAD":
+        patient["gender"] = "banana"
+    entries = [
+        {"fullUrl": "urn:uuid:6d1e3a6e-0000-4000-8000-000000000001", "resource": patient,
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier=urn:mrn|{mrn}"}},
+        {"resource": {"resourceType": "Basic", "code": {"text": "marker"},
+                      "identifier": [{"system": "urn:msh10", "value": message.control_id}],
+                      "subject": {"reference": "urn:uuid:6d1e3a6e-0000-4000-8000-000000000001"}},
+         "request": {"method": "POST", "url": "Basic"}},
+    ]
+    if "gender" in patient:
+        entries.reverse()
+    work.bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def channel(**dest: Any) -> dict[str, Any]:
+    return {"source": {"type": "mllp", "port": 0}, "transform": [STEP],
+            "destinations": {"store": {"type": "fhir_store", "batch_ms": 10_000, **dest}}}
+
+
+def by_control_id(messages: MessageStore, channel_name: str) -> dict[str, dict[str, Any]]:
+    return {r["control_id"]: r for r in messages.search(SearchQuery(channel=channel_name, limit=1000))}
+
+
+def count(store: Store, sql: str) -> int:
+    with store.reader() as conn:
+        return int(conn.exec_driver_sql(sql).scalar_one())
+
+
+async def queue_while_paused(eng: Any, raws: list[bytes]) -> None:
+    """Store ``raws`` while the channel is paused, then resume: the pipeline converts them in one
+    batch and the destination worker claims them together."""
+    await eng.pause("adt")
+    assert await send(port_of(eng, "adt"), raws) == ["AA"] * len(raws)
+    await eng.resume("adt")
+
+
+def test_a_batch_commits_once_and_a_refused_bundle_rolls_back_only_itself(messages: MessageStore,
+                                                                          store: Store) -> None:
+    async def body() -> None:
+        async with running(messages, {"adt": channel()}, fhir_store=store) as eng:
+            raws = [hl7("B1", patient="MRN-A"), hl7("B2", patient="MRN-A"), hl7("B3", patient="MRN-C", name="BAD^X"),
+                    hl7("B4", patient="MRN-B"), hl7("B5", patient="MRN-A")]
+            await queue_while_paused(eng, raws)
+            await until(lambda: all(r["status"] in ("SENT", "ERROR") for r in by_control_id(messages, "adt").values())
+                        and len(by_control_id(messages, "adt")) == 5, what="5 messages done")
+        rows = by_control_id(messages, "adt")
+        assert {k: r["status"] for k, r in rows.items()} == {"B1": "SENT", "B2": "SENT", "B3": "ERROR", "B4": "SENT",
+                                                             "B5": "SENT"}
+        assert "FHIR store refused the Bundle (400)" in rows["B3"]["error"]
+        bad = messages.get(rows["B3"]["id"])
+        assert bad is not None and [a["outcome"] for a in bad["attempts"]] == ["ERROR"]
+        # the same MRN in three messages of one transaction: one Patient; the refused one wrote nothing
+        assert count(store, "SELECT count(*) FROM resource WHERE res_type = 'Patient'") == 2
+        assert count(store, "SELECT count(*) FROM resource WHERE res_type = 'Basic'") == 4
+        # one transaction: every version carries its session's timestamp
+        assert count(store, "SELECT count(DISTINCT last_updated) FROM resource_version") == 1
+    run(body())
+
+
+def test_batch_1_delivers_one_message_per_transaction(messages: MessageStore, store: Store) -> None:
+    async def body() -> None:
+        async with running(messages, {"adt": channel(batch=1)}, fhir_store=store) as eng:
+            await queue_while_paused(eng, [hl7(f"S{i}", patient="MRN-S") for i in range(3)])
+            await until(lambda: [r["status"] for r in by_control_id(messages, "adt").values()] == ["SENT"] * 3,
+                        what="3 SENT")
+        assert count(store, "SELECT count(*) FROM resource WHERE res_type = 'Patient'") == 1
+        assert count(store, "SELECT count(DISTINCT last_updated) FROM resource_version") == 3
+    run(body())
+
+
+class FailingCommit(Store):
+    """The store, except that the first ``failures`` write transactions fail at their commit (as a
+    crash or a full disk would): everything written in them is rolled back."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        super().__init__(store.engine)
+        self.failures = failures
+
+    @contextmanager
+    def writer(self) -> Iterator[WriteSession]:
+        with super().writer() as w:
+            yield w
+            if self.failures:
+                self.failures -= 1
+                raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error (test)"))
+
+
+def test_a_transaction_that_does_not_commit_delivers_every_message_again_once(messages: MessageStore,
+                                                                              store: Store) -> None:
+    flaky = FailingCommit(store, failures=1)
+
+    async def body() -> None:
+        chan = channel(retry={"max_attempts": 5, "base_delay": 0.05, "max_delay": 0.1})
+        async with running(messages, {"adt": chan}, fhir_store=flaky) as eng:
+            await queue_while_paused(eng, [hl7(f"C{i}", patient=f"MRN-C{i % 2}") for i in range(4)])
+            await until(lambda: [r["status"] for r in by_control_id(messages, "adt").values()] == ["SENT"] * 4,
+                        what="4 SENT after the retry")
+        for row in by_control_id(messages, "adt").values():
+            got = messages.get(row["id"])
+            assert got is not None
+            assert [a["outcome"] for a in got["attempts"]] == ["RETRY", "SENT"]
+            assert "disk I/O error (test)" in (got["attempts"][0]["error"] or "")
+        assert flaky.failures == 0
+        assert count(store, "SELECT count(*) FROM resource WHERE res_type = 'Patient'") == 2
+        assert count(store, "SELECT count(*) FROM resource WHERE res_type = 'Basic'") == 4
+    run(body())
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"batch": 0}, "option 'batch' has value 0. Expected a whole number of messages per store transaction, 1-1000."),
+    ({"batch": "10"}, "option 'batch' has value '10'."),
+    ({"batch_ms": -1}, "option 'batch_ms' has value -1. Expected milliseconds, 0-10000."),
+    ({"batchsize": 5}, "option 'batchsize' is not known to the fhir_store destination. Expected batch or batch_ms."),
+])
+def test_batch_options_are_checked(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ChannelConfigError) as info:
+        FhirStoreDestination.check(options)
+    assert message in info.value.message
+
+
+def test_a_message_whose_bookkeeping_fails_rolls_back_alone(store: Store) -> None:
+    """``finish`` raising (the queue row was taken over: LeaseLost) inside the batch undoes that
+    message's Bundle and nothing else; the destination hands the exception back as its outcome."""
+    import orjson
+
+    from ehrgate.fhir.validation import known_resource_types
+
+    dest = FhirStoreDestination(DestinationConfig("store", "fhir_store", {}, RetryPolicy(), 1, 30.0),
+                                Context(store, frozenset(known_resource_types())))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Basic", "code": {"text": "marker"}}, "request": {"method": "POST", "url": "Basic"}}]}
+    payloads = [Payload(n, "adt", b"", orjson.dumps(bundle), "ADT^A01", f"L{n}") for n in range(3)]
+    finished: list[int] = []
+
+    def finish(conn: Any, n: int, result: Delivered) -> str:
+        if n == 1:
+            raise LeaseLost("Queue row 2 (message 1) is no longer leased by this worker")
+        finished.append(n)
+        return "SENT"
+
+    outcomes = dest.deliver_many_in(payloads, finish)
+    assert isinstance(outcomes[1], LeaseLost)
+    assert [o.ok for o in (outcomes[0], outcomes[2]) if isinstance(o, Delivered)] == [True, True]
+    assert finished == [0, 2]
+    assert count(store, "SELECT count(*) FROM resource WHERE res_type = 'Basic'") == 2
