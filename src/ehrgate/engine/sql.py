@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..fhir.store.engine import begin_immediate
 from ..fhir.store.sql import Q
 
 __all__ = ["Connections", "Q"]
@@ -148,7 +149,7 @@ class Connections:
             if relaxed:
                 cur.execute("PRAGMA synchronous=NORMAL")
             if not self.pg:
-                cur.execute("BEGIN IMMEDIATE")
+                begin_immediate(dbapi)
             yield cur
             if self.pg:
                 dbapi.commit()

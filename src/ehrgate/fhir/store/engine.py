@@ -8,6 +8,8 @@ a search-then-insert inside the transaction cannot race another writer), reads a
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 
-__all__ = ["create_engine", "migrate", "normalize_url"]
+__all__ = ["begin_immediate", "create_engine", "migrate", "normalize_url"]
 
 WRITE_OPTION = "ehrgate_write"
 MMAP_BYTES = 0x7FFF0000
@@ -27,6 +29,39 @@ memory): in WAL mode a connection's page cache is dropped whenever another conne
 with a map the pages come back from the OS cache without a read() and a copy each. 0x7FFF0000 (2 GB)
 is the compile-time cap of common SQLite builds (``MAX_MMAP_SIZE``; larger values are cut to it), so
 a store of that size is read wholly through the map."""
+
+
+BUSY_TIMEOUT_S = 30.0
+_POLL_S = (0.0001, 0.0002, 0.0005)
+
+
+def begin_immediate(dbapi_conn: Any, timeout: float = BUSY_TIMEOUT_S) -> None:
+    """``BEGIN IMMEDIATE`` on a SQLite connection, waiting for the write lock in steps of at most
+    0.5 ms for up to ``timeout`` seconds (then SQLite's "database is locked" error, as before).
+
+    SQLite's own busy handler sleeps 25-100 ms between tries once a wait passes a few ms, so a
+    writer that holds the lock for tens of ms and takes it again ~1 ms after each commit (a
+    ``fhir_store`` destination writing batches) kept the engine's receipts — and so the ACKs —
+    waiting for hundreds of ms. Polling keeps a waiter within half a millisecond of a release."""
+    if not dbapi_conn.in_transaction:
+        dbapi_conn.execute("PRAGMA busy_timeout=0")
+        try:
+            deadline = time.monotonic() + timeout
+            attempt = 0
+            while True:
+                try:
+                    dbapi_conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF != sqlite3.SQLITE_BUSY:
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise
+                time.sleep(_POLL_S[min(attempt, len(_POLL_S) - 1)])
+                attempt += 1
+        finally:
+            dbapi_conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    dbapi_conn.execute("BEGIN IMMEDIATE")  # raises SQLite's own "within a transaction" error
 
 
 def normalize_url(url: str) -> str:
@@ -61,7 +96,7 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: in
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={sync}")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             cur.execute("PRAGMA cache_size=-65536")
             cur.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             cur.close()
@@ -69,7 +104,7 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: in
         @event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
             if conn.get_execution_options().get(WRITE_OPTION):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                begin_immediate(conn.connection.driver_connection)
             else:
                 conn.exec_driver_sql("BEGIN")
 
