@@ -138,9 +138,9 @@ def test_a_flush_writes_what_was_queued_when_it_began_in_one_transaction(store: 
     transactions = []
     writer = sink._writer.writer
 
-    def late_arrivals(batch: list[Any]) -> Any:
+    def late_arrivals(batch: list[Any], owners: list[Any]) -> Any:
         sink.access(backend, "read", 200, "Patient", "late", "late", "", T0 + 9999)  # a request meanwhile
-        return events(batch)
+        return events(batch, owners)
 
     def counting_writer() -> Any:
         transactions.append(1)
