@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import socket
@@ -137,6 +138,10 @@ async def _serve(server: Any, settings: Settings, after_ready: Any, sock: socket
     while not server.started and not task.done():
         await asyncio.sleep(0.05)
     if server.started:
+        # Everything alive now (modules, the app, caches) lives as long as the process: out of the
+        # cyclic collector's way, so a full collection walks only what requests left behind
+        # (measured under bearer reads: a full collection took ~60 ms with ~140k objects to walk).
+        gc.freeze()
         base = settings.public_base  # the port is the bound one (see _run)
         click.echo(f"EHRGate is ready: FHIR base {base}/fhir", err=False)
         if after_ready:
