@@ -29,11 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import re
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import harness as hb
 from engine_ingest import Child  # the same server wrapper (bench/ is this script's import path)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,18 +215,8 @@ def breakdown(count: int, work: Path) -> dict[str, float]:
 
 
 def machine() -> str:
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip() or str(os.cpu_count())
-    cpu = platform.processor()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        cpu = next((ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines()
-                    if ln.startswith("model name")), cpu)
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                         check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True, text=True,
-                           check=False).stdout.strip()
-    return (f"nproc={nproc}, {cpu}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
-            f"commit {sha or 'unknown'}{' + uncommitted changes in src/' if dirty else ''}")
+    m = hb.machine()
+    return f"nproc={m['nproc']}, {m['cpu']}, Python {m['python']}, SQLite {m['sqlite']}; {hb.source_state()}"
 
 
 def main() -> int:

@@ -45,7 +45,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -58,6 +57,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import harness as hb  # bench/ is this script's import path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -438,21 +439,7 @@ def measure(kind: str, run: int, args: argparse.Namespace, work: Path) -> dict[s
 
 
 def machine_facts() -> dict[str, str]:
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
-    cpu = platform.processor()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        cpu = next((ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines()
-                    if ln.startswith("model name")), cpu)
-    import sqlite3
-
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                         check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True, text=True,
-                           check=False).stdout.strip()
-    return {"nproc": nproc or str(os.cpu_count()), "cpu": cpu,
-            "python": f"{platform.python_version()} ({sys.implementation.name})", "sqlite": sqlite3.sqlite_version,
-            "source": f"commit {sha or 'unknown'}{' + uncommitted changes in src/' if dirty else ''}"}
+    return {**hb.machine(), "source": hb.source_state()}
 
 
 def commit_probe(directory: Path, n: int = 300) -> str:
