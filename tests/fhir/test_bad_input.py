@@ -43,6 +43,18 @@ def test_xml_accept_is_406(client: Any) -> None:
     assert client.get("/fhir/metadata", headers={"Accept": "application/json"}).status_code == 200
 
 
+def test_a_read_negotiates_like_every_other_interaction(client: Any) -> None:
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FJ).json()["id"]
+    url = f"/fhir/Patient/{pid}"
+    for accept in ("application/fhir+json", "application/fhir+json, */*;q=0.1", "*/*", "application/json"):
+        assert client.get(url, headers={"Accept": accept}).status_code == 200, accept
+    for _ in range(2):  # the verdict per Accept value is remembered: the second answer must agree
+        _is_outcome(client.get(url, headers={"Accept": "application/fhir+xml"}), 406)
+        _is_outcome(client.get(url, headers={"Accept": "image/png"}), 406)
+    _is_outcome(client.get(f"{url}?_format=xml", headers={"Accept": "application/fhir+json"}), 406)
+    assert client.get(f"{url}?_format=json", headers={"Accept": "application/fhir+xml"}).status_code == 200
+
+
 def test_body_over_limit(client: Any) -> None:
     limit = client.app.state.fhir.max_body
     big = b'{"resourceType":"Patient","text":"' + b"x" * (limit + 10) + b'"}'

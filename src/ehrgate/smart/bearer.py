@@ -70,7 +70,11 @@ class BearerPolicy:
             del self._cache[key]
 
     async def __call__(self, request: Request) -> Access:
-        header = request.headers.get("authorization", "")
+        header = ""
+        for name, value in request.scope["headers"]:  # the raw list: no Headers object per request
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if not header:

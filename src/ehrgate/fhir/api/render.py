@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -35,22 +36,35 @@ _FORMAT_JSON = {"json", "application/json", "application/fhir+json", "applicatio
 
 def check_accept(request: Request) -> None:
     """406 for XML-only requests: EHRGate speaks FHIR JSON (http.html#mime-type)."""
-    fmt = request.query_params.get("_format")
-    if fmt is not None:
-        if fmt.lower() in _FORMAT_JSON:
-            return
-        if any(x in fmt.lower() for x in ("xml", "turtle", "ttl")):
-            raise NotAcceptable(f"_format={fmt} is not supported: EHRGate serves FHIR JSON only (use _format=json).")
-        raise NotAcceptable(f"_format={fmt} is not a format EHRGate serves; use _format=json.")
-    accept = request.headers.get("accept", "")
-    if not accept:
-        return
+    scope = request.scope
+    if scope.get("query_string"):
+        fmt = request.query_params.get("_format")
+        if fmt is not None:
+            if fmt.lower() in _FORMAT_JSON:
+                return
+            if any(x in fmt.lower() for x in ("xml", "turtle", "ttl")):
+                raise NotAcceptable(f"_format={fmt} is not supported: EHRGate serves FHIR JSON only (use _format=json).")
+            raise NotAcceptable(f"_format={fmt} is not a format EHRGate serves; use _format=json.")
+    accept = ""
+    for name, value in scope["headers"]:  # the raw list: no Headers object on the read path
+        if name == b"accept":
+            accept = value.decode("latin-1")
+            break
+    if accept:
+        problem = _accept_problem(accept)
+        if problem:
+            raise NotAcceptable(problem)
+
+
+@lru_cache(maxsize=256)
+def _accept_problem(accept: str) -> str:
+    """Why ``accept`` cannot be served ("" when it can); clients send the same few values."""
     kinds = [a.split(";")[0].strip().lower() for a in accept.split(",")]
     if any(k in _JSON_TYPES or k in ("*/*", "application/*") or k.endswith("+json") for k in kinds):
-        return
+        return ""
     if any(k in _XML_TYPES for k in kinds):
-        raise NotAcceptable("XML is not supported: EHRGate serves FHIR JSON. Send Accept: application/fhir+json.")
-    raise NotAcceptable(f"Accept {accept!r} cannot be satisfied; EHRGate serves application/fhir+json.")
+        return "XML is not supported: EHRGate serves FHIR JSON. Send Accept: application/fhir+json."
+    return f"Accept {accept!r} cannot be satisfied; EHRGate serves application/fhir+json."
 
 
 def request_json(request: Request, body: bytes, *, patch: bool = False) -> str:
