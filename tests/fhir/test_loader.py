@@ -16,6 +16,7 @@ from ehrgate.fhir.loader import load_paths
 from ehrgate.fhir.search.extract import extract_index
 from ehrgate.fhir.store.service import Store, WriteSession
 from ehrgate.fhir.validation import known_resource_types
+from tests.conftest import corpus_dir
 
 KNOWN = frozenset(known_resource_types())
 
@@ -282,3 +283,23 @@ def test_ndjson_conditional_references_resolve_even_to_resources_loaded_later(st
     assert stored["participant"][0]["individual"] == {"reference": "Practitioner/pr2", "display": "Dr"}
     assert summary.by_type == {"Practitioner": 5, "Encounter": 5}
     _consistent(store)
+
+
+def test_the_corpus_bulk_ndjson_sample_loads_whole(store: Store) -> None:
+    """Synthea's Bulk Data export (../shared corpus) points Encounters and PractitionerRoles at
+    ``Practitioner?identifier=…`` and ``Organization?identifier=…``: every line loads, every such
+    reference is stored as the ``Type/id`` of a loaded resource."""
+    folder = corpus_dir("fhir", "bulk-ndjson-10-patients")
+    lines = sum(1 for f in folder.glob("*.ndjson") if f.name != "log.ndjson"
+                for line in f.read_text().splitlines() if line.strip())
+    summary = load_paths(store, [folder], KNOWN, workers=0)
+    assert summary.errors == []
+    assert summary.resources == lines
+    with store.reader() as conn:
+        dangling = conn.execute(sa.text(
+            "SELECT count(*) FROM idx_reference i LEFT JOIN resource t ON t.res_type = i.target_type "
+            "AND t.res_id = i.target_id WHERE i.target_type IN ('Practitioner', 'Organization') "
+            "AND t.pk IS NULL")).scalar_one()
+        raws = [r[0] for r in conn.execute(sa.text("SELECT raw FROM resource_version"))]
+    assert dangling == 0
+    assert not any(b'"reference":"Practitioner?' in bytes(raw) for raw in raws)
