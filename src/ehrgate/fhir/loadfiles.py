@@ -155,19 +155,8 @@ def _expand(paths: Sequence[str | Path]) -> Iterator[Path]:
 
 def iter_load_items(paths: Sequence[str | Path]) -> Iterator[LoadItem]:
     """Yield every Bundle/resource in ``paths`` in a stable order; bad input yields error items."""
-    if isinstance(paths, (str, Path)):  # one path given bare, not a sequence of characters
-        paths = [paths]
-    for path in _expand(paths):
-        if not path.exists():
-            yield _error(LoadSource(path), "no such file or directory")
-            continue
-        kind = _kind_of(path.name)
-        if kind is None:
-            yield _error(LoadSource(path), f"unsupported file type; {_SUPPORTED}")
-        elif kind == "json":
-            yield _json_file(path)
-        else:
-            yield from _ndjson_file(path)
+    for unit in iter_load_units(paths, lines=1):  # parsed one line at a time, as they are read
+        yield from read_unit(unit)
 
 
 def _open(path: Path) -> BinaryIO:
@@ -211,14 +200,6 @@ def _is_object(line: bytes) -> bool:
 
 def _is_export_log(value: Any) -> bool:
     return isinstance(value, dict) and "resourceType" not in value and {"exportId", "eventId"} <= value.keys()
-
-
-def _ndjson_file(path: Path) -> Iterator[LoadItem]:
-    for unit in _ndjson_units(path, 1):
-        if isinstance(unit, LoadItem):
-            yield unit
-        else:
-            yield from read_unit(unit)
 
 
 def _ndjson_line(path: Path, lineno: int, raw: bytes) -> LoadItem:
