@@ -42,6 +42,18 @@ def settings_from(**flags: Any) -> Settings:
     return settings
 
 
+_LISTENER: list[Any] = []
+
+
+def flush_logging() -> None:
+    """Write every queued log line now. ``atexit`` does not run when a process ends by a re-raised
+    SIGTERM (what uvicorn does after a graceful shutdown), so the lines of the shutdown itself were
+    lost whenever the writer thread had not reached them yet."""
+    for listener in _LISTENER:
+        listener.stop()  # drains the queue and joins the writer thread
+        listener.start()
+
+
 def configure_logging(level: str) -> None:
     """Log lines go through a queue to a writer thread, so the event loop never waits on stderr
     (an access line per request cost ~40 µs when written inline)."""
@@ -58,5 +70,6 @@ def configure_logging(level: str) -> None:
     listener = QueueListener(q, stream, respect_handler_level=False)
     listener.start()
     atexit.register(listener.stop)
+    _LISTENER[:] = [listener]
     root.handlers[:] = [QueueHandler(q)]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))

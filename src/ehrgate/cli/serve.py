@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ..settings import Settings
-from .common import CliError, server_options, settings_from
+from .common import CliError, flush_logging, server_options, settings_from
 
 __all__ = ["demo", "serve"]
 
@@ -115,6 +115,7 @@ def _server_class() -> Any:
                         await result
                 except Exception as exc:  # noqa: BLE001 - the next hook still runs; logged, no traceback
                     log.error("shutdown step %s failed: %s", getattr(fn, "__qualname__", fn), type(exc).__name__)
+            flush_logging()  # the process may end by a re-raised SIGTERM next: no atexit
 
     return Server
 
