@@ -48,7 +48,7 @@ def test_serve_prints_ready_line_and_answers(tmp_path: Path) -> None:
         assert (tmp_path / "data" / "ehrgate.sqlite3").exists()
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.communicate(timeout=20)  # reads and closes the pipe (no unclosed-file warning)
 
 
 @pytest.mark.slow
@@ -71,7 +71,7 @@ def test_port_0_advertises_the_bound_port(tmp_path: Path) -> None:
         assert ":0/" not in json.dumps(cap) + json.dumps(smart)
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.communicate(timeout=20)  # reads and closes the pipe (no unclosed-file warning)
 
 
 @pytest.mark.slow
@@ -88,7 +88,7 @@ def test_demo_seeds_patients(tmp_path: Path) -> None:
             assert json.load(resp)["total"] > 0
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.communicate(timeout=20)  # reads and closes the pipe (no unclosed-file warning)
 
 
 def test_bad_database_url_is_one_sentence(tmp_path: Path) -> None:
