@@ -19,6 +19,7 @@ from ehrgate.engine.queue import Delivered, LeaseLost
 from ehrgate.engine.retry import RetryPolicy
 from ehrgate.fhir.store.service import Store, WriteSession
 from ehrgate.hl7 import Message
+from tests.convert.conftest import sample
 
 from .conftest import hl7, run
 from .helpers import port_of, running, send, until
@@ -145,7 +146,9 @@ def test_a_transaction_that_does_not_commit_delivers_every_message_again_once(me
     ({"batch": 0}, "option 'batch' has value 0. Expected a whole number of messages per store transaction, 1-1000."),
     ({"batch": "10"}, "option 'batch' has value '10'."),
     ({"batch_ms": -1}, "option 'batch_ms' has value -1. Expected milliseconds, 0-10000."),
-    ({"batchsize": 5}, "option 'batchsize' is not known to the fhir_store destination. Expected batch or batch_ms."),
+    ({"repoint_on_merge": "yes"}, "option 'repoint_on_merge' has value 'yes'. Expected true or false."),
+    ({"batchsize": 5}, "option 'batchsize' is not known to the fhir_store destination. "
+                       "Expected batch, batch_ms or repoint_on_merge."),
 ])
 def test_batch_options_are_checked(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ChannelConfigError) as info:
@@ -178,3 +181,91 @@ def test_a_message_whose_bookkeeping_fails_rolls_back_alone(store: Store) -> Non
     assert [o.ok for o in (outcomes[0], outcomes[2]) if isinstance(o, Delivered)] == [True, True]
     assert finished == [0, 2]
     assert count(store, "SELECT count(*) FROM resource WHERE res_type = 'Basic'") == 2
+
+
+MERGED_A04 = (sample("adt_a01.hl7").replace(b"ADT^A01^", b"ADT^A04^").replace(b"EVN|A01", b"EVN|A04")
+              .replace(b"MRN1001", b"MRN2999").replace(b"|2.5.1|||AL|NE", b"|2.5.1"))  # original mode: AA
+MERGE_STREAM = [MERGED_A04, sample("oru_r01.hl7").replace(b"MRN1001", b"MRN2999"), sample("adt_a04.hl7"),
+                sample("adt_a40.hl7")]  # adt_a40.hl7 merges MRN2999 into MRN2002 (adt_a04.hl7)
+CLINICAL_REFERENCES = ("SELECT count(*) FROM idx_reference x JOIN resource r ON r.pk = x.res_pk "
+                       "WHERE x.target_type = 'Patient' AND x.target_id = '{}' "
+                       "AND r.res_type NOT IN ('Patient', 'Provenance')")
+
+
+def patient_id(store: Store, mrn: str) -> str:
+    with store.writer() as w:
+        return w.find("Patient", f"identifier={mrn}")[0][1]
+
+
+def test_an_a40_in_a_batch_repoints_what_the_batch_wrote_before_it(messages: MessageStore, store: Store) -> None:
+    """The A04s, the lab result and the A40 in one store transaction: the re-pointing finds the
+    resources written by the earlier messages of the batch (fhir/store/merge.py flushes the index)."""
+    async def body() -> None:
+        chan = {"source": {"type": "mllp", "port": 0}, "transform": [{"step": "hl7_to_fhir"}],
+                "destinations": {"store": {"type": "fhir_store", "batch_ms": 10_000}}}
+        async with running(messages, {"adt": chan}, fhir_store=store) as eng:
+            await queue_while_paused(eng, MERGE_STREAM)
+            await until(lambda: [r["status"] for r in by_control_id(messages, "adt").values()] == ["SENT"] * 4,
+                        what="4 SENT")
+    run(body())
+    assert count(store, "SELECT count(DISTINCT last_updated) FROM resource_version") == 1  # one transaction
+    merged, survivor = patient_id(store, "MRN2999"), patient_id(store, "MRN2002")
+    assert count(store, CLINICAL_REFERENCES.format(merged)) == 0
+    assert count(store, CLINICAL_REFERENCES.format(survivor)) > 20
+    a40 = messages.get(by_control_id(messages, "adt")["A40-0001"]["id"])
+    assert a40 is not None
+    assert f'"repointed": "Patient/{merged}"'.encode() in (a40["deliveries"][0]["response"] or b"")
+
+
+class Refusing(Store):
+    """The store, refusing any AllergyIntolerance once ``refuse`` is set (a rewrite that fails)."""
+
+    refuse = False
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.engine, validate=self._validate)
+
+    def _validate(self, resource: dict[str, Any]) -> list[Any]:
+        from ehrgate.fhir.errors import Issue
+        from ehrgate.fhir.validation import validate
+
+        if self.refuse and resource["resourceType"] == "AllergyIntolerance":
+            return [Issue("error", "business-rule", "no allergies today (test)")]
+        return validate(resource)
+
+
+def test_a_refused_repointing_rolls_back_its_merge_alone(store: Store) -> None:
+    """A re-pointed resource the store refuses fails its A40 whole - the Patients' patches too - as
+    ERROR naming the resource, and leaves the next message of the batch alone."""
+    from ehrgate.convert import ConversionOptions, convert
+    from ehrgate.fhir.validation import known_resource_types
+    from ehrgate.hl7 import parse
+
+    def payloads(raws: list[bytes]) -> list[Payload]:
+        out = []
+        for n, raw in enumerate(raws):
+            result = convert(parse(raw), ConversionOptions(channel="adt"))
+            msg_type = "^".join(result.message_type.split("^")[:2])  # as the engine records it: ADT^A40
+            out.append(Payload(n, "adt", raw, result.to_json(), msg_type, result.control_id))
+        return out
+
+    refusing = Refusing(store)
+    dest = FhirStoreDestination(DestinationConfig("store", "fhir_store", {"batch_ms": 10_000}, RetryPolicy(), 1, 30.0),
+                                Context(refusing, frozenset(known_resource_types())))
+
+    def finish(conn: Any, n: int, result: Delivered) -> str:
+        return "SENT" if result.ok else "ERROR"
+
+    assert [o.ok for o in dest.deliver_many_in(payloads(MERGE_STREAM[:3]), finish) if isinstance(o, Delivered)] \
+        == [True] * 3
+    merged = patient_id(store, "MRN2999")
+    before = count(store, CLINICAL_REFERENCES.format(merged))
+    refusing.refuse = True
+    outcomes = dest.deliver_many_in(payloads([MERGE_STREAM[3], hl7("after", patient="MRN-X")]), finish)
+    failed, other = outcomes
+    assert isinstance(failed, Delivered) and not failed.ok and not failed.retry
+    assert "Re-pointing AllergyIntolerance/" in (failed.error or "") and "no allergies today" in (failed.error or "")
+    assert isinstance(other, Delivered) and other.ok
+    assert count(store, CLINICAL_REFERENCES.format(merged)) == before > 20  # nothing re-pointed
+    with store.reader() as conn:
+        assert b'"active":false' not in store.read("Patient", merged, conn).raw  # and the merge rolled back

@@ -14,10 +14,10 @@ A40 (merge patient - patient identifier list, HL7 v2.5 section 3.3.40): for each
 surviving Patient (PID) gets ``link: replaces`` the merged one (MRG-1), which becomes inactive with
 ``link: replaced-by`` the survivor. Both are created when unknown and otherwise changed by a JSON
 Patch of ``active`` and ``link`` only, so neither loses the demographics the store holds (an A40's
-PID is often just the identifiers). Existing resources keep pointing at the merged Patient, whose
-link leads to the survivor (FHIR R4 Patient.link: "replaced-by ... must be used in lieu of" the
-merged one): the IG has no A40 map, and re-pointing every reference would need a search over the
-store, which a pure conversion cannot do - see docs/convert.md, "A40 merge".
+PID is often just the identifiers). The Bundle re-points no other resource (the IG has no A40 map,
+and "every resource referencing X" needs a search over the store, which a pure conversion cannot
+do): the engine's ``fhir_store`` destination does that after the Bundle, in the same transaction
+(fhir/store/merge.py) - see docs/convert.md, "A40 merge".
 """
 
 from __future__ import annotations

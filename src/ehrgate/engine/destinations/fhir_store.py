@@ -11,6 +11,11 @@ leaves every message of the batch queued, to be delivered again (the Bundles' co
 identifiers make that idempotent). The time budget keeps the write lock short, so the engine's
 ACK writer (the same SQLite file) is never held up long.
 
+After an ADT^A40's Bundle (``repoint_on_merge``, on by default) the references to each merged
+Patient are re-pointed to its survivor in the same savepoint (``fhir/store/merge.py``): the merge
+and the re-pointing commit or roll back together. The pair is read from the store after the
+transaction: the Patients the Bundle wrote that are now ``replaced-by`` another.
+
 Without a Bundle (the channel has no conversion step yet) there is nothing to write: the delivery
 is recorded as SENT with a response saying so.
 """
@@ -25,8 +30,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from ...fhir import jsonio
-from ...fhir.bundles import process_transaction
+from ...fhir.bundles import EntryResult, process_transaction
 from ...fhir.errors import FhirError
+from ...fhir.store.merge import repoint_references
 from ...fhir.store.service import WriteSession
 from ..config import DestinationConfig
 from ..errors import ChannelConfigError
@@ -39,6 +45,8 @@ BATCH = 50
 """Default ``batch``: messages per store transaction."""
 BATCH_MS = 50
 """Default ``batch_ms``: no further message starts in a transaction open this long."""
+MERGE = "ADT^A40"
+"""The message type after whose Bundle references follow the survivor (``repoint_on_merge``)."""
 
 
 class FhirStoreDestination(Destination):
@@ -48,6 +56,7 @@ class FhirStoreDestination(Destination):
         super().__init__(cfg, ctx)
         self.batch_size = int(cfg.options.get("batch", BATCH))
         self.batch_seconds = float(cfg.options.get("batch_ms", BATCH_MS)) / 1000
+        self.repoint = bool(cfg.options.get("repoint_on_merge", True))
 
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> None:
@@ -58,10 +67,13 @@ class FhirStoreDestination(Destination):
         budget = options.get("batch_ms", BATCH_MS)
         if not isinstance(budget, (int, float)) or isinstance(budget, bool) or not 0 <= budget <= 10_000:
             raise ChannelConfigError(f"option 'batch_ms' has value {budget!r}. Expected milliseconds, 0-10000.")
-        unknown = sorted(set(options) - {"batch", "batch_ms"})
+        repoint = options.get("repoint_on_merge", True)
+        if not isinstance(repoint, bool):
+            raise ChannelConfigError(f"option 'repoint_on_merge' has value {repoint!r}. Expected true or false.")
+        unknown = sorted(set(options) - {"batch", "batch_ms", "repoint_on_merge"})
         if unknown:
             raise ChannelConfigError(f"option {unknown[0]!r} is not known to the fhir_store destination. "
-                                     "Expected batch or batch_ms.")
+                                     "Expected batch, batch_ms or repoint_on_merge.")
 
     def deliver_in(self, payload: Payload, finish: Callable[[Any, Delivered], Any]) -> Delivered:
         store = self.ctx.fhir_store
@@ -125,8 +137,27 @@ class FhirStoreDestination(Destination):
         except ValueError:
             return Delivered(False, error="The message's FHIR Bundle is not valid JSON", retry=False)
         results = process_transaction(w.store, bundle, self.ctx.known_types, session=w)
-        summary = [{"status": r.status, "location": r.location} for r in results]
+        summary: list[dict[str, Any]] = [{"status": r.status, "location": r.location} for r in results]
+        if self.repoint and payload.msg_type == MERGE:
+            for merged, survivor in _merges(w, results):
+                summary.extend({"status": r.status, "location": r.stored.location, "repointed": f"Patient/{merged}"}
+                               for r in repoint_references(w, merged, survivor))
         return Delivered(True, response=json.dumps(summary).encode())
+
+
+def _merges(w: WriteSession, results: list[EntryResult]) -> list[tuple[str, str]]:
+    """(merged, survivor) ids: each Patient the transaction wrote that is now ``replaced-by``
+    another (convert/adt.py patches the merged Patient so). Read back from the store, since one
+    Patient may appear in several entries (the A40's conditional create, then its patch)."""
+    ids = dict.fromkeys(r.location.split("/")[1] for r in results if r.location and r.location.startswith("Patient/"))
+    pairs = []
+    for pid in ids:
+        patient = jsonio.loads(w.store.read("Patient", pid, w.conn).raw or b"{}")
+        for link in patient.get("link") or ():
+            other = str((link.get("other") or {}).get("reference", ""))
+            if link.get("type") == "replaced-by" and other.startswith("Patient/"):
+                pairs.append((pid, other.removeprefix("Patient/")))
+    return pairs
 
 
 def _refused(exc: FhirError) -> Delivered:
