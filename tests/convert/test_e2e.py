@@ -45,12 +45,13 @@ async def deliver(messages: MessageStore, store: Store, raws: list[bytes], total
 
 
 def snapshot(store: Store) -> dict[str, dict[str, Any]]:
-    """Every current resource by type/id, without meta (versions and timestamps move on a replay)."""
+    """Every current resource by type/id, with its meta. A replay is a new entry of the message
+    store: only each Provenance's pointer to it (and so its version) moves; a resource whose content
+    is unchanged keeps its version (fhir/store: no version for an update that changes nothing)."""
     out = {}
     for rtype in TYPES:
         for r in current(store, rtype):
-            # a replay is a new entry of the message store: only the Provenance's pointer to it moves
-            skip = ("meta", "entity") if rtype == "Provenance" else ("meta",)
+            skip = ("meta", "entity") if rtype == "Provenance" else ()
             out[f"{rtype}/{r['id']}"] = {k: v for k, v in r.items() if k not in skip}
     return out
 

@@ -87,11 +87,21 @@ def test_update_id_mismatch_and_missing(client: Any) -> None:
 
 def test_if_match(client: Any) -> None:
     pid = client.post("/fhir/Patient", json=patient(), headers=FJ).json()["id"]
-    ok = client.put(f"/fhir/Patient/{pid}", json=patient(id=pid), headers={**FJ, "If-Match": 'W/"1"'})
-    assert ok.status_code == 200
+    changed = {**patient(id=pid), "gender": "other"}
+    ok = client.put(f"/fhir/Patient/{pid}", json=changed, headers={**FJ, "If-Match": 'W/"1"'})
+    assert ok.status_code == 200 and ok.headers["ETag"] == 'W/"2"'
     stale = client.put(f"/fhir/Patient/{pid}", json=patient(id=pid), headers={**FJ, "If-Match": 'W/"1"'})
     assert stale.status_code == 412
     assert stale.json()["issue"][0]["code"] == "conflict"
+
+
+def test_an_update_that_changes_nothing_keeps_the_version(client: Any) -> None:
+    pid = client.post("/fhir/Patient", json=patient(), headers=FJ).json()["id"]
+    same = client.put(f"/fhir/Patient/{pid}", json=patient(id=pid), headers={**FJ, "If-Match": 'W/"1"'})
+    assert same.status_code == 200
+    assert same.headers["ETag"] == 'W/"1"' and same.json()["meta"]["versionId"] == "1"
+    history = client.get(f"/fhir/Patient/{pid}/_history", headers=FJ).json()
+    assert history["total"] == 1
 
 
 def test_conditional_read(client: Any) -> None:

@@ -79,12 +79,13 @@ def test_concurrent_updates_make_distinct_versions(store: Store) -> None:
     barrier = threading.Barrier(4)
     versions: list[int] = []
 
-    def worker() -> None:
+    def worker(n: int) -> None:
         barrier.wait(timeout=10)
-        for _ in range(5):
-            versions.append(store.update("Patient", rid, {**_patient(), "id": rid}).stored.version)
+        for i in range(5):  # each update different: one that changes nothing makes no version
+            body = {**_patient(), "id": rid, "name": [{"family": f"W{n}-{i}"}]}
+            versions.append(store.update("Patient", rid, body).stored.version)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     for th in threads:
         th.start()
     for th in threads:

@@ -344,6 +344,10 @@ class WriteSession:
                 return WriteResult(Stored(res_type, res_id, row[1], self.now, True, None), 204, "unchanged")
 
         deleted = resource is None and prepared is None
+        if row is not None and not row[2] and not deleted:
+            same = self._unchanged(row, res_type, res_id, resource, prepared, method)
+            if same is not None:
+                return same
         if row is None:
             cur.execute(q.INSERT_RESOURCE(pg), (res_type, res_id, 1, self.now, deleted))
             created = cur.fetchone()
@@ -392,6 +396,37 @@ class WriteSession:
             return WriteResult(stored, 204, "deleted")
         return WriteResult(stored, 201 if is_new else 200, "created" if is_new else "updated")
 
+    def _unchanged(self, row: Any, res_type: str, res_id: str, resource: dict[str, Any] | None,
+                   prepared: tuple[PreparedBatch, int] | None, method: str) -> WriteResult | None:
+        """The current version, when the new content is byte for byte that version's (its
+        ``meta.versionId`` and ``meta.lastUpdated`` aside): an update that changes nothing makes no
+        new version, no index rows and no store event (a replayed HL7 message, a client that PUTs
+        back what it read). Else None. Checked before anything is written; the comparison is of the
+        stored JSON, so a difference in key order alone still makes a version."""
+        pk, version = row[0], row[1]
+        self.cur.execute(q.SELECT_VERSION_RAW(self._pg), (pk, version))
+        found = self.cur.fetchone()
+        if found is None or found[1] is None:
+            return None
+        last_updated, current = found[0], bytes(found[1])
+        stamp = {"versionId": str(version), "lastUpdated": iso_instant(last_updated)}
+        if prepared is not None:
+            entry = prepared[0].entries[prepared[1]]
+            candidate = stored_json(res_type, res_id, {**entry.meta, **stamp}, entry.body)
+        else:
+            assert resource is not None
+            meta = dict(resource.get("meta") or {})
+            meta.update(stamp)
+            ordered: dict[str, Any] = {"resourceType": res_type, "id": res_id, "meta": meta}
+            for key, value in resource.items():
+                if key not in ordered:
+                    ordered[key] = value
+            candidate = dumps(ordered)
+        if candidate != current:
+            return None
+        self._last_pk = pk
+        return WriteResult(Stored(res_type, res_id, version, last_updated, False, current, method), 200, "unchanged")
+
     def _copy(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
         """PostgreSQL COPY … FROM STDIN: many rows at a fraction of the server work of INSERTs."""
         with self.cur.copy(statement) as copy:
@@ -427,8 +462,9 @@ class WriteSession:
                 results.append(result)
                 pks.append(self._last_pk)
         types = [e.res_type for e in batch.entries]
-        latest = {pk: n for n, pk in enumerate(pks)}
-        keep = None if len(latest) == len(pks) else set(latest.values())  # one resource twice: its last version's rows
+        # One resource twice: its last version's rows. An unchanged one (no new version): none.
+        latest = {pk: n for n, pk in enumerate(pks) if results[n].outcome != "unchanged"}
+        keep = None if len(latest) == len(pks) else set(latest.values())
         for name, rows in batch.rows.items():
             if rows:
                 self._flat.setdefault(name, []).extend(

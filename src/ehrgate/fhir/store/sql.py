@@ -66,6 +66,7 @@ SELECT_VERSION = Q(
     "SELECT version, last_updated, deleted, raw, method FROM resource_version "
     "WHERE res_type = ? AND res_id = ? AND version = ?"
 )
+SELECT_VERSION_RAW = Q("SELECT last_updated, raw FROM resource_version WHERE res_pk = ? AND version = ?")
 LOCK_CRITERIA = Q(
     "INSERT INTO cond_lock (res_type, criteria_hash, touched) VALUES (?, ?, ?) "
     "ON CONFLICT (res_type, criteria_hash) DO UPDATE SET touched = excluded.touched"
