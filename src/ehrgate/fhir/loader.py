@@ -256,7 +256,7 @@ class _Writer:
         if not items:
             return
         w = self.session()
-        batch, sources = PreparedBatch(), []
+        batch, sources = PreparedBatch(), list[str]()
         for resource, source in items:
             try:
                 mapping = {}

@@ -27,9 +27,10 @@ __all__ = ["FhirRoute"]
 
 Handler = Callable[[Request], Any]
 
-_SYSTEM = {"GET": h.system_search, "POST": h.system_post}
-_TYPE = {"GET": h.search_get, "POST": h.create, "PUT": h.conditional_update, "PATCH": h.patch, "DELETE": h.delete}
-_INSTANCE = {"GET": h.read, "PUT": h.update, "PATCH": h.patch, "DELETE": h.delete}
+_SYSTEM: dict[str, Handler] = {"GET": h.system_search, "POST": h.system_post}
+_TYPE: dict[str, Handler] = {"GET": h.search_get, "POST": h.create, "PUT": h.conditional_update, "PATCH": h.patch,
+                             "DELETE": h.delete}
+_INSTANCE: dict[str, Handler] = {"GET": h.read, "PUT": h.update, "PATCH": h.patch, "DELETE": h.delete}
 _GET = {"GET": None}
 
 

@@ -149,7 +149,7 @@ class Store:
             return cur.fetchone()
         if not pg:
             # Embedded SQLite: a per-thread connection in autocommit mode; one SELECT is atomic.
-            raw = getattr(self._local, "raw", None)
+            raw: Any = getattr(self._local, "raw", None)
             if raw is None:
                 # Keep the pool's proxy referenced: dropping it would hand the connection back to
                 # the pool while this thread still uses it.
