@@ -107,11 +107,18 @@ class BearerPolicy:
                 self._cache.pop(key, None)
                 raise self._unauthorized("The access token was revoked; launch the app again.")
             entry.checked = now
+            self._remember(key, entry)  # at most once per ``recheck``: recently used tokens stay
+        elif entry.checked == 0.0 or key not in self._cache:
+            self._remember(key, entry)
+        return entry.access
+
+    def _remember(self, key: bytes, entry: _Entry) -> None:
+        """Cache ``entry`` as the most recently used; drop the least recently used over the limit.
+        Not done on every request: a token in use is moved up when its grant is re-checked."""
         self._cache[key] = entry
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        return entry.access
 
     def context(self, token: str) -> TokenContext | None:
         """The verified context of a token (for introspection), or None."""

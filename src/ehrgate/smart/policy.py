@@ -65,8 +65,13 @@ def _usable(ctx: TokenContext, scopes: tuple[ResourceScope, ...]) -> tuple[Resou
 def access_for(ctx: TokenContext) -> Access:
     scopes = _usable(ctx, ctx.scopes.resource_scopes)
 
+    verdicts: dict[tuple[str, str], bool] = {}  # asked on every request made with the token
+
     def allowed(kind: str, res_type: str) -> bool:
-        return any(s.allows(kind, res_type) for s in scopes)
+        verdict = verdicts.get((kind, res_type))
+        if verdict is None:
+            verdict = verdicts[(kind, res_type)] = any(s.allows(kind, res_type) for s in scopes)
+        return verdict
 
     def missing(kind: str, res_type: str) -> str:
         word = LETTER_WORDS.get(kind, kind)
