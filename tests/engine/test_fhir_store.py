@@ -264,6 +264,7 @@ def test_a_refused_repointing_rolls_back_its_merge_alone(store: Store) -> None:
     outcomes = dest.deliver_many_in(payloads([MERGE_STREAM[3], hl7("after", patient="MRN-X")]), finish)
     failed, other = outcomes
     assert isinstance(failed, Delivered) and not failed.ok and not failed.retry
+    assert (failed.error or "").startswith("FHIR store refused the re-pointing after the merge (")
     assert "Re-pointing AllergyIntolerance/" in (failed.error or "") and "no allergies today" in (failed.error or "")
     assert isinstance(other, Delivered) and other.ok
     assert count(store, CLINICAL_REFERENCES.format(merged)) == before > 20  # nothing re-pointed

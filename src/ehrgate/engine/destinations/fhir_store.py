@@ -86,7 +86,7 @@ class FhirStoreDestination(Destination):
                     w.flush()
                     finish(w.conn, result)
             return result
-        except FhirError as exc:
+        except (FhirError, _RepointRefused) as exc:
             return _refused(exc)
         except sa.exc.OperationalError as exc:
             return _busy(exc)
@@ -110,7 +110,7 @@ class FhirStoreDestination(Destination):
                             w.flush()  # whatever can fail fails before the message is finished
                             result.duration_ms = int((time.perf_counter() - started) * 1000)
                             finish(w.conn, n, result)
-                except FhirError as exc:
+                except (FhirError, _RepointRefused) as exc:
                     result = _refused(exc)
                 except sa.exc.OperationalError as exc:
                     result = _busy(exc)
@@ -140,8 +140,12 @@ class FhirStoreDestination(Destination):
         summary: list[dict[str, Any]] = [{"status": r.status, "location": r.location} for r in results]
         if self.repoint and payload.msg_type == MERGE:
             for merged, survivor in _merges(w, results):
+                try:
+                    moved = repoint_references(w, merged, survivor)
+                except FhirError as exc:
+                    raise _RepointRefused(exc) from None
                 summary.extend({"status": r.status, "location": r.stored.location, "repointed": f"Patient/{merged}"}
-                               for r in repoint_references(w, merged, survivor))
+                               for r in moved)
         return Delivered(True, response=json.dumps(summary).encode())
 
 
@@ -160,9 +164,21 @@ def _merges(w: WriteSession, results: list[EntryResult]) -> list[tuple[str, str]
     return pairs
 
 
-def _refused(exc: FhirError) -> Delivered:
+class _RepointRefused(Exception):
+    """The store refused a re-pointing write after an A40 (raised inside the message's savepoint,
+    so the merge rolls back with it)."""
+
+    def __init__(self, error: FhirError) -> None:
+        super().__init__(error.diagnostics)
+        self.error = error
+
+
+def _refused(exc: FhirError | _RepointRefused) -> Delivered:
+    what = "the Bundle"
+    if isinstance(exc, _RepointRefused):
+        exc, what = exc.error, "the re-pointing after the merge"
     retry = exc.status >= 500 or exc.status in (409, 412)
-    return Delivered(False, error=f"FHIR store refused the Bundle ({exc.status}): {exc.diagnostics}", retry=retry)
+    return Delivered(False, error=f"FHIR store refused {what} ({exc.status}): {exc.diagnostics}", retry=retry)
 
 
 def _busy(exc: sa.exc.OperationalError) -> Delivered:
