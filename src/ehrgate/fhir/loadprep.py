@@ -39,9 +39,11 @@ from .bundles import (
 )
 from .errors import BadRequest, FhirError, Issue
 from .loadfiles import LoadItem, LoadUnit, read_unit
+from .search.extract import extract_index
 from .search.types import IndexRows
 from .store.prepare import PreparedBatch
 from .store.service import ID_PATTERN, _default_extract, _default_validate, new_uuid
+from .validation import validate as _validate
 
 __all__ = ["Preparer", "Step", "init_worker", "prepare_in_worker"]
 
@@ -59,8 +61,10 @@ class Preparer:
         new_id: Callable[[], str] = new_uuid,
     ) -> None:
         self.known_types = known_types
-        self.validate = validate
-        self.extract = extract
+        # The store's defaults are wrappers that import the function on first use (service.py):
+        # this runs once per resource, so call the function itself.
+        self.validate = _validate if validate is _default_validate else validate
+        self.extract = extract_index if extract is _default_extract else extract
         self.new_id = new_id
 
     def unit(self, unit: LoadUnit) -> list[Step]:

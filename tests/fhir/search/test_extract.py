@@ -640,6 +640,28 @@ def test_codeable_concept_text_equal_to_a_display_adds_no_row() -> None:
     assert rows_of(extract_index(obs), "code") == Counter([TokenRow("code", LOINC, "1-8", "body weight")])
 
 
+@pytest.mark.parametrize("value", [
+    "final", True, False, 5, None, [],
+    {"coding": [{"system": LOINC, "code": "1-8", "display": "Weight"}, {"system": SCT}, "odd"], "text": "w"},
+    {"text": "only text"},
+    {"system": "s", "value": "v"},
+    {"system": "s", "value": "v", "type": {"coding": [{"system": V2_0203, "code": "MR"}, {"code": "X"}, 3]}},
+    {"system": "s", "value": "v", "type": {"text": "no codings"}},
+    {"system": "s", "type": {"coding": [{"code": "MR"}]}},
+    {"assigner": {"display": "A"}},
+    {"system": LOINC, "code": "1-8", "display": "Weight"},
+    {"system": LOINC},
+    {"unit": "kg"},
+], ids=repr)
+def test_composite_token_part_is_the_coded_token_rows(value: Any) -> None:
+    """A composite's token part (system, code) pairs are exactly the coded rows a token parameter gets."""
+    from ehrgate.fhir.search.rows import token_node, token_pairs
+
+    rows: list[TokenRow] = []
+    token_node("p", value, rows, frozenset())
+    assert token_pairs(value) == [(r.system, r.code) for r in rows if r.code is not None]
+
+
 def test_deceased_boolean_false() -> None:
     patient = {"resourceType": "Patient", "id": "x", "deceasedBoolean": False}
     assert rows_of(extract_index(patient), "deceased") == Counter([TokenRow("deceased", None, "false")])

@@ -10,17 +10,19 @@ dataclass per row cost more than inserting it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
 from ..errors import BadRequest, InvalidResource
 from ..jsonio import dumps
+from ..search import types as t
 from ..search.types import IndexRows
 from . import sql as q
 
-__all__ = ["PreparedBatch", "PreparedEntry", "check_resource", "stored_json"]
+__all__ = ["PreparedBatch", "PreparedEntry", "check_resource", "index_tuples", "stored_json"]
 
 _SKIP_INDEX_PARAMS = frozenset({"_id", "_lastUpdated"})  # served from the resource table itself
 _ROW_VALUES = {name: attrgetter(*cols) for name, (_table, cols) in q.INDEX_COLUMNS.items()}
@@ -40,16 +42,74 @@ def _column_limits() -> dict[str, tuple[int | None, ...]]:
 _LIMITS = _column_limits()
 
 
-def clip(values: tuple[Any, ...], limits: tuple[int | None, ...]) -> tuple[Any, ...]:
+def clip(values: tuple[Any, ...], limits: tuple[int | None, ...], short: int = 64) -> tuple[Any, ...]:
     """Index values longer than their column (a 2,000-character valueString) are cut to fit:
-    PostgreSQL refuses them otherwise; prefix searches still find them."""
+    PostgreSQL refuses them otherwise; prefix searches still find them. ``short``: no column of
+    ``limits`` is narrower (values up to it need no look at the limits)."""
     for v in values:  # a plain loop: this runs for every index row written
-        if isinstance(v, str) and len(v) > 64:
+        if isinstance(v, str) and len(v) > short:
             break
     else:
         return values
     return tuple(v[:n] if n is not None and isinstance(v, str) and len(v) > n else v
                  for v, n in zip(values, limits, strict=True))
+
+
+# The row class of each index table (search/types.py). A row's ``__dict__`` holds its fields in
+# declaration order (search/rows.py builds rows that way, as the dataclass __init__ does), so when the
+# fields are the table's columns in the same order, ``__dict__.values()`` is the row's SQL values
+# in one C call instead of one attribute read per column.
+_ROW_CLASSES: dict[str, type[Any]] = {
+    "strings": t.StringRow, "tokens": t.TokenRow, "references": t.ReferenceRow, "dates": t.DateRow,
+    "numbers": t.NumberRow, "quantities": t.QuantityRow, "uris": t.UriRow, "composites": t.CompositeRow,
+}
+
+
+def _in_column_order(name: str) -> type[Any] | None:
+    cls = _ROW_CLASSES.get(name)
+    if cls is None or "__slots__" in cls.__dict__ or not dataclasses.is_dataclass(cls):
+        return None
+    return cls if tuple(f.name for f in dataclasses.fields(cls)) == q.INDEX_COLUMNS[name][1] else None
+
+
+# name -> (row class read through __dict__ or None, attrgetter of the columns, column limits,
+# positions of the columns that have a limit, the narrowest limit)
+_TABLES = {
+    name: (_in_column_order(name), _ROW_VALUES[name], limits, tuple(i for i, n in enumerate(limits) if n is not None),
+           min(n for n in limits if n is not None))
+    for name, limits in _LIMITS.items()
+}
+
+
+def index_tuples(name: str, rows: Iterable[Any], head: tuple[Any, ...], out: list[tuple[Any, ...]]) -> None:
+    """Append ``(*head, *columns)`` to ``out`` for each row of index table ``name`` (sql.INDEX_COLUMNS)
+    the store writes: not ``_id`` / ``_lastUpdated`` (the resource table serves those), values
+    clipped to their columns. Runs for every index row written, hence the plain loops."""
+    cls, values, limits, limited, short = _TABLES[name]
+    skip = _SKIP_INDEX_PARAMS
+    append = out.append
+    for row in rows:
+        if row.__class__ is cls:
+            d = row.__dict__
+            if d["param"] in skip:
+                continue
+            vals = tuple(d.values())
+        else:
+            if row.param in skip:
+                continue
+            vals = values(row)
+        for i in limited:  # clip's test, on the columns it may cut: is any longer than the narrowest?
+            v = vals[i]
+            if v is None:
+                continue
+            if v.__class__ is str:
+                if len(v) > short:
+                    vals = clip(vals, limits, short)
+                    break
+            elif isinstance(v, str) and len(v) > short:  # a str subclass: the same rule
+                vals = clip(vals, limits, short)
+                break
+        append(head + vals)
 
 
 def check_resource(res_type: str, resource: Any, validate: Callable[[dict[str, Any]], list[Any]]) -> None:
@@ -117,14 +177,18 @@ class PreparedBatch:
         check_resource(str(res_type), resource, validate)
         found = extract(resource)
         n = len(self.entries)
-        skip = _SKIP_INDEX_PARAMS
-        for name, values in _ROW_VALUES.items():
+        head = (n,)
+        tables = self.rows
+        for name in _TABLES:
             rows = getattr(found, name)
             if rows:
-                limits = _LIMITS[name]
-                self.rows[name].extend((n, *clip(values(row), limits)) for row in rows if row.param not in skip)
-        self.compartments.extend((n, p) for p in found.compartments)
-        body = dumps({k: v for k, v in resource.items() if k not in _OWN_KEYS})
+                index_tuples(name, rows, head, tables[name])
+        if found.compartments:
+            self.compartments.extend((n, p) for p in found.compartments)
+        rest = dict(resource)
+        for key in _OWN_KEYS:
+            rest.pop(key, None)
+        body = dumps(rest)
         meta = resource.get("meta")
         self.entries.append(PreparedEntry(method, str(res_type), res_id, dict(meta) if isinstance(meta, dict) else {}, body))
 

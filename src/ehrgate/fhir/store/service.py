@@ -44,11 +44,9 @@ from .engine import WRITE_OPTION
 from .model import Stored, WriteResult, iso_instant
 from .prepare import (
     _LIMITS,
-    _ROW_VALUES,
-    _SKIP_INDEX_PARAMS,
     PreparedBatch,
     check_resource,
-    clip,
+    index_tuples,
     stored_json,
 )
 from .sql import cursor_of
@@ -74,16 +72,27 @@ def parse_etag(value: str) -> int:
     return int(text)
 
 
-def _default_validate(resource: dict[str, Any]) -> list[Any]:
-    from ..validation import validate
+_VALIDATE: Callable[[dict[str, Any]], list[Any]] | None = None
+_EXTRACT: Callable[[dict[str, Any]], IndexRows] | None = None
 
-    return validate(resource)
+
+def _default_validate(resource: dict[str, Any]) -> list[Any]:
+    # Imported on first use (loading the R4 tables takes a while), then kept: this runs per write.
+    global _VALIDATE
+    if _VALIDATE is None:
+        from ..validation import validate
+
+        _VALIDATE = validate
+    return _VALIDATE(resource)
 
 
 def _default_extract(resource: dict[str, Any]) -> IndexRows:
-    from ..search.extract import extract_index
+    global _EXTRACT
+    if _EXTRACT is None:
+        from ..search.extract import extract_index
 
-    return extract_index(resource)
+        _EXTRACT = extract_index
+    return _EXTRACT(resource)
 
 
 def new_uuid() -> str:
@@ -551,12 +560,11 @@ class WriteSession:
             batches: dict[str, list[tuple[Any, ...]]] = {name: [] for name in q.INDEX_COLUMNS}
             comps: list[tuple[Any, ...]] = []
             for pk, (res_type, _rid, rows) in self._pending.items():
-                for name, values in _ROW_VALUES.items():
-                    batch = batches[name]
-                    limits = _LIMITS[name]
-                    for row in getattr(rows, name):
-                        if row.param not in _SKIP_INDEX_PARAMS:
-                            batch.append((pk, res_type, *clip(values(row), limits)))
+                head = (pk, res_type)
+                for name, batch in batches.items():
+                    found = getattr(rows, name)
+                    if found:
+                        index_tuples(name, found, head, batch)
                 comps.extend((pk, res_type, p) for p in rows.compartments)
             for name, batch in batches.items():
                 if batch:

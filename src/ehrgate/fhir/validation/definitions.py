@@ -21,6 +21,7 @@ from .primitives import CHECKS, MEMO_TYPES, Check, Memo
 __all__ = [
     "BOUND_CODE", "COMPLEX", "MEMOS", "OBJECT", "OBJECT_LIST", "PRIMITIVE", "RESOURCE", "RESOURCE_LIST",
     "RESOURCE_ONE", "RESOURCE_TYPES", "SCALAR", "SCALAR_LIST", "STRING", "TYPES", "ElementDef", "TypeDef",
+    "clear_memos",
 ]
 
 PRIMITIVE, COMPLEX, RESOURCE = 0, 1, 2
@@ -73,16 +74,33 @@ class ElementDef:
         return RESOURCE_LIST if self.is_list else RESOURCE_ONE
 
 
+# Datatypes whose valid values the validator remembers (see TypeDef.valid): those that recur from
+# resource to resource and cost more to check than to look up (measured with bench/prepare_speed.py:
+# a Coding, Period or Quantity checks in about the time its JSON takes to serialise and hash).
+_REMEMBERED = frozenset({"Address", "CodeableConcept", "Extension", "HumanName", "Identifier", "Meta", "Reference"})
+
+
+def _memo() -> Memo:
+    # 2,048 values of up to 512 bytes of JSON: a few MB at most for all of them together.
+    return Memo(limit=2048, max_length=512)
+
+
 class TypeDef:
     """A resource, datatype or backbone element with all its elements, inherited ones included."""
 
-    __slots__ = ("choices", "elements", "hook", "is_resource", "name", "required", "routes")
+    __slots__ = ("choices", "elements", "hook", "is_resource", "name", "required", "routes", "valid")
 
     def __init__(self, name: str, elements: dict[str, ElementDef], is_resource: bool) -> None:
         self.name = name
         self.elements = elements
         self.is_resource = is_resource
         self.hook: Callable[..., None] | None = None  # set by the validator from invariants.HOOKS
+        # For some datatypes: the serialised values found valid, outside and inside a transaction
+        # (where a Reference may be conditional). A datatype holds no resources, so whether a value
+        # is valid depends on its JSON alone; the same CodeableConcept or Reference recurs in
+        # resource after resource.
+        remembered = name in _REMEMBERED
+        self.valid: tuple[Memo, Memo] | None = (_memo(), _memo()) if remembered else None
         # key -> (mode, choice group, element); filled in once bindings are attached.
         self.routes: dict[str, tuple[int, str | None, ElementDef]] = {}
         self.choices: dict[str, tuple[str, ...]] = {}
@@ -129,3 +147,13 @@ def _load() -> tuple[dict[str, TypeDef], frozenset[str]]:
 
 
 TYPES, RESOURCE_TYPES = _load()
+
+
+def clear_memos() -> None:
+    """Forget every value found valid (primitive and datatype memos): for tests and benchmarks that
+    measure a cold start."""
+    for memo in MEMOS.values():
+        memo.values.clear()
+    for td in TYPES.values():
+        for memo in td.valid or ():
+            memo.values.clear()

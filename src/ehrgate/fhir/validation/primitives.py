@@ -182,23 +182,25 @@ MEMO_TYPES = frozenset({"code", "id", "uri", "url", "canonical", "oid", "uuid", 
 
 
 class Memo:
-    """A bounded set of strings already found valid for one primitive type.
+    """A bounded set of values already found valid: strings of one primitive type, or (definitions.py,
+    ``TypeDef.valid``) the serialised JSON of one datatype's values.
 
     Checks are pure functions of the value, so a hit is as good as a check. The set is cleared when
     full rather than evicting one by one: a simple bound that keeps the frequent values warm.
     ``set`` operations are atomic, so concurrent validations may share it.
     """
 
-    __slots__ = ("limit", "values")
+    __slots__ = ("limit", "max_length", "values")
 
     MAX_LENGTH = 256  # longer values are rare and not worth keeping
 
-    def __init__(self, limit: int = 4096) -> None:
+    def __init__(self, limit: int = 4096, max_length: int = MAX_LENGTH) -> None:
         self.limit = limit
-        self.values: set[str] = set()
+        self.max_length = max_length
+        self.values: set[Any] = set()
 
-    def add(self, value: str) -> None:
-        if len(value) <= self.MAX_LENGTH:
+    def add(self, value: str | bytes) -> None:
+        if len(value) <= self.max_length:
             if len(self.values) >= self.limit:
                 self.values.clear()
             self.values.add(value)

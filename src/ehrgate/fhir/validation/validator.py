@@ -11,6 +11,9 @@ One walk over the parsed JSON checks, for every object against its type in ``r4_
 * primitive formats (primitives.py), required bindings (bindings.py), a few invariants
   (invariants.py), and contained and Bundle entry resources, recursively.
 
+Valid values of the primitive types and of a few recurring datatypes (a CodeableConcept, a
+Reference: definitions.TypeDef.valid) are remembered, and skipped when met again.
+
 It never raises on bad input: every problem becomes an :class:`~ehrgate.fhir.errors.Issue` whose
 ``expression`` is the FHIRPath of the offending element (``Bundle.entry[3].resource.birthDate``).
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from ..errors import Issue
 from .definitions import (
@@ -43,6 +48,11 @@ __all__ = ["validate"]
 for _name, _hook in HOOKS.items():
     TYPES[_name].hook = _hook
 _ELEMENT = TYPES["Element"]
+_dumps = orjson.dumps
+# A datatype memo key is the value's JSON, what the store writes. Subclasses, dates and dataclasses
+# raise (and are checked every time); a tuple or UUID, which orjson writes as an array or a string,
+# shares the key of what it is written as (input here is parsed JSON, which has neither).
+_KEY_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _JSON_NAMES = {dict: "a JSON object", list: "a JSON array", str: "a JSON string", bool: "a JSON boolean",
                int: "a JSON number", float: "a JSON number", Decimal: "a JSON number", type(None): "null"}
 
@@ -126,7 +136,10 @@ class _Walker:
                     self.scalar(el, value, f"{path}.{key}")
             elif mode == OBJECT:
                 if type(value) is dict and value:
-                    self.object(value, el.typedef, f"{path}.{key}")  # type: ignore[arg-type]
+                    if el.typedef.valid is None:  # type: ignore[union-attr]
+                        self.object(value, el.typedef, f"{path}.{key}")  # type: ignore[arg-type]
+                    else:
+                        self.datatype(value, el.typedef, path, key)  # type: ignore[arg-type]
                     if el.binding is not None:
                         self.coded(value, el, f"{path}.{key}")
                 else:
@@ -151,9 +164,13 @@ class _Walker:
             elif mode == OBJECT_LIST:
                 sub = f"{path}.{key}"
                 typedef = el.typedef
+                remembered = typedef.valid is not None  # type: ignore[union-attr]
                 for i, item in enumerate(value):
                     if type(item) is dict and item:
-                        self.object(item, typedef, f"{sub}[{i}]")  # type: ignore[arg-type]
+                        if remembered:
+                            self.datatype(item, typedef, sub, i)  # type: ignore[arg-type]
+                        else:
+                            self.object(item, typedef, f"{sub}[{i}]")  # type: ignore[arg-type]
                         if el.binding is not None:
                             self.coded(item, el, f"{sub}[{i}]")
                     else:
@@ -168,6 +185,23 @@ class _Walker:
             self.required(obj, td, path)
         if td.hook is not None:
             td.hook(obj, path, self.report, self.conditional)
+
+    def datatype(self, obj: dict[str, Any], td: TypeDef, parent: str, step: str | int) -> None:
+        """``object`` for a datatype value (at ``parent.step``, or ``parent[step]`` in a list), skipped
+        when the same JSON was found valid before (``TypeDef.valid``)."""
+        memo = td.valid[self.conditional]  # type: ignore[index]
+        try:
+            seen: bytes | None = _dumps(obj, option=_KEY_OPTIONS)
+        except TypeError:  # a Decimal, or a type JSON has not: checked every time
+            seen = None
+        else:
+            if seen in memo.values:
+                return
+        before = len(self.issues)
+        self.object(obj, td, f"{parent}[{step}]" if type(step) is int else f"{parent}.{step}")
+        # NaN and infinity serialise as null: such a value must not stand for a real null.
+        if seen is not None and len(self.issues) == before and b"null" not in seen:
+            memo.add(seen)
 
     def required(self, obj: dict[str, Any], td: TypeDef, path: str) -> None:
         for label, alternatives in td.required:

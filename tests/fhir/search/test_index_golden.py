@@ -1,0 +1,117 @@
+"""The index rows of every resource of the shared corpus, pinned: extraction may get faster, never different.
+
+``index_golden.json`` holds, for each corpus file, one digest per resource of what ``extract_index``
+gives it: every row of every index table and the patient compartments. Rows are compared per
+parameter, in order; how rows of different parameters interleave within a table is free (the store
+writes and searches them per parameter). Resources are read as the store reads them
+(``jsonio.loads``), with a transaction Bundle's ``urn:uuid:`` references rewritten to ``Type/id`` as
+the store does before indexing.
+
+The digests were written by the extraction of commit 8e93db1, before it was restructured for speed:
+
+    PYTHONPATH=<a checkout of that commit>/src .venv/bin/python tests/fhir/search/test_index_golden.py --write
+
+Skipped when ../shared/corpus is absent (a fresh clone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ehrgate.fhir.jsonio import loads
+from ehrgate.fhir.search.extract import extract_index
+
+GOLDEN = Path(__file__).with_name("index_golden.json")
+CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus" / "fhir"
+FOLDERS = ("synthea-r4", "us-core-examples", "bulk-ndjson-10-patients")
+TABLES = ("strings", "tokens", "references", "dates", "numbers", "quantities", "uris", "composites")
+
+
+def _resolved(bundle: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A transaction Bundle's resources, ``urn:uuid:`` references rewritten to ``Type/id``."""
+    entries = [e for e in bundle.get("entry") or () if isinstance(e.get("resource"), dict)]
+    local = {e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource'].get('id') or e['fullUrl'].rsplit(':', 1)[-1]}"
+             for e in entries if e.get("fullUrl")}
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (local.get(v, v) if k == "reference" and isinstance(v, str) else fix(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    for entry in entries:
+        resource = fix(entry["resource"])
+        if "id" not in resource and entry.get("fullUrl"):
+            resource["id"] = entry["fullUrl"].rsplit(":", 1)[-1]
+        yield resource
+
+
+def corpus_resources(path: Path) -> list[dict[str, Any]]:
+    """The resources of one corpus file, in file order."""
+    if path.suffix == ".ndjson":
+        return [loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    data = loads(path.read_bytes())
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        if data.get("type") == "transaction":
+            return list(_resolved(data))
+        return [data, *(e["resource"] for e in data.get("entry") or () if isinstance(e.get("resource"), dict))]
+    return [data] if isinstance(data, dict) else []
+
+
+def canonical(resource: dict[str, Any]) -> list[Any]:
+    """``extract_index(resource)`` as plain data: per table, the rows grouped by parameter (each
+    parameter's rows in the order extracted), then the sorted compartments."""
+    index = extract_index(resource)
+    out: list[Any] = []
+    for table in TABLES:
+        rows = sorted(getattr(index, table), key=lambda r: r.param)  # stable: keeps each param's order
+        out.append([[type(r).__name__, *vars(r).values()] for r in rows])
+    out.append(sorted(index.compartments))
+    return out
+
+
+def digest(resource: dict[str, Any]) -> str:
+    data = orjson.dumps(canonical(resource), default=str)
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def _files(folder: str) -> list[Path]:
+    return sorted(p for p in (CORPUS / folder).iterdir() if p.suffix in (".json", ".ndjson") and p.name != "log.ndjson")
+
+
+def compute() -> dict[str, dict[str, str]]:
+    return {folder: {p.name: " ".join(digest(r) for r in corpus_resources(p)) for p in _files(folder)}
+            for folder in FOLDERS}
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_index_rows_match_the_golden_digests(folder: str) -> None:
+    if not (CORPUS / folder).is_dir():
+        pytest.skip(f"{CORPUS / folder} is absent (a fresh clone has no ../shared corpus)")
+    golden = orjson.loads(GOLDEN.read_bytes())[folder]
+    files = _files(folder)
+    assert sorted(p.name for p in files) == sorted(golden), "the corpus files changed; rewrite the digests"
+    for path in files:
+        expected = golden[path.name].split()
+        resources = corpus_resources(path)
+        assert len(resources) == len(expected), path.name
+        for i, (resource, want) in enumerate(zip(resources, expected, strict=True)):
+            got = digest(resource)
+            assert got == want, (f"{folder}/{path.name} resource {i} ({resource.get('resourceType')}/"
+                                 f"{resource.get('id')}): index rows differ from the golden ones; now: {canonical(resource)}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        raise SystemExit(f"usage: {sys.argv[0]} --write   (rewrites {GOLDEN.name} from this extraction)")
+    GOLDEN.write_bytes(orjson.dumps(compute(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    print(f"wrote {GOLDEN}")
