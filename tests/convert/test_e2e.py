@@ -74,6 +74,10 @@ def test_mllp_to_fhir_search_and_replay(store: Store, client: Any) -> None:
         pid = patients[0]["id"]
         labs = search(client, f"Observation?patient=Patient/{pid}&code=http://loinc.org|2345-7")
         assert [o["valueQuantity"]["value"] for o in labs] == [182]
+        # OBX-5 "13.20" keeps its trailing zero (a Decimal) and is still found by value
+        hgb = search(client, f"Observation?patient=Patient/{pid}&code-value-quantity=http://loinc.org|718-7$13.2")
+        assert [o["valueQuantity"]["value"] for o in hgb] == [13.20]
+        assert len(search(client, f"Observation?patient=Patient/{pid}&value-quantity=ge13.1||g/dL")) == 2
         reports = search(client, f"DiagnosticReport?subject=Patient/{pid}")
         assert len(reports) == 2
         assert {r["status"] for r in reports} == {"final", "preliminary"}

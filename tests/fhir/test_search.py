@@ -212,3 +212,14 @@ def test_filter_clause_composes_into_other_statements(client: Any, data: Any) ->
     with store.reader() as conn:
         ids = set(conn.execute(sa.select(resource.c.res_id).where(sa.or_(a, b))).scalars())
     assert ids == {"o1", "o2", "o3"}
+
+
+def test_a_decimal_written_with_its_trailing_zero_is_searchable(client: Any) -> None:
+    """``13.20`` is kept as written (a Decimal, not the float 13.2) and still indexed as a number."""
+    body = (b'{"resourceType": "Observation", "id": "dec1", "status": "final", "code": {"text": "potassium"}, '
+            b'"valueQuantity": {"value": 13.20, "unit": "mmol/L", "system": "http://unitsofmeasure.org", '
+            b'"code": "mmol/L"}}')
+    assert client.put("/fhir/Observation/dec1", content=body, headers=FJ).status_code == 201
+    assert b"13.20" in client.get("/fhir/Observation/dec1").content
+    for query in ("value-quantity=13.2", "value-quantity=gt13", "value-quantity=13.20||mmol/L"):
+        assert ids(client.get(f"/fhir/Observation?{query}").json()) == {"dec1"}, query

@@ -811,3 +811,21 @@ def test_corpus_dates_all_parse() -> None:
             expected += sum(len(v.get("event", [])) for v in values if isinstance(v, dict) and "start" not in v and "end" not in v)
             got = sum(1 for r in extract_index(resource).dates if r.param == code)
             assert got == expected, (resource["resourceType"], resource.get("id"), code)
+
+
+def test_decimal_values_are_indexed_like_floats() -> None:
+    """``jsonio.loads`` parses ``13.20`` (a float would print 13.2) as a Decimal, and the HL7
+    converter writes OBX-5 so: quantity, number and composite rows must not skip them."""
+    from decimal import Decimal
+
+    obs = {"resourceType": "Observation", "id": "d1", "status": "final",
+           "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+           "valueQuantity": {"value": Decimal("13.20"), "unit": "mg/dL", "system": "http://unitsofmeasure.org",
+                             "code": "mg/dL"}}
+    rows = extract_index(obs)
+    assert sorted((q.param, q.value) for q in rows.quantities) == [("combo-value-quantity", 13.2),
+                                                                   ("value-quantity", 13.2)]
+    assert [c.value for c in rows.composites if c.param == "code-value-quantity"] == [13.2]
+    risk = {"resourceType": "RiskAssessment", "id": "r1", "status": "final", "subject": {"reference": "Patient/p"},
+            "prediction": [{"probabilityDecimal": Decimal("0.10")}]}
+    assert [(n.param, n.value) for n in extract_index(risk).numbers] == [("probability", 0.1)]

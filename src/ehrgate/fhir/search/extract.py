@@ -21,6 +21,7 @@ from ehrgate.fhir.search.normalize import normalize_string
 from ehrgate.fhir.search.params import COMMON, REGISTRY, split_steps
 from ehrgate.fhir.search.rows import (
     EMITTERS,
+    NUMBER_TYPES,
     SPECIAL,
     Emitter,
     composite_row,
@@ -95,7 +96,7 @@ def _composite_values(kind: str, nodes: Any) -> list[tuple[Any, ...]]:
     values: list[tuple[Any, ...]] = []
     for v in nodes:
         if kind == "quantity":
-            if type(v) is dict and type(v.get("value")) in (int, float):
+            if type(v) is dict and type(v.get("value")) in NUMBER_TYPES:
                 values.append((float(v["value"]), v.get("system"), v.get("code"), v.get("unit"), None))
         elif kind == "string":
             if type(v) is str and v:

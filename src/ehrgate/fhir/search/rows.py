@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -263,15 +264,20 @@ def _reference_node(code: str, v: Any, out: list[Any], targets: frozenset[str]) 
             out.append(_reference(code, None, None, v.split("|", 1)[0]))
 
 
+NUMBER_TYPES = (float, int, Decimal)
+"""What a JSON number is parsed as: a float or int, or a ``Decimal`` where a float would change its
+digits (``jsonio.loads``: ``13.20``; the HL7 converter writes OBX-5 so too). Not bool, not a string."""
+
+
 def _quantity_node(code: str, v: Any, out: list[Any], _t: frozenset[str]) -> None:
     if type(v) is dict:
         value = v.get("value")
-        if type(value) is float or type(value) is int:  # not bool, not a decimal string
+        if type(value) in NUMBER_TYPES:
             out.append(_quantity(code, float(value), v.get("system"), v.get("code"), v.get("unit")))
 
 
 def _number_node(code: str, v: Any, out: list[Any], _t: frozenset[str]) -> None:
-    if type(v) in (int, float):
+    if type(v) in NUMBER_TYPES:
         out.append(NumberRow(code, float(v)))
 
 
