@@ -271,7 +271,7 @@ digits (``jsonio.loads``: ``13.20``; the HL7 converter writes OBX-5 so too). Not
 
 def _quantity_node(code: str, v: Any, out: list[Any], _t: frozenset[str]) -> None:
     if type(v) is dict:
-        value = v.get("value")
+        value: Any = v.get("value")
         if type(value) in NUMBER_TYPES:
             out.append(_quantity(code, float(value), v.get("system"), v.get("code"), v.get("unit")))
 
