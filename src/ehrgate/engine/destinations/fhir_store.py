@@ -43,8 +43,12 @@ NO_BUNDLE = b"No FHIR resources: the channel produced no Bundle (add the hl7_to_
 NO_STORE = "The FHIR store is not available in this process"
 BATCH = 50
 """Default ``batch``: messages per store transaction."""
-BATCH_MS = 50
-"""Default ``batch_ms``: no further message starts in a transaction open this long."""
+BATCH_MS = 20
+"""Default ``batch_ms``: no further message starts in a transaction open this long. The receipts
+(ACKs) of every channel wait for the SQLite write lock meanwhile: 2026-12-07, bench/convert_e2e.py,
+alternating, 50 ms gave ACK p50/p99 57-68 / 164-212 ms, 20 ms 33-43 / 102-121 ms and 10 ms 32-39 /
+77-79 ms, at 49-59, 37-53 and 38-46 messages/s end to end (within the run-to-run noise of each
+other, the shorter budgets a little lower)."""
 MERGE = "ADT^A40"
 """The message type after whose Bundle references follow the survivor (``repoint_on_merge``)."""
 
