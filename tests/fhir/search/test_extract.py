@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -705,13 +705,12 @@ def test_extraction_is_deterministic() -> None:
 
 # --- the shared corpus (real US Core examples, Synthea bundles, Bulk Data NDJSON) ------------------
 
-import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from ehrgate.fhir.search.extract import _compile_step, _walk  # noqa: E402
 from ehrgate.fhir.search.params import REGISTRY, split_steps  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus" / "fhir"
+from .corpus import CORPUS, corpus_resources  # noqa: E402
 
 
 def _corpus(folder: str) -> Path:
@@ -721,34 +720,11 @@ def _corpus(folder: str) -> Path:
     return path
 
 
-def _resolve_bundle(bundle: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Entries of a transaction bundle with urn:uuid references rewritten to Type/id, as the store does."""
-    entries = [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
-    local = {e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource'].get('id', e['fullUrl'][9:])}"
-             for e in bundle.get("entry", []) if "fullUrl" in e and "resource" in e}
-
-    def fix(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: (local.get(v, v) if k == "reference" and isinstance(v, str) else fix(v)) for k, v in node.items()}
-        if isinstance(node, list):
-            return [fix(v) for v in node]
-        return node
-
-    for resource in entries:
-        yield fix(resource)
-
-
 def _load(folder: str) -> list[dict[str, Any]]:
     resources: list[dict[str, Any]] = []
     for path in sorted(_corpus(folder).iterdir()):
-        if path.suffix == ".ndjson":
-            resources.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
-        elif path.suffix == ".json":
-            data = json.loads(path.read_text())
-            if data.get("resourceType") == "Bundle":
-                resources.extend(_resolve_bundle(data))
-            else:
-                resources.append(data)
+        if path.suffix in (".json", ".ndjson"):
+            resources.extend(corpus_resources(path))
     return resources
 
 

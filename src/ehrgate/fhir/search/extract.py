@@ -230,26 +230,26 @@ def _chosen(value: Any, fkey: str, fval: str) -> list[Any]:
     return [value] if type(value) is dict and value.get(fkey) == fval else []
 
 
-def _descend(children: _Tree, value: Any, lists: tuple[list[Any], ...]) -> None:
-    """Walk the properties of ``value`` (an element, or an array of them) that ``children`` names."""
-    for item in value if type(value) is list else (value,):
-        if type(item) is not dict:
+def _visit(node_keys: _Tree, item: dict[str, Any], lists: tuple[list[Any], ...]) -> None:
+    """Index the properties of ``item`` (a resource or an element) that ``node_keys`` names, and
+    descend into those whose parameters read deeper."""
+    for key, sub in item.items():
+        branches = node_keys.get(key)
+        if branches is None or sub is None:
             continue
-        for key, sub in item.items():
-            branches = children.get(key)
-            if branches is None or sub is None:
-                continue
-            for branch in branches:
-                chosen = sub if branch.fkey is None else _chosen(sub, branch.fkey, branch.fval)
-                for code, node, table, targets in branch.plans:
-                    out = lists[table]
-                    if type(chosen) is list:
-                        for v in chosen:
-                            node(code, v, out, targets)
-                    else:
-                        node(code, chosen, out, targets)
-                if branch.children:
-                    _descend(branch.children, chosen, lists)
+        for branch in branches:
+            chosen = sub if branch.fkey is None else _chosen(sub, branch.fkey, branch.fval)
+            for code, node, table, targets in branch.plans:
+                out = lists[table]
+                if type(chosen) is list:
+                    for v in chosen:
+                        node(code, v, out, targets)
+                else:
+                    node(code, chosen, out, targets)
+            if branch.children:
+                for element in chosen if type(chosen) is list else (chosen,):
+                    if type(element) is dict:
+                        _visit(branch.children, element, lists)
 
 
 _COMMON_COMPILED = _compile("Resource", COMMON)
@@ -275,21 +275,7 @@ def extract_index(resource: dict[str, Any]) -> IndexRows:
     tree, composites = _COMPILED.get(rt, _COMMON_COMPILED) if type(rt) is str else _COMMON_COMPILED
     rows = _new_index()
     lists = tuple(rows.__dict__.values()) if _FAST_INDEX else tuple(getattr(rows, n) for n in _LISTS)
-    for key, value in resource.items():  # the same walk as _descend, for the resource itself
-        branches = tree.get(key)
-        if branches is None or value is None:
-            continue
-        for branch in branches:
-            chosen = value if branch.fkey is None else _chosen(value, branch.fkey, branch.fval)
-            for code, node, table, targets in branch.plans:
-                out = lists[table]
-                if type(chosen) is list:
-                    for v in chosen:
-                        node(code, v, out, targets)
-                else:
-                    node(code, chosen, out, targets)
-            if branch.children:
-                _descend(branch.children, chosen, lists)
+    _visit(tree, resource, lists)
     for key, group in composites.items():
         if key in resource:
             for composite in group:
