@@ -165,3 +165,4 @@ def live_server(store: Store, settings: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+        app.state.fhir.audit.flush()  # lifespan is off here: what the app's shutdown would do

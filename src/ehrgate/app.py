@@ -10,6 +10,8 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -171,6 +173,11 @@ def create_app(settings: Settings, store: Store | None = None, engine: Any = Non
     async def root(request: Request) -> Response:
         return RedirectResponse(url="/fhir/metadata")
 
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        ctx.audit.flush()  # the calls of the last second, before whoever owns the store closes it
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -186,6 +193,7 @@ def create_app(settings: Settings, store: Store | None = None, engine: Any = Non
         ],
         exception_handlers={FhirError: _fhir_error, HTTPException: _http_error},
         middleware=[],
+        lifespan=lifespan,
     )
     app.state.fhir = ctx
     app.state.settings = settings

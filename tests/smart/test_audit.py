@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from .conftest import World, authorize_code, backend_token, bearer, ehr_launch_handle, exchange
 
@@ -48,3 +49,25 @@ def test_failures_are_audited(world: World) -> None:
     sign_in(world.client, "ada", "wrong-password")
     failed = _search(world, "subtype=urn:ehrgate:audit-subtype|login&outcome=4")
     assert failed and "wrong-password" not in json.dumps(failed)
+
+
+def test_the_last_calls_are_written_when_the_app_stops(store: Any, smart_settings: Any, world: World) -> None:
+    """The access audit writes about once a second; an app that stops (its lifespan ends, as a
+    TestClient's does and uvicorn's would) writes what is still queued before the store goes."""
+    from starlette.testclient import TestClient
+
+    from ehrgate.app import create_app
+
+    app = create_app(smart_settings, store)
+    app.state.fhir.audit.interval = 3600.0  # the writer thread would not flush during this test
+    with TestClient(app) as c:
+        token = backend_token(c, world.keys["RS384"], "RS384", scope="system/*.rs").json()["access_token"]
+        assert c.get(f"/fhir/Patient/{world.patient}", headers=bearer(token)).status_code == 200
+    queue = app.state.fhir.audit._queue
+    assert not queue  # written, not waiting for the next flush
+    with store.reader() as conn:
+        raw = [bytes(r[0]) for r in conn.exec_driver_sql(
+            "SELECT v.raw FROM resource_version v JOIN resource r ON r.pk = v.res_pk AND r.version = v.version "
+            "WHERE r.res_type = 'AuditEvent'")]
+    reads = [e for e in map(json.loads, raw) if e.get("subtype", [{}])[0].get("code") == "read"]
+    assert any(f"Patient/{world.patient}" == ent.get("what", {}).get("reference") for e in reads for ent in e["entity"])
