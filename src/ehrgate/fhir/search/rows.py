@@ -49,7 +49,7 @@ from ehrgate.fhir.search.types import (
     UriRow,
 )
 
-__all__ = ["EMITTERS", "SPECIAL", "Emitter", "composite_row", "telecom_node", "token_node", "token_pairs"]
+__all__ = ["EMITTERS", "NUMBER_TYPES", "SPECIAL", "Emitter", "composite_row", "telecom_node", "token_node", "token_pairs"]
 
 # --- row construction --------------------------------------------------------------------------
 # A frozen dataclass sets every field through object.__setattr__; writing the instance dict in
