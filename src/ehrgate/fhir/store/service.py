@@ -61,6 +61,26 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _stored_form(res_type: str, res_id: str, resource: dict[str, Any] | None,
+                 prepared: tuple[PreparedBatch, int] | None, version: int,
+                 last_updated: int) -> tuple[bytes, dict[str, Any] | None]:
+    """The stored JSON of ``resource`` (or of the prepared entry) as version ``version`` written at
+    ``last_updated``: ``resourceType``, ``id``, ``meta`` (with versionId and lastUpdated) first.
+    Also the resource in that form (None for a prepared entry, which is already serialised)."""
+    stamp = {"versionId": str(version), "lastUpdated": iso_instant(last_updated)}
+    if prepared is not None:
+        entry = prepared[0].entries[prepared[1]]
+        return stored_json(res_type, res_id, {**entry.meta, **stamp}, entry.body), None
+    assert resource is not None
+    meta = dict(resource.get("meta") or {})
+    meta.update(stamp)
+    ordered: dict[str, Any] = {"resourceType": res_type, "id": res_id, "meta": meta}
+    for key, value in resource.items():
+        if key not in ordered:
+            ordered[key] = value
+    return dumps(ordered), ordered
+
+
 def parse_etag(value: str) -> int:
     """``W/"3"`` or ``"3"`` or ``3`` → 3 (http://hl7.org/fhir/R4/http.html#versioning)."""
     text = value.strip()
@@ -373,20 +393,8 @@ class WriteSession:
 
         self._last_pk = pk
         raw: bytes | None = None
-        if prepared is not None:
-            entry = prepared[0].entries[prepared[1]]
-            meta = {**entry.meta, "versionId": str(version), "lastUpdated": iso_instant(self.now)}
-            raw = stored_json(res_type, res_id, meta, entry.body)
-        elif resource is not None:
-            meta = dict(resource.get("meta") or {})
-            meta["versionId"] = str(version)
-            meta["lastUpdated"] = iso_instant(self.now)
-            ordered: dict[str, Any] = {"resourceType": res_type, "id": res_id, "meta": meta}
-            for key, value in resource.items():
-                if key not in ordered:
-                    ordered[key] = value
-            resource = ordered
-            raw = dumps(resource)
+        if prepared is not None or resource is not None:
+            raw, resource = _stored_form(res_type, res_id, resource, prepared, version, self.now)
         cur.execute(q.INSERT_VERSION(pg), (pk, res_type, res_id, version, self.now, method, deleted, raw))
         vpk = cur.fetchone()[0]
         if pk in self._flat_pks:
@@ -418,19 +426,7 @@ class WriteSession:
         if found is None or found[1] is None:
             return None
         last_updated, current = found[0], bytes(found[1])
-        stamp = {"versionId": str(version), "lastUpdated": iso_instant(last_updated)}
-        if prepared is not None:
-            entry = prepared[0].entries[prepared[1]]
-            candidate = stored_json(res_type, res_id, {**entry.meta, **stamp}, entry.body)
-        else:
-            assert resource is not None
-            meta = dict(resource.get("meta") or {})
-            meta.update(stamp)
-            ordered: dict[str, Any] = {"resourceType": res_type, "id": res_id, "meta": meta}
-            for key, value in resource.items():
-                if key not in ordered:
-                    ordered[key] = value
-            candidate = dumps(ordered)
+        candidate, _ = _stored_form(res_type, res_id, resource, prepared, version, last_updated)
         if candidate != current:
             return None
         self._last_pk = pk
