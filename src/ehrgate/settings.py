@@ -70,8 +70,8 @@ SETTINGS: tuple[Setting, ...] = (
         1000,
         "Most FHIR calls one access AuditEvent lists. Calls written in the same batch (about a second) with the "
         "same token holder, app, grant, patient, interaction and HTTP status share an event: one entity per "
-        "resource, one detail per call (time, request id, query). 1: an AuditEvent per call, which costs more "
-        "than the read it records.",
+        "resource, a line per call in its `calls` detail (time, request id, query). 1: an AuditEvent per call, "
+        "which costs more than the read it records.",
         int,
     ),
     Setting("demo_patients", 40, "Number of synthetic patients `ehrgate demo` generates into an empty database.", int),

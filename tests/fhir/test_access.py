@@ -158,7 +158,8 @@ def test_calls_with_a_token_are_audited(seeded: Any) -> None:
         "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}} in read["entity"]
     assert any(x.get("name") == "grant-42" for x in read["entity"])
     lab = next(x for x in read["entity"] if x.get("what") == {"reference": "Observation/my-lab"})
-    calls = [d["valueString"].split(" ") for d in lab["detail"]]
+    assert [d["type"] for d in lab["detail"]] == ["calls"]
+    calls = [line.split(" ") for line in lab["detail"][0]["valueString"].splitlines()]
     assert [c[1] for c in calls] == ["req-77", "req-78"] and all(c[0].startswith("20") for c in calls)
     assert read["period"]["start"] <= read["period"]["end"] == read["recorded"]
     search = next(e for e in events if e["subtype"][0]["code"] == "search-type")

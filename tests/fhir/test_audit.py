@@ -65,10 +65,11 @@ def test_calls_fold_by_resource() -> None:
     calls = [Call("Patient", "p1", "a", "", T0), Call("Patient", "p2", "b", "", T0 + 1),
              Call("Patient", "p1", "c", "", T0 + 1002)]
     event = access_event(Access(client_id="backend"), "read", 200, calls)
-    what = [(e["what"]["reference"], [d["valueString"] for d in e["detail"]]) for e in event["entity"]]
+    what = [(e["what"]["reference"], e["detail"]) for e in event["entity"]]
     assert what == [
-        ("Patient/p1", ["2025-11-24T16:00:00.123+00:00 a", "2025-11-24T16:00:01.125+00:00 c"]),
-        ("Patient/p2", ["2025-11-24T16:00:00.124+00:00 b"]),
+        ("Patient/p1", [{"type": "calls",
+                         "valueString": "2025-11-24T16:00:00.123+00:00 a\n2025-11-24T16:00:01.125+00:00 c"}]),
+        ("Patient/p2", [{"type": "calls", "valueString": "2025-11-24T16:00:00.124+00:00 b"}]),
     ]
     assert event["period"] == {"start": "2025-11-24T16:00:00.123+00:00", "end": "2025-11-24T16:00:01.125+00:00"}
     assert event["recorded"] == event["period"]["end"]
@@ -93,13 +94,14 @@ def test_sink_groups_calls_and_writes_time_ordered_ids(store: Store) -> None:
             "SELECT r.res_id, v.raw FROM resource r JOIN resource_version v ON v.res_pk = r.pk "
             "WHERE r.res_type = 'AuditEvent'").fetchall()
     events = {rid: orjson.loads(raw) for rid, raw in rows}
-    sizes = sorted(sum(len(e.get("detail", [])) for e in ev["entity"] if "what" in e and "role" not in e)
-                   for ev in events.values())
+    sizes = sorted(sum(len(d["valueString"].splitlines()) for e in ev["entity"] if "what" in e and "role" not in e
+                       for d in e["detail"]) for ev in events.values())
     assert sizes == [1, 1, 1, 2, 2]  # 5 reads by max_calls=2 → 2+2+1; the 404 and the backend's own
     for rid, event in events.items():
         assert uuid.UUID(rid).version == 7
         ms = int(uuid.UUID(rid).hex[:12], 16)
-        assert ms == T0 + max(int(d["valueString"].split(" ")[1][1:]) for e in event["entity"] for d in e.get("detail", []))
+        assert ms == T0 + max(int(line.split(" ")[1][1:]) for e in event["entity"] for d in e.get("detail", [])
+                              for line in d["valueString"].splitlines())
 
 
 def test_one_event_per_call_when_max_calls_is_1(store: Store) -> None:
