@@ -147,8 +147,9 @@ def test_a_transaction_that_does_not_commit_delivers_every_message_again_once(me
     ({"batch": "10"}, "option 'batch' has value '10'."),
     ({"batch_ms": -1}, "option 'batch_ms' has value -1. Expected milliseconds, 0-10000."),
     ({"repoint_on_merge": "yes"}, "option 'repoint_on_merge' has value 'yes'. Expected true or false."),
+    ({"follow_merges": 1}, "option 'follow_merges' has value 1. Expected true or false."),
     ({"batchsize": 5}, "option 'batchsize' is not known to the fhir_store destination. "
-                       "Expected batch, batch_ms or repoint_on_merge."),
+                       "Expected batch, batch_ms, follow_merges or repoint_on_merge."),
 ])
 def test_batch_options_are_checked(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ChannelConfigError) as info:
@@ -234,27 +235,35 @@ class Refusing(Store):
         return validate(resource)
 
 
+def payloads(raws: list[bytes]) -> list[Payload]:
+    """The payloads the engine hands the destination for ``raws`` (converted as the channel step does)."""
+    from ehrgate.convert import ConversionOptions, convert
+    from ehrgate.hl7 import parse
+
+    out = []
+    for n, raw in enumerate(raws):
+        result = convert(parse(raw), ConversionOptions(channel="adt"))
+        msg_type = "^".join(result.message_type.split("^")[:2])  # as the engine records it: ADT^A40
+        out.append(Payload(n, "adt", raw, result.to_json(), msg_type, result.control_id))
+    return out
+
+
+def destination(store: Store, **options: Any) -> FhirStoreDestination:
+    from ehrgate.fhir.validation import known_resource_types
+
+    return FhirStoreDestination(DestinationConfig("store", "fhir_store", {"batch_ms": 10_000, **options},
+                                                  RetryPolicy(), 1, 30.0), Context(store, frozenset(known_resource_types())))
+
+
+def finish(conn: Any, n: int, result: Delivered) -> str:
+    return "SENT" if result.ok else "ERROR"
+
+
 def test_a_refused_repointing_rolls_back_its_merge_alone(store: Store) -> None:
     """A re-pointed resource the store refuses fails its A40 whole - the Patients' patches too - as
     ERROR naming the resource, and leaves the next message of the batch alone."""
-    from ehrgate.convert import ConversionOptions, convert
-    from ehrgate.fhir.validation import known_resource_types
-    from ehrgate.hl7 import parse
-
-    def payloads(raws: list[bytes]) -> list[Payload]:
-        out = []
-        for n, raw in enumerate(raws):
-            result = convert(parse(raw), ConversionOptions(channel="adt"))
-            msg_type = "^".join(result.message_type.split("^")[:2])  # as the engine records it: ADT^A40
-            out.append(Payload(n, "adt", raw, result.to_json(), msg_type, result.control_id))
-        return out
-
     refusing = Refusing(store)
-    dest = FhirStoreDestination(DestinationConfig("store", "fhir_store", {"batch_ms": 10_000}, RetryPolicy(), 1, 30.0),
-                                Context(refusing, frozenset(known_resource_types())))
-
-    def finish(conn: Any, n: int, result: Delivered) -> str:
-        return "SENT" if result.ok else "ERROR"
+    dest = destination(refusing)
 
     assert [o.ok for o in dest.deliver_many_in(payloads(MERGE_STREAM[:3]), finish) if isinstance(o, Delivered)] \
         == [True] * 3
@@ -270,3 +279,86 @@ def test_a_refused_repointing_rolls_back_its_merge_alone(store: Store) -> None:
     assert count(store, CLINICAL_REFERENCES.format(merged)) == before > 20  # nothing re-pointed
     with store.reader() as conn:
         assert b'"active":false' not in store.read("Patient", merged, conn).raw  # and the merge rolled back
+
+
+LATE_A08 = (sample("adt_a08.hl7").replace(b"MRN2002", b"MRN2999").replace(b"A08-0001", b"A08-LATE")
+            .replace(b"Everyman^Adam", b"Staleman^Adam"))
+"""An update for the merged MRN from a system that has not caught up with the A40 (another name)."""
+LATE_ORU = sample("oru_r01.hl7").replace(b"MRN1001", b"MRN2999").replace(b"ORU-0001", b"ORU-LATE") \
+    .replace(b"F-9001", b"F-LATE1").replace(b"F-9002", b"F-LATE2").replace(b"ORD777", b"ORD-L1") \
+    .replace(b"ORD778", b"ORD-L2").replace(b"S-5001", b"S-LATE")
+"""A lab result for the merged MRN, after the merge (new report and order numbers)."""
+
+
+def _patient(store: Store, pid: str) -> dict[str, Any]:
+    import orjson
+
+    with store.reader() as conn:
+        return dict(orjson.loads(store.read("Patient", pid, conn).raw or b"{}"))
+
+
+def test_a_message_for_a_merged_mrn_after_the_merge_attaches_to_the_survivor(store: Store) -> None:
+    """A late A08 and lab result carrying the merged MRN: the merged Patient stays retired (inactive,
+    its replaced-by link kept) and the survivor's demographics stay; the result's resources reference
+    the survivor; the delivery's response says which merge it followed."""
+    dest = destination(store)
+    assert all(isinstance(o, Delivered) and o.ok for o in dest.deliver_many_in(payloads(MERGE_STREAM), finish))
+    merged, survivor = patient_id(store, "MRN2999"), patient_id(store, "MRN2002")
+    on_survivor = count(store, CLINICAL_REFERENCES.format(survivor))
+    outcomes = dest.deliver_many_in(payloads([LATE_A08, LATE_ORU]), finish)
+    assert all(isinstance(o, Delivered) and o.ok for o in outcomes), outcomes
+    retired = _patient(store, merged)
+    assert retired["active"] is False
+    assert retired["link"] == [{"other": {"reference": f"Patient/{survivor}"}, "type": "replaced-by"}]
+    assert "Staleman" not in str(_patient(store, survivor)["name"]) and "Staleman" not in str(retired["name"])
+    assert count(store, CLINICAL_REFERENCES.format(merged)) == 0
+    assert count(store, CLINICAL_REFERENCES.format(survivor)) > on_survivor + 10  # the late reports and results
+    assert count(store, "SELECT count(*) FROM resource WHERE res_type = 'Patient'") == 2
+    for outcome in outcomes:
+        assert isinstance(outcome, Delivered)
+        assert (f'{{"followed_merge": {{"merged": "Patient/{merged}", "survivor": "Patient/{survivor}"}}}}'
+                .encode() in (outcome.response or b""))
+
+
+def test_follow_merges_false_leaves_a_late_message_on_the_merged_patient_still_merged(store: Store) -> None:
+    """Not followed, the late A08 updates the merged Patient's demographics, but its full update keeps
+    the merge (link and ``active: false``); the late result references the merged Patient."""
+    dest = destination(store, follow_merges=False)
+    assert all(isinstance(o, Delivered) and o.ok for o in dest.deliver_many_in(payloads(MERGE_STREAM), finish))
+    merged, survivor = patient_id(store, "MRN2999"), patient_id(store, "MRN2002")
+    outcomes = dest.deliver_many_in(payloads([LATE_A08, LATE_ORU]), finish)
+    assert all(isinstance(o, Delivered) and o.ok and b"followed_merge" not in (o.response or b"") for o in outcomes)
+    retired = _patient(store, merged)
+    assert "Staleman" in str(retired["name"])
+    assert retired["active"] is False
+    assert retired["link"] == [{"other": {"reference": f"Patient/{survivor}"}, "type": "replaced-by"}]
+    assert count(store, CLINICAL_REFERENCES.format(merged)) > 10
+
+
+def test_an_update_of_the_survivor_keeps_its_replaces_link(store: Store, client: Any) -> None:
+    """An A08 for the surviving MRN after the merge (a full update whose PID knows nothing of the
+    merge) keeps the survivor's ``replaces`` link: ``Patient?link=`` still finds it."""
+    dest = destination(store)
+    assert all(isinstance(o, Delivered) and o.ok for o in dest.deliver_many_in(payloads(MERGE_STREAM), finish))
+    merged, survivor = patient_id(store, "MRN2999"), patient_id(store, "MRN2002")
+    renamed = sample("adt_a08.hl7").replace(b"A08-0001", b"A08-SURV").replace(b"Everyman^Adam", b"Newname^Adam")
+    assert all(isinstance(o, Delivered) and o.ok for o in dest.deliver_many_in(payloads([renamed]), finish))
+    kept = _patient(store, survivor)
+    assert "Newname" in str(kept["name"])  # the update applied
+    assert kept["link"] == [{"other": {"reference": f"Patient/{merged}"}, "type": "replaces"}]
+    found = client.get(f"/fhir/Patient?link=Patient/{merged}").json()
+    assert [e["resource"]["id"] for e in found.get("entry", [])] == [survivor]
+
+
+def test_a_chain_of_merges_is_followed_to_its_last_survivor(store: Store) -> None:
+    """MRN2999 merged into MRN2002, then MRN2002 into MRN3003: a late result for MRN2999 lands on
+    MRN3003's Patient."""
+    second = sample("adt_a40.hl7").replace(b"MRN2999", b"MRN2002").replace(b"PID|1||MRN2002", b"PID|1||MRN3003") \
+        .replace(b"A40-0001", b"A40-0002")
+    dest = destination(store)
+    assert all(isinstance(o, Delivered) and o.ok for o in dest.deliver_many_in(payloads(MERGE_STREAM + [second]), finish))
+    first, middle, last = (patient_id(store, mrn) for mrn in ("MRN2999", "MRN2002", "MRN3003"))
+    assert _patient(store, middle)["link"][-1]["type"] == "replaced-by"
+    assert all(isinstance(o, Delivered) and o.ok for o in dest.deliver_many_in(payloads([LATE_ORU]), finish))
+    assert count(store, CLINICAL_REFERENCES.format(first)) == count(store, CLINICAL_REFERENCES.format(middle)) == 0
+    assert count(store, CLINICAL_REFERENCES.format(last)) > 20

@@ -16,6 +16,18 @@ Patient are re-pointed to its survivor in the same savepoint (``fhir/store/merge
 and the re-pointing commit or roll back together. The pair is read from the store after the
 transaction: the Patients the Bundle wrote that are now ``replaced-by`` another.
 
+A message that arrives after the merge with the merged identifier (a late A08 or lab result from a
+system that has not caught up; ``follow_merges``, on by default) is attached to the survivor: each
+Patient entry of its Bundle whose conditional criteria find a Patient that is ``replaced-by``
+another (followed to the last one) becomes a conditional create of that survivor (``ifNoneExist:
+_id=<survivor>``), which writes nothing, so the message's resources reference the survivor and the
+merged Patient keeps its ``active: false`` and link. The demographics that message carried are not
+applied to either Patient; the delivery's response lists ``{"followed_merge": {"merged": ...,
+"survivor": ...}}``. Whether or not it follows, a full update of a Patient (an A08's ``PUT
+Patient?identifier=``) keeps the stored merge links - and ``active: false`` on a merged one - since
+the message's PID cannot carry them: before, a later A08 for either Patient dropped its link,
+undoing the merge on that side.
+
 Without a Bundle (the channel has no conversion step yet) there is nothing to write: the delivery
 is recorded as SENT with a response saying so.
 """
@@ -61,6 +73,7 @@ class FhirStoreDestination(Destination):
         self.batch_size = int(cfg.options.get("batch", BATCH))
         self.batch_seconds = float(cfg.options.get("batch_ms", BATCH_MS)) / 1000
         self.repoint = bool(cfg.options.get("repoint_on_merge", True))
+        self.follow = bool(cfg.options.get("follow_merges", True))
 
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> None:
@@ -71,13 +84,14 @@ class FhirStoreDestination(Destination):
         budget = options.get("batch_ms", BATCH_MS)
         if not isinstance(budget, (int, float)) or isinstance(budget, bool) or not 0 <= budget <= 10_000:
             raise ChannelConfigError(f"option 'batch_ms' has value {budget!r}. Expected milliseconds, 0-10000.")
-        repoint = options.get("repoint_on_merge", True)
-        if not isinstance(repoint, bool):
-            raise ChannelConfigError(f"option 'repoint_on_merge' has value {repoint!r}. Expected true or false.")
-        unknown = sorted(set(options) - {"batch", "batch_ms", "repoint_on_merge"})
+        for flag in ("follow_merges", "repoint_on_merge"):
+            value = options.get(flag, True)
+            if not isinstance(value, bool):
+                raise ChannelConfigError(f"option {flag!r} has value {value!r}. Expected true or false.")
+        unknown = sorted(set(options) - {"batch", "batch_ms", "follow_merges", "repoint_on_merge"})
         if unknown:
             raise ChannelConfigError(f"option {unknown[0]!r} is not known to the fhir_store destination. "
-                                     "Expected batch, batch_ms or repoint_on_merge.")
+                                     "Expected batch, batch_ms, follow_merges or repoint_on_merge.")
 
     def deliver_in(self, payload: Payload, finish: Callable[[Any, Delivered], Any]) -> Delivered:
         store = self.ctx.fhir_store
@@ -140,8 +154,11 @@ class FhirStoreDestination(Destination):
             bundle = jsonio.loads(payload.bundle)  # keeps decimal digits ("13.20")
         except ValueError:
             return Delivered(False, error="The message's FHIR Bundle is not valid JSON", retry=False)
+        followed = _patients(w, bundle, self.follow) if payload.msg_type != MERGE else []
         results = process_transaction(w.store, bundle, self.ctx.known_types, session=w)
         summary: list[dict[str, Any]] = [{"status": r.status, "location": r.location} for r in results]
+        summary.extend({"followed_merge": {"merged": f"Patient/{merged}", "survivor": f"Patient/{survivor}"}}
+                       for merged, survivor in followed)
         if self.repoint and payload.msg_type == MERGE:
             for merged, survivor in _merges(w, results):
                 try:
@@ -153,6 +170,89 @@ class FhirStoreDestination(Destination):
         return Delivered(True, response=json.dumps(summary).encode())
 
 
+FOLLOW_HOPS = 10
+"""Most ``replaced-by`` links followed from a merged Patient to its survivor (a chain of merges)."""
+
+
+def _links(w: WriteSession, pid: str) -> list[Any]:
+    """The ``link`` elements of ``Patient/pid`` (which exists; NotFound/Gone otherwise)."""
+    links = jsonio.loads(w.store.read("Patient", pid, w.conn).raw or b"{}").get("link")
+    return links if isinstance(links, list) else []
+
+
+def _replaced_by(links: list[Any]) -> str | None:
+    """The id of the Patient that these links say their Patient is ``replaced-by``, if any."""
+    for link in links:
+        if not isinstance(link, dict):
+            continue
+        other = str((link.get("other") or {}).get("reference", ""))
+        if link.get("type") == "replaced-by" and other.startswith("Patient/"):
+            return other.removeprefix("Patient/")
+    return None
+
+
+def _survivor(w: WriteSession, merged: str, links: list[Any]) -> str:
+    """The last Patient of ``merged``'s ``replaced-by`` chain that exists (``merged`` itself when
+    it is not replaced, or when its survivor is unknown or deleted: attaching to a Patient that is
+    not there would create a new one). ``links``: ``merged``'s."""
+    survivor, seen = merged, {merged}
+    following = _replaced_by(links)
+    for _ in range(FOLLOW_HOPS):
+        if following is None or following in seen:
+            break
+        try:
+            after = _replaced_by(_links(w, following))
+        except FhirError:  # unknown or deleted
+            break
+        survivor = following
+        seen.add(following)
+        following = after
+    return survivor
+
+
+def _patients(w: WriteSession, bundle: dict[str, Any], follow: bool) -> list[tuple[str, str]]:
+    """Before a (non-A40) message's Bundle is written: each Patient entry whose conditional criteria
+    find one Patient that has merge links keeps them. Merged (``replaced-by``) with ``follow``: the
+    entry becomes a conditional create of the survivor. Otherwise a full update (``PUT
+    Patient?identifier=``, an A08) that carries no ``link`` gets the stored one - and ``active:
+    false`` on a merged Patient - since the message's PID cannot know them and a PUT would drop
+    them, undoing the merge on either side. Returns the (merged, survivor) ids it followed."""
+    followed = []
+    for entry in bundle.get("entry") or ():
+        if not isinstance(entry, dict):
+            continue
+        resource, request = entry.get("resource"), entry.get("request")
+        if not isinstance(resource, dict) or resource.get("resourceType") != "Patient" or not isinstance(request, dict):
+            continue
+        url = str(request.get("url") or "")
+        put = request.get("method") == "PUT" and url.startswith("Patient?")
+        if put:
+            criteria = url.partition("?")[2]
+        elif request.get("method") == "POST" and request.get("ifNoneExist"):
+            criteria = str(request["ifNoneExist"])
+        else:
+            continue
+        try:
+            matches = w.find("Patient", criteria)
+        except FhirError:
+            continue  # criteria the search refuses: the transaction reports them
+        if len(matches) != 1:
+            continue
+        found = matches[0][1]
+        links = _links(w, found)
+        if not links:
+            continue
+        survivor = _survivor(w, found, links) if follow else found
+        if survivor != found:
+            entry["request"] = {"method": "POST", "url": "Patient", "ifNoneExist": f"_id={survivor}"}
+            followed.append((found, survivor))
+        elif put and "link" not in resource:
+            resource["link"] = links
+            if _replaced_by(links) is not None and "active" not in resource:
+                resource["active"] = False
+    return followed
+
+
 def _merges(w: WriteSession, results: list[EntryResult]) -> list[tuple[str, str]]:
     """(merged, survivor) ids: each Patient the transaction wrote that is now ``replaced-by``
     another (convert/adt.py patches the merged Patient so). Read back from the store, since one
@@ -160,11 +260,9 @@ def _merges(w: WriteSession, results: list[EntryResult]) -> list[tuple[str, str]
     ids = dict.fromkeys(r.location.split("/")[1] for r in results if r.location and r.location.startswith("Patient/"))
     pairs = []
     for pid in ids:
-        patient = jsonio.loads(w.store.read("Patient", pid, w.conn).raw or b"{}")
-        for link in patient.get("link") or ():
-            other = str((link.get("other") or {}).get("reference", ""))
-            if link.get("type") == "replaced-by" and other.startswith("Patient/"):
-                pairs.append((pid, other.removeprefix("Patient/")))
+        survivor = _replaced_by(_links(w, pid))
+        if survivor is not None:
+            pairs.append((pid, survivor))
     return pairs
 
 
