@@ -42,3 +42,32 @@ def test_bad_values_name_the_setting(tmp_path: Path) -> None:
 def test_database_url_defaults_to_sqlite_in_data_dir(tmp_path: Path) -> None:
     s = load_settings(None, environ={}, overrides={"data_dir": str(tmp_path)})
     assert s.effective_database_url == f"sqlite:///{tmp_path}/ehrgate.sqlite3"
+
+
+def test_sqlite_mmap_mb_sizes_or_turns_off_the_memory_map_of_both_stores(tmp_path: Path) -> None:
+    from ehrgate.app import open_store
+    from ehrgate.engine import open_messages
+    from ehrgate.fhir.store.engine import MMAP_BYTES
+
+    def mmap_sizes(mb: int | None) -> tuple[int, int]:
+        overrides: dict[str, object] = {"data_dir": str(tmp_path / str(mb))}
+        if mb is not None:
+            overrides["sqlite_mmap_mb"] = mb
+        store = open_store(load_settings(None, environ={}, overrides=overrides))
+        messages = open_messages(store)
+        try:
+            with store.reader() as conn:
+                fhir = int(conn.exec_driver_sql("PRAGMA mmap_size").scalar_one())
+            with messages.engine.connect() as conn:
+                engine = int(conn.exec_driver_sql("PRAGMA mmap_size").scalar_one())
+            return fhir, engine
+        finally:
+            messages.close()
+            messages.engine.dispose()
+            store.engine.dispose()
+
+    assert mmap_sizes(None) == (MMAP_BYTES, MMAP_BYTES)
+    assert mmap_sizes(0) == (0, 0)
+    assert mmap_sizes(64) == (64 * 1024 * 1024, 64 * 1024 * 1024)
+    with pytest.raises(ValueError, match="Setting 'sqlite_mmap_mb' has value -1. Expected 0"):
+        mmap_sizes(-1)

@@ -49,7 +49,8 @@ MIGRATION_DIRS: list[Path] = [
 
 
 def open_store(settings: Settings) -> Store:
-    engine = create_engine(settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    engine = create_engine(settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous,
+                           sqlite_mmap_bytes=int(settings.sqlite_mmap_mb) * 1024 * 1024)
     migrate(engine, MIGRATION_DIRS)
     return Store(engine)
 

@@ -51,6 +51,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("default_page_size", 50, "Search page size when the request has no _count.", int),
     Setting("max_page_size", 1000, "Largest _count honoured; larger values are capped.", int),
     Setting("sqlite_synchronous", "NORMAL", "SQLite PRAGMA synchronous for the FHIR store (NORMAL or FULL)."),
+    Setting(
+        "sqlite_mmap_mb",
+        2048,
+        "Megabytes of the SQLite database read through a memory map (PRAGMA mmap_size; SQLite caps it near "
+        "2 GB). 0 turns the map off: reads then copy pages with read(), a little slower, but a disk error "
+        "becomes an error message instead of the process being killed by SIGBUS (choose 0 on network or "
+        "unreliable storage).",
+        int,
+    ),
     Setting("log_level", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR."),
     Setting(
         "access_log",

@@ -33,8 +33,14 @@ def demo_channel(host: str, port: int) -> dict[str, Any]:
 
 
 def open_messages(fhir_store: Any) -> MessageStore:
-    """The message store on the FHIR store's database, with its own (synchronous=FULL) connections."""
-    return MessageStore.open(fhir_store.engine.url.render_as_string(hide_password=False))
+    """The message store on the FHIR store's database, with its own (synchronous=FULL) connections
+    and, on SQLite, the FHIR store's memory-map size (setting ``sqlite_mmap_mb``)."""
+    engine = fhir_store.engine
+    mmap = None
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            mmap = int(conn.exec_driver_sql("PRAGMA mmap_size").scalar_one())
+    return MessageStore.open(engine.url.render_as_string(hide_password=False), sqlite_mmap_bytes=mmap)
 
 
 def open_engine(settings: Any, fhir_store: Any, *, extra: Mapping[str, Any] | None = None) -> Engine:

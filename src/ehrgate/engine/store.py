@@ -111,10 +111,12 @@ class MessageStore:
         self.fast = q.Connections(engine, keep=6 if self.pg else 2)  # PostgreSQL: 4 receipt writers + claims
 
     @classmethod
-    def open(cls, url: str, **kwargs: Any) -> MessageStore:
-        """A store on ``url`` with its own connections (synchronous=FULL on SQLite). The schema
-        must already be migrated (``app.open_store`` does it)."""
-        return cls(create_engine(url, sqlite_synchronous="FULL", pool_size=4), **kwargs)
+    def open(cls, url: str, *, sqlite_mmap_bytes: int | None = None, **kwargs: Any) -> MessageStore:
+        """A store on ``url`` with its own connections (synchronous=FULL on SQLite; memory map as
+        ``sqlite_mmap_bytes``, default the FHIR store's default). The schema must already be migrated
+        (``app.open_store`` does it)."""
+        mmap = {} if sqlite_mmap_bytes is None else {"sqlite_mmap_bytes": sqlite_mmap_bytes}
+        return cls(create_engine(url, sqlite_synchronous="FULL", pool_size=4, **mmap), **kwargs)
 
     def close(self) -> None:
         self.fast.close()

@@ -28,7 +28,9 @@ MMAP_BYTES = 0x7FFF0000
 memory): in WAL mode a connection's page cache is dropped whenever another connection commits, and
 with a map the pages come back from the OS cache without a read() and a copy each. 0x7FFF0000 (2 GB)
 is the compile-time cap of common SQLite builds (``MAX_MMAP_SIZE``; larger values are cut to it), so
-a store of that size is read wholly through the map."""
+a store of that size is read wholly through the map. The ``sqlite_mmap_mb`` setting lowers it or
+turns it off (0): through a map, an I/O error reading the file is a SIGBUS that kills the process
+(sqlite.org/mmap.html), where read() would return an error."""
 
 
 BUSY_TIMEOUT_S = 30.0
@@ -73,7 +75,8 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 8) -> sa.Engine:
+def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 8,
+                  sqlite_mmap_bytes: int = MMAP_BYTES) -> sa.Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         path = sa.make_url(url).database
@@ -88,6 +91,10 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: in
         sync = sqlite_synchronous.upper()
         if sync not in ("NORMAL", "FULL", "OFF"):
             raise ValueError(f"Setting 'sqlite_synchronous' has value {sqlite_synchronous!r}. Expected NORMAL or FULL.")
+        mmap_bytes = min(int(sqlite_mmap_bytes), MMAP_BYTES)
+        if mmap_bytes < 0:
+            raise ValueError(f"Setting 'sqlite_mmap_mb' has value {sqlite_mmap_bytes // (1024 * 1024)}. "
+                             "Expected 0 (no memory map) or a number of megabytes.")
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -98,7 +105,7 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: in
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             cur.execute("PRAGMA cache_size=-65536")
-            cur.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            cur.execute(f"PRAGMA mmap_size={mmap_bytes}")
             cur.close()
 
         @event.listens_for(engine, "begin")
