@@ -3,6 +3,7 @@ store transaction, each message all or nothing on its own (destinations/fhir_sto
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -215,7 +216,25 @@ def test_an_a40_in_a_batch_repoints_what_the_batch_wrote_before_it(messages: Mes
     assert count(store, CLINICAL_REFERENCES.format(survivor)) > 20
     a40 = messages.get(by_control_id(messages, "adt")["A40-0001"]["id"])
     assert a40 is not None
-    assert f'"repointed": "Patient/{merged}"'.encode() in (a40["deliveries"][0]["response"] or b"")
+    response = json.loads(a40["deliveries"][0]["response"] or b"[]")
+    repointed = [r["location"] for r in response if r.get("repointed") == f"Patient/{merged}"]
+    assert len(repointed) > 20
+    # one Provenance records the re-pointing: the new versions, the two Patients and the A40
+    provenance = [p for p in current(store, "Provenance") if any(e["role"] == "removal" for e in p["entity"])]
+    assert len(provenance) == 1
+    assert sorted(t["reference"] for t in provenance[0]["target"]) == sorted(repointed)
+    assert [(e["role"], e["what"].get("reference")) for e in provenance[0]["entity"]] == [
+        ("removal", f"Patient/{merged}"), ("revision", f"Patient/{survivor}"), ("source", None)]
+    assert provenance[0]["entity"][2]["what"]["identifier"]["value"] == str(a40["id"])
+    assert response[-1]["location"].startswith(f"Provenance/{provenance[0]['id']}/_history/1")
+
+
+def current(store: Store, res_type: str) -> list[dict[str, Any]]:
+    with store.reader() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT v.raw FROM resource r JOIN resource_version v ON v.res_pk = r.pk AND v.version = r.version "
+            f"WHERE r.res_type = '{res_type}' AND NOT r.deleted").fetchall()
+    return [json.loads(raw) for (raw,) in rows]
 
 
 class Refusing(Store):
@@ -277,6 +296,7 @@ def test_a_refused_repointing_rolls_back_its_merge_alone(store: Store) -> None:
     assert "Re-pointing AllergyIntolerance/" in (failed.error or "") and "no allergies today" in (failed.error or "")
     assert isinstance(other, Delivered) and other.ok
     assert count(store, CLINICAL_REFERENCES.format(merged)) == before > 20  # nothing re-pointed
+    assert not [p for p in current(store, "Provenance") if any(e["role"] == "removal" for e in p["entity"])]
     with store.reader() as conn:
         assert b'"active":false' not in store.read("Patient", merged, conn).raw  # and the merge rolled back
 

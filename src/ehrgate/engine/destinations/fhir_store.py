@@ -45,6 +45,7 @@ from ...fhir import jsonio
 from ...fhir.bundles import EntryResult, process_transaction
 from ...fhir.errors import FhirError
 from ...fhir.store.merge import repoint_references
+from ...fhir.store.model import WriteResult, iso_instant
 from ...fhir.store.service import WriteSession
 from ..config import DestinationConfig
 from ..errors import ChannelConfigError
@@ -163,11 +164,43 @@ class FhirStoreDestination(Destination):
             for merged, survivor in _merges(w, results):
                 try:
                     moved = repoint_references(w, merged, survivor)
+                    if moved:
+                        record = w.create("Provenance", merge_provenance(payload, merged, survivor, moved))
                 except FhirError as exc:
                     raise _RepointRefused(exc) from None
                 summary.extend({"status": r.status, "location": r.stored.location, "repointed": f"Patient/{merged}"}
                                for r in moved)
+                if moved:
+                    summary.append({"status": record.status, "location": record.stored.location})
         return Delivered(True, response=json.dumps(summary).encode())
+
+
+_MERGE_WHY = "Patient merge (ADT^A40): references to the merged Patient re-pointed to the survivor"
+
+
+def merge_provenance(payload: Payload, merged: str, survivor: str, moved: Sequence[WriteResult]) -> dict[str, Any]:
+    """The Provenance of a re-pointing: its targets are the new versions it wrote, the merged
+    Patient is the entity ``removal`` and the survivor ``revision`` (the roles of the merge example
+    in the FHIR build's Provenance examples), and the A40 is the ``source`` by its message-store
+    entry, as in the Provenance the conversion writes for every message."""
+    return {
+        "resourceType": "Provenance",
+        "target": [{"reference": r.stored.location} for r in moved],
+        "recorded": iso_instant(int(time.time() * 1000)),
+        "reason": [{"text": _MERGE_WHY}],
+        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE"}],
+                     "text": "re-point references after a patient merge"},
+        "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                        "code": "assembler"}]},
+                   "who": {"display": f"EHRGate channel {payload.channel} (fhir_store destination)"}}],
+        "entity": [
+            {"role": "removal", "what": {"reference": f"Patient/{merged}"}},
+            {"role": "revision", "what": {"reference": f"Patient/{survivor}"}},
+            {"role": "source", "what": {"identifier": {"system": "urn:ehrgate:message-store",
+                                                       "value": str(payload.message_id)},
+                                        "display": f"HL7 v2 {payload.msg_type} message {payload.control_id}".strip()}},
+        ],
+    }
 
 
 FOLLOW_HOPS = 10
