@@ -104,6 +104,33 @@ def test_sink_groups_calls_and_writes_time_ordered_ids(store: Store) -> None:
                               for line in d["valueString"].splitlines())
 
 
+def test_a_group_larger_than_max_calls_is_split_by_resource(store: Store) -> None:
+    """A client reading across patients: split by arrival, every event would name every patient
+    (an entity and its index rows each); split by resource, each names few. Each patient's calls
+    stay in time order and every call is listed once."""
+    sink = _sink(store, max_calls=4)
+    backend = Access(client_id="backend")
+    for i in range(12):
+        sink.access(backend, "read", 200, "Patient", f"p{i % 4}", f"r{i:02d}", "", T0 + i)
+    assert sink.flush() == 12
+    with store.reader() as conn:
+        raws = [raw for (raw,) in conn.exec_driver_sql(
+            "SELECT v.raw FROM resource r JOIN resource_version v ON v.res_pk = r.pk "
+            "WHERE r.res_type = 'AuditEvent'").fetchall()]
+    events = [orjson.loads(raw) for raw in raws]
+    named = [[e["what"]["reference"] for e in ev["entity"] if "what" in e] for ev in events]
+    assert sorted(len(n) for n in named) == [2, 2, 2]  # by arrival: 4, 4, 4
+    calls = sorted(line.split(" ")[1] for ev in events for e in ev["entity"] if "what" in e
+                   for line in e["detail"][0]["valueString"].splitlines())
+    assert calls == [f"r{i:02d}" for i in range(12)]
+    for ev in events:
+        for e in ev["entity"]:
+            if "what" in e:
+                times = [line.split(" ")[0] for line in e["detail"][0]["valueString"].splitlines()]
+                assert times == sorted(times)
+                assert ev["period"]["start"] <= times[0] and times[-1] <= ev["period"]["end"] == ev["recorded"]
+
+
 def test_one_event_per_call_when_max_calls_is_1(store: Store) -> None:
     sink = _sink(store, max_calls=1)
     for i in range(3):

@@ -120,6 +120,10 @@ class Call(NamedTuple):
     """Milliseconds since the epoch."""
 
 
+def _by_target(call: Call) -> tuple[str, str, int]:
+    return (call.res_type or "", call.res_id or "", call.now)
+
+
 def _call_line(call: Call) -> str:
     """``<time> <request id>[ <query>]`` (the query is URL-encoded, so it holds no space or line break)."""
     if call.query:
@@ -128,8 +132,8 @@ def _call_line(call: Call) -> str:
 
 
 def access_event(access: Access, interaction: str, status: int, calls: Sequence[Call]) -> dict[str, Any]:
-    """One AuditEvent for ``calls`` (at least one, in time order), all made with the same token's
-    rights, the same interaction and the same HTTP status.
+    """One AuditEvent for ``calls`` (at least one; each resource's calls in time order), all made
+    with the same token's rights, the same interaction and the same HTTP status.
 
     The caller (user, else client) and the app are agents; the token's patient is an entity with
     role Patient; the grant id is the ``name`` of an entity of its own (``entity-name`` search).
@@ -157,7 +161,8 @@ def access_event(access: Access, interaction: str, status: int, calls: Sequence[
     for target, lines in by_target.items():
         detail = [{"type": "calls", "valueString": "\n".join(lines)}]
         entities.append({"what": _ref(target), "detail": detail} if target else {"detail": detail})
-    first, last = _instant(calls[0].now), _instant(calls[-1].now)
+    times = [c.now for c in calls]
+    first, last = _instant(min(times)), _instant(max(times))
     return {
         "resourceType": "AuditEvent",
         "type": _TYPE,
@@ -322,9 +327,14 @@ class AuditSink:
                 group[3].append(call)
         step = self.max_calls
         for access, interaction, status, calls in groups.values():
+            if len(calls) > step:
+                # Split by resource, not by arrival: a chunk of arrivals names nearly as many
+                # resources as it has calls (a client reading across patients), and every resource
+                # an event names is an entity with its index rows (entity, patient, compartment).
+                calls.sort(key=_by_target)
             for i in range(0, len(calls), step):
                 chunk = calls[i : i + step]
-                yield access_event(access, interaction, status, chunk), chunk[-1].now
+                yield access_event(access, interaction, status, chunk), max(c.now for c in chunk)
 
     def flush(self) -> int:
         """Write the calls queued when it is called; returns how many calls were written.
