@@ -382,3 +382,47 @@ def test_a_chain_of_merges_is_followed_to_its_last_survivor(store: Store) -> Non
     assert all(isinstance(o, Delivered) and o.ok for o in dest.deliver_many_in(payloads([LATE_ORU]), finish))
     assert count(store, CLINICAL_REFERENCES.format(first)) == count(store, CLINICAL_REFERENCES.format(middle)) == 0
     assert count(store, CLINICAL_REFERENCES.format(last)) > 20
+
+
+def test_a_late_message_in_flight_during_an_a40_is_repointed_too(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL, two fhir_store workers: a lab result for the merged MRN is being written (its
+    transaction has found the Patient, not merged yet) when the A40 arrives on another connection.
+    The A40 waits for it (the result's lock on the Patient row), then re-points what it wrote; before
+    the lock, the A40 committed first and the result's resources stayed on the merged Patient."""
+    import threading
+
+    from ehrgate.engine.destinations import fhir_store as module
+
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the two transactions cannot overlap")
+    dest = destination(store)
+    assert all(isinstance(o, Delivered) and o.ok for o in dest.deliver_many_in(payloads(MERGE_STREAM[:3]), finish))
+    merged = patient_id(store, "MRN2999")
+    paused, go = threading.Event(), threading.Event()
+    original = module.process_transaction
+
+    def pausing(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "late":
+            paused.set()  # the late message holds its lock on the merged Patient's row here
+            assert go.wait(30)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "process_transaction", pausing)
+    results: dict[str, Any] = {}
+
+    def deliver(name: str, raw: bytes) -> None:
+        results[name] = dest.deliver_many_in(payloads([raw]), finish)
+
+    late = threading.Thread(target=deliver, args=("late", LATE_ORU), name="late")
+    late.start()
+    assert paused.wait(30)
+    a40 = threading.Thread(target=deliver, args=("a40", MERGE_STREAM[3]), name="a40")
+    a40.start()
+    a40.join(1.0)
+    waited = a40.is_alive()  # the A40's patch waits for the late message's lock
+    go.set()
+    late.join(30)
+    a40.join(30)
+    assert waited
+    assert all(isinstance(o, Delivered) and o.ok for name in ("late", "a40") for o in results[name]), results
+    assert count(store, CLINICAL_REFERENCES.format(merged)) == 0

@@ -203,6 +203,8 @@ def merge_provenance(payload: Payload, merged: str, survivor: str, moved: Sequen
     }
 
 
+_LOCK_KEY_SHARE = "SELECT pk FROM resource WHERE res_type = 'Patient' AND res_id = %s FOR KEY SHARE"
+_LOCK_FOR_UPDATE = "SELECT pk FROM resource WHERE res_type = 'Patient' AND res_id = %s FOR UPDATE"
 FOLLOW_HOPS = 10
 """Most ``replaced-by`` links followed from a merged Patient to its survivor (a chain of merges)."""
 
@@ -266,12 +268,23 @@ def _patients(w: WriteSession, bundle: dict[str, Any], follow: bool) -> list[tup
         else:
             continue
         try:
+            # PostgreSQL (SQLite has one writer): the criteria's lock first, as the entry's own
+            # conditional write and an A40's take it, so that an A40 in flight on this Patient and
+            # this message wait for each other in one order (the other order deadlocked).
+            w.lock_criteria("Patient", criteria)
             matches = w.find("Patient", criteria)
         except FhirError:
             continue  # criteria the search refuses: the transaction reports them
         if len(matches) != 1:
             continue
         found = matches[0][1]
+        if w.store.dialect == "postgresql":
+            # Then the Patient's row: wait for an A40 in flight on it (its patch holds the row FOR
+            # UPDATE), and make an A40 that comes later wait for this message - the merge then
+            # re-points this message's resources, or this message sees the merge and follows it.
+            # A full update locks the row as its write will; a conditional create needs KEY SHARE,
+            # which does not stop other messages updating the Patient.
+            w.cur.execute(_LOCK_FOR_UPDATE if put else _LOCK_KEY_SHARE, (found,))
         links = _links(w, found)
         if not links:
             continue
