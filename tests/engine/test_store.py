@@ -65,6 +65,40 @@ def test_duplicates_within_the_window_are_filtered(messages: MessageStore) -> No
     assert again.status == "RECEIVED"
 
 
+def test_the_duplicate_lookup_reads_only_the_control_id_index_on_postgresql(messages: MessageStore) -> None:
+    """The lookup every receipt batch makes (duplicates within the window, 24 h by default): its plan
+    - the generic one a prepared statement keeps too - must not scan ix_eng_message_received over the
+    window (one index entry per message of the day, per batch), and the statement is not prepared
+    (a plan made while the table is small is a sequential scan, kept until the first autovacuum
+    analyze: every message of the table read per batch meanwhile)."""
+    from ehrgate.engine import sql as q
+
+    if not messages.pg:
+        pytest.skip("PostgreSQL plans; SQLite's planner takes the control-id index (equality before range)")
+    for n in range(0, 600, 100):
+        messages.receive([incoming(hl7(f"W{n + k}", patient=f"P{k}")) for k in range(100)], duplicate_window_ms=60_000)
+    with messages.engine.connect() as conn:
+        dbapi = conn.connection.driver_connection
+        with dbapi.cursor() as cur:
+            cur.execute("ANALYZE eng_message")
+            cur.execute("SET plan_cache_mode = force_generic_plan")
+            statement = q.IDS_AND_DUPLICATES_PG(True).replace("%s", "$1", 1).replace("%s", "$2", 1).replace("%s", "$3", 1)
+            cur.execute(f"PREPARE dup_probe(int, text[], bigint) AS {statement}")
+            cur.execute("EXPLAIN EXECUTE dup_probe(1, ARRAY['W1'], 0)")
+            plan = "\n".join(r[0] for r in cur.fetchall())
+            cur.execute("DEALLOCATE dup_probe")
+        dbapi.rollback()
+    assert "ix_eng_message_control" in plan and "ix_eng_message_received" not in plan, plan
+    # the receipts' own connections never prepared it (psycopg prepares a statement after 5 runs)
+    held = [conn for conn, _since in messages.fast._idle]
+    assert held
+    for conn in held:
+        with conn.driver_connection.cursor() as cur:
+            cur.execute("SELECT statement FROM pg_prepared_statements")
+            assert not [r for r in cur.fetchall() if "generate_series" in r[0]]
+        conn.driver_connection.rollback()
+
+
 def test_search_by_every_criterion(messages: MessageStore) -> None:
     a, b, c = messages.receive([
         incoming(hl7("S1", patient="MRN-77", name="Nunez^Maria")),

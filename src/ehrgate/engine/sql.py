@@ -37,14 +37,19 @@ INSERT_QUEUE = Q("INSERT INTO eng_queue (message_id, channel, step, order_key, s
 _DUPLICATES = ("SELECT channel, sender, control_id, MIN(id) FROM eng_message WHERE control_id IN ({}) "
                "AND received_at >= ? AND COALESCE(duplicate_of, parent_id, 0) = 0 AND status <> 'ERROR' "
                "GROUP BY channel, sender, control_id")
+# PostgreSQL: ``received_at + 0``, not ``received_at``, so that the only index the planner can use
+# is the control id's. Given both, its generic plan ANDed the control id's bitmap with a scan of
+# ix_eng_message_received over the whole duplicate window (24 h by default): every receipt batch
+# read one index entry per message of the last day (measured: 4 ms at 4,400 messages, growing with
+# the window), where the control ids match a handful of rows.
 DUPLICATES_PG = Q("SELECT channel, sender, control_id, MIN(id) FROM eng_message WHERE control_id = ANY(?) "
-                  "AND received_at >= ? AND COALESCE(duplicate_of, parent_id, 0) = 0 AND status <> 'ERROR' "
+                  "AND received_at + 0 >= ? AND COALESCE(duplicate_of, parent_id, 0) = 0 AND status <> 'ERROR' "
                   "GROUP BY channel, sender, control_id")
 # PostgreSQL: the batch's new ids and its duplicates in one round trip (id rows have a NULL channel)
 IDS_AND_DUPLICATES_PG = Q(
     "SELECT NULL, NULL, NULL, nextval(pg_get_serial_sequence('eng_message', 'id')) FROM generate_series(1, ?) "
     "UNION ALL SELECT channel, sender, control_id, MIN(id) FROM eng_message WHERE control_id = ANY(?) "
-    "AND received_at >= ? AND COALESCE(duplicate_of, parent_id, 0) = 0 AND status <> 'ERROR' "
+    "AND received_at + 0 >= ? AND COALESCE(duplicate_of, parent_id, 0) = 0 AND status <> 'ERROR' "
     "GROUP BY channel, sender, control_id")
 _duplicates_sqlite: dict[int, str] = {}
 
