@@ -24,7 +24,8 @@ _id=<survivor>``), which writes nothing, so the message's resources reference th
 merged Patient keeps its ``active: false`` and link. The demographics that message carried are not
 applied to either Patient; the delivery's response lists ``{"followed_merge": {"merged": ...,
 "survivor": ...}}``. Whether or not it follows, a full update of a Patient (an A08's ``PUT
-Patient?identifier=``) keeps the stored merge links - and ``active: false`` on a merged one - since
+Patient?identifier=``) keeps the Patient's stored ``link`` elements - and ``active: false`` on a
+merged one - since
 the message's PID cannot carry them: before, a later A08 for either Patient dropped its link,
 undoing the merge on that side.
 
