@@ -173,6 +173,15 @@ def test_merge_moves_the_record_to_the_survivor(store: Store, client: Any) -> No
         asyncio.run(asyncio.wait_for(deliver(messages, store, [sample("adt_a40.hl7")], 5), 90))  # a replay
         replayed = referencing(store, survivor["id"])
         assert {k: v for k, (v, _r) in replayed.items()} == {k: v for k, (v, _r) in moved.items()}
+
+        # a lab result for the merged MRN after the merge (a system that has not caught up) lands on
+        # the survivor, and the merged Patient stays retired (follow_merges, on by default)
+        late = (MERGED_LAB.replace(b"ORU-0001", b"ORU-LATE").replace(b"F-9001", b"F-L1").replace(b"F-9002", b"F-L2")
+                .replace(b"ORD777", b"ORD-L1").replace(b"ORD778", b"ORD-L2").replace(b"S-5001", b"S-L1"))
+        asyncio.run(asyncio.wait_for(deliver(messages, store, [late], 6), 90))
+        assert not any(found(client, old["id"]).values())
+        assert len(found(client, survivor["id"])["Observation?patient"]) == len(under_old["Observation?patient"]) + 12
+        assert search(client, "Patient?identifier=MRN2999")[0]["active"] is False
     finally:
         messages.close()
 
