@@ -25,9 +25,8 @@ merged Patient keeps its ``active: false`` and link. The demographics that messa
 applied to either Patient; the delivery's response lists ``{"followed_merge": {"merged": ...,
 "survivor": ...}}``. Whether or not it follows, a full update of a Patient (an A08's ``PUT
 Patient?identifier=``) keeps the Patient's stored ``link`` elements - and ``active: false`` on a
-merged one - since
-the message's PID cannot carry them: before, a later A08 for either Patient dropped its link,
-undoing the merge on that side.
+merged one - since the message's PID cannot carry them: before, a later A08 for either Patient
+dropped its link, undoing the merge on that side.
 
 Without a Bundle (the channel has no conversion step yet) there is nothing to write: the delivery
 is recorded as SENT with a response saying so.
@@ -166,7 +165,7 @@ class FhirStoreDestination(Destination):
                 try:
                     moved = repoint_references(w, merged, survivor)
                     if moved:
-                        record = w.create("Provenance", merge_provenance(payload, merged, survivor, moved))
+                        record = w.create("Provenance", merge_provenance(payload, merged, survivor, moved, w.now))
                 except FhirError as exc:
                     raise _RepointRefused(exc) from None
                 summary.extend({"status": r.status, "location": r.stored.location, "repointed": f"Patient/{merged}"}
@@ -179,7 +178,8 @@ class FhirStoreDestination(Destination):
 _MERGE_WHY = "Patient merge (ADT^A40): references to the merged Patient re-pointed to the survivor"
 
 
-def merge_provenance(payload: Payload, merged: str, survivor: str, moved: Sequence[WriteResult]) -> dict[str, Any]:
+def merge_provenance(payload: Payload, merged: str, survivor: str, moved: Sequence[WriteResult],
+                     now_ms: int) -> dict[str, Any]:
     """The Provenance of a re-pointing: its targets are the new versions it wrote, the merged
     Patient is the entity ``removal`` and the survivor ``revision`` (the roles of the merge example
     in the FHIR build's Provenance examples), and the A40 is the ``source`` by its message-store
@@ -187,7 +187,7 @@ def merge_provenance(payload: Payload, merged: str, survivor: str, moved: Sequen
     return {
         "resourceType": "Provenance",
         "target": [{"reference": r.stored.location} for r in moved],
-        "recorded": iso_instant(int(time.time() * 1000)),
+        "recorded": iso_instant(now_ms),
         "reason": [{"text": _MERGE_WHY}],
         "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE"}],
                      "text": "re-point references after a patient merge"},
