@@ -131,6 +131,21 @@ def test_a_group_larger_than_max_calls_is_split_by_resource(store: Store) -> Non
                 assert ev["period"]["start"] <= times[0] and times[-1] <= ev["period"]["end"] == ev["recorded"]
 
 
+def test_a_long_list_of_calls_is_cut_into_details_under_fhirs_string_limit() -> None:
+    """300 searches with 2,000-character queries share one entity: the lines go into several
+    ``calls`` details, each under 1 MB (FHIR's limit for a string), none lost, in order."""
+    from ehrgate.fhir.audit import DETAIL_CHARS
+
+    query = "code=" + "x" * 1995
+    calls = [Call("Observation", None, f"r{i:03d}", query, T0 + i) for i in range(300)]
+    event = access_event(Access(client_id="backend"), "search-type", 200, calls)
+    [entity] = [e for e in event["entity"] if "detail" in e]
+    texts = [d["valueString"] for d in entity["detail"]]
+    assert len(texts) == 2 and all(len(t) <= DETAIL_CHARS < 1024 * 1024 for t in texts)
+    assert [line.split(" ")[1] for t in texts for line in t.split("\n")] == [f"r{i:03d}" for i in range(300)]
+    assert not [i for i in validate(event) if i.severity in ("error", "fatal")]
+
+
 def test_one_event_per_call_when_max_calls_is_1(store: Store) -> None:
     sink = _sink(store, max_calls=1)
     for i in range(3):

@@ -124,6 +124,28 @@ def _by_target(call: Call) -> tuple[str, str, int]:
     return (call.res_type or "", call.res_id or "", call.now)
 
 
+DETAIL_CHARS = 500_000
+"""Most characters in one ``calls`` detail: FHIR caps a string at 1 MB (R4 datatypes, ``string``),
+and a group of searches can list up to ``max_calls`` queries of up to 2,000 characters each."""
+
+
+def _joined(lines: list[str]) -> list[str]:
+    """``lines`` joined by line breaks, in as many texts of at most DETAIL_CHARS as needed."""
+    if sum(map(len, lines)) + len(lines) <= DETAIL_CHARS:  # nearly always
+        return ["\n".join(lines)]
+    texts: list[str] = []
+    part: list[str] = []
+    size = 0
+    for line in lines:
+        if part and size + len(line) + 1 > DETAIL_CHARS:
+            texts.append("\n".join(part))
+            part, size = [], 0
+        part.append(line)
+        size += len(line) + 1
+    texts.append("\n".join(part))
+    return texts
+
+
 def _call_line(call: Call) -> str:
     """``<time> <request id>[ <query>]`` (the query is URL-encoded, so it holds no space or line break)."""
     if call.query:
@@ -138,7 +160,8 @@ def access_event(access: Access, interaction: str, status: int, calls: Sequence[
     The caller (user, else client) and the app are agents; the token's patient is an entity with
     role Patient; the grant id is the ``name`` of an entity of its own (``entity-name`` search).
     Each resource the calls named is one entity (``what``) with one ``detail`` of type ``calls``
-    whose text has a line per call, ``<time> <request id>[ <query>]``, in time order; calls that
+    (more when its text would pass DETAIL_CHARS) whose text has a line per call, ``<time> <request
+    id>[ <query>]``, in time order; calls that
     named no resource (searches, system-level interactions) share an entity without ``what``.
     ``period`` spans the calls; ``recorded`` is the last one's time. (A detail object per call cost
     more to build, store and write than the lines: ~80 bytes of JSON framing per call.)
@@ -159,7 +182,7 @@ def access_event(access: Access, interaction: str, status: int, calls: Sequence[
             lines = by_target[target] = []
         lines.append(_call_line(call))
     for target, lines in by_target.items():
-        detail = [{"type": "calls", "valueString": "\n".join(lines)}]
+        detail = [{"type": "calls", "valueString": text} for text in _joined(lines)]
         entities.append({"what": _ref(target), "detail": detail} if target else {"detail": detail})
     times = [c.now for c in calls]
     first, last = _instant(min(times)), _instant(max(times))
