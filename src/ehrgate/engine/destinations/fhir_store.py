@@ -286,7 +286,10 @@ def _patients(w: WriteSession, bundle: dict[str, Any], follow: bool) -> list[tup
             # A full update locks the row as its write will; a conditional create needs KEY SHARE,
             # which does not stop other messages updating the Patient.
             w.cur.execute(_LOCK_FOR_UPDATE if put else _LOCK_KEY_SHARE, (found,))
-        links = _links(w, found)
+        try:
+            links = _links(w, found)
+        except FhirError:  # deleted by another transaction since the search: the Bundle's own write decides
+            continue
         if not links:
             continue
         survivor = _survivor(w, found, links) if follow else found
