@@ -70,7 +70,7 @@ _SOURCE = {"observer": {"display": "EHRGate FHIR API"},
            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "3",
                      "display": "Web Server"}]}
 RESOURCE_TYPES = known_resource_types()
-# Search parameters of AuditEvent (search/params.py) and what they index in these events.
+# Search parameters of AuditEvent (search/param_table.py) and what they index in these events.
 _WHO = frozenset("Practitioner PractitionerRole Organization Patient RelatedPerson Device".split())
 _TYPE_ROW = TokenRow("type", _TYPE_SYSTEM, "rest", normalize_string("RESTful Operation"))
 _ROLE_ROW = TokenRow("entity-role", _ROLE_SYSTEM, "1", normalize_string("Patient"))

@@ -1,6 +1,6 @@
 """The wire contract between search-parameter definitions, index extraction and the store.
 
-A search parameter is declared once (``params.py``: code -> type -> path, facts from the FHIR R4
+A search parameter is declared once (``param_table.py``: code -> type -> path, facts from the FHIR R4
 specification's SearchParameter resources). On every write, ``extract.extract_index`` turns a
 resource into ``IndexRows``; the store writes them into one index table per kind, and the query
 builder searches those tables. Normalisation functions used on both sides live in ``normalize.py``.
