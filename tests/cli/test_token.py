@@ -95,7 +95,8 @@ def test_demo_tips_work_with_auth_on(tmp_path: Path) -> None:
         assert "Stop with Ctrl+C" in out, out[-3000:]
         token_line = next(ln.strip() for ln in lines if ln.strip().startswith("TOKEN=$(ehrgate token"))
         assert "--data-dir" in token_line and f"--fhir-base http://127.0.0.1:{port}/fhir" in token_line
-        curls = [ln.strip() for ln in lines if ln.strip().startswith("curl ") and "<id>" not in ln]
+        curls = [ln.strip() for ln in lines if ln.strip().startswith("curl ") and "<id>" not in ln
+                 and "identifier=DEMO-1001" not in ln]
         authed = [c for c in curls if 'Authorization: Bearer $TOKEN' in c]
         assert len(authed) == 2 and len(curls) == 3
         script = "set -euo pipefail\n" + token_line + "\n" + "\n".join(
@@ -110,7 +111,41 @@ def test_demo_tips_work_with_auth_on(tmp_path: Path) -> None:
         token = subprocess.run(["bash", "-c", token_line + '\necho "$TOKEN"'], capture_output=True, text=True, env=env,
                                timeout=60, cwd=tmp_path).stdout.strip()
         assert token.count(".") == 2
+        # The HL7 v2 lines: send the sample message the demo wrote, find its patient, see the message.
+        send, search = (next(ln.strip() for ln in lines if ln.strip().startswith(prefix))
+                        for prefix in ("ehrgate hl7 send ", "ehrgate messages search "))
+        find = next(ln.strip() for ln in lines if "Patient?identifier=DEMO-1001" in ln)
+        sent = subprocess.run(["bash", "-c", send], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+        assert sent.returncode == 0 and "AA" in sent.stdout, sent.stdout + sent.stderr
+        script = token_line + "\n" + find.replace("curl ", "curl -sS -f ", 1)
+        for _ in range(50):  # ACKed on receipt: the FHIR write follows within moments
+            body = json.loads(subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
+                                             timeout=60, cwd=tmp_path).stdout)
+            if body.get("total"):
+                break
+            time.sleep(0.1)
+        assert body["total"] == 1 and body["entry"][0]["resource"]["name"][0]["family"] == "Sample"
+        listed = subprocess.run(["bash", "-c", search], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+        assert "ADT^A04" in listed.stdout and "SENT" in listed.stdout, listed.stdout + listed.stderr
     finally:
         proc.terminate()
         rest = proc.communicate(timeout=30)[0]
     assert token not in "".join(lines) + rest  # never in the server's output
+
+
+def test_printed_commands_name_the_program_the_shell_can_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `make demo` the virtualenv is not activated: the tips must say `.venv/bin/ehrgate`."""
+    from ehrgate.cli.serve import _command_name
+
+    exe = tmp_path / ".venv" / "bin" / "ehrgate"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [".venv/bin/ehrgate", "demo"])
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert _command_name() == ".venv/bin/ehrgate"
+    monkeypatch.setenv("PATH", str(exe.parent))
+    assert _command_name() == "ehrgate"  # on PATH and the same program
+    monkeypatch.setattr(sys, "argv", ["/somewhere/else/python", "-m", "ehrgate"])
+    assert _command_name() == "ehrgate"

@@ -6,7 +6,10 @@ import asyncio
 import gc
 import inspect
 import logging
+import shutil
 import socket
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -35,7 +38,8 @@ def _run(
 ) -> None:
     """Serve HTTP and run the engine's channels on the same asyncio loop (uvicorn runs one loop:
     the engine starts before the HTTP server and stops after it). ``channels`` adds built-in ones;
-    ``sock``: the listening socket from ``_listen``, if it bound one."""
+    ``sock``: the listening socket from ``_listen``, if it bound one; ``after_ready(base, ports)``
+    runs once the server listens (``ports``: channel name → its bound MLLP port)."""
     import uvicorn
 
     from ..app import create_app
@@ -77,11 +81,13 @@ def _run(
         except ChannelConfigError as exc:
             await stop_engine()
             raise CliError(exc.message) from None
+        ports = {}
         for rt in engine.runtimes.values():
             if rt.port is not None:
+                ports[rt.name] = rt.port
                 click.echo(f"MLLP channel '{rt.name}' listening on {rt.cfg.source.options.get('host', '127.0.0.1')}:{rt.port}")
         try:
-            await _serve(server, settings, after_ready, sock)
+            await _serve(server, settings, (lambda base: after_ready(base, ports)) if after_ready else None, sock)
         finally:
             await stop_engine()
 
@@ -189,6 +195,7 @@ def serve(**flags: Any) -> None:
 @click.option("--mllp-port", type=int, help=_MLLP_PORT_HELP + " [2575]")
 def demo(**flags: Any) -> None:
     """Seed synthetic demo data into an empty database, then serve it (and an MLLP demo channel)."""
+    from ..demo.sample_message import SAMPLE_MRN, write_sample
     from ..demo.seed import seed_demo
     from ..engine import DEMO_CHANNEL, demo_channel
 
@@ -200,25 +207,52 @@ def demo(**flags: Any) -> None:
     if summary:
         click.echo(summary)
     click.echo(seed_smart_demo(store, settings))
+    sample = write_sample(settings.data_dir)
 
-    def tips(base: str) -> None:
+    def tips(base: str, ports: dict[str, int]) -> None:
         import shlex
 
-        # `ehrgate token` (backend services, the demo key) needs this demo's data dir and address
-        token_flags = "" if settings.data_dir == "./ehrgate-data" else f" --data-dir {shlex.quote(str(settings.data_dir))}"
-        token_flags += "" if base == "http://127.0.0.1:8080" else f" --fhir-base {base}/fhir"
+        exe = _command_name()
+        # the CLI commands need this demo's data dir (and `ehrgate token` its address)
+        data_flags = "" if settings.data_dir == "./ehrgate-data" else f" --data-dir {shlex.quote(str(settings.data_dir))}"
+        token_flags = data_flags + ("" if base == "http://127.0.0.1:8080" else f" --fhir-base {base}/fhir")
         auth = '-H "Authorization: Bearer $TOKEN" '
+        mllp = ports.get(DEMO_CHANNEL)
         click.echo(
-            "\nTry (the FHIR API needs an access token; `ehrgate token` gets one as the demo backend service):\n"
+            f"\nTry (the FHIR API needs an access token; `{exe} token` gets one as the demo backend service):\n"
             f"  curl {base}/fhir/metadata\n"
-            f"  TOKEN=$(ehrgate token{token_flags})\n"
+            f"  TOKEN=$({exe} token{token_flags})\n"
             f"  curl {auth}'{base}/fhir/Patient?name=nunez'\n"
             f"  curl {auth}'{base}/fhir/Observation?category=laboratory&_sort=-date&_count=5'\n"
             f"  curl {auth}'{base}/fhir/Patient/<id>/$everything'\n"
             f"  open {base}/ehr (sign in as doctor), pick a patient, launch the sample app; or start it at {base}/sample-app\n"
-            f"  ehrgate hl7 send sample.hl7 --to {settings.host}:<the MLLP port above>\n"
-            "  ehrgate messages search --channel mllp-in\n"
-            "Stop with Ctrl+C; the data stays in the data directory."
+            + (f"HL7 v2 in (an ADT^A04 registering patient {SAMPLE_MRN}; the channel converts it into the FHIR store):\n"
+               f"  {exe} hl7 send {shlex.quote(_shown_path(sample))} --to {settings.host}:{mllp} -v\n"
+               f"  curl {auth}'{base}/fhir/Patient?identifier={SAMPLE_MRN}'\n"
+               f"  {exe} messages search --channel {DEMO_CHANNEL}{data_flags}\n" if mllp is not None else "")
+            + "Stop with Ctrl+C; the data stays in the data directory."
         )
 
     _run(settings, store, tips, channels={DEMO_CHANNEL: demo_channel(settings.host, settings.mllp_port)}, sock=sock)
+
+
+def _command_name() -> str:
+    """How the user's shell runs this ``ehrgate``: ``ehrgate`` when that is on PATH and is this
+    program, else the path it was started by (``.venv/bin/ehrgate`` after ``make demo``, whose
+    virtualenv is not activated), so the printed lines work when pasted."""
+    started = Path(sys.argv[0])
+    if started.name != "ehrgate" or not started.exists():
+        return "ehrgate"
+    found = shutil.which("ehrgate")
+    if found and Path(found).resolve() == started.resolve():
+        return "ehrgate"
+    return _shown_path(started)
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it, else absolute."""
+    full = path.resolve()
+    try:
+        return str(full.relative_to(Path.cwd()))
+    except ValueError:
+        return str(full)
