@@ -60,7 +60,9 @@ CHANNEL = """channels:
 
 
 def messages(tag: str, count: int) -> list[bytes]:
-    """ADT^A01 and ORU^R01 one for one; the ORU reports on the patient of the ADT before it."""
+    """ADT^A01 and ORU^R01 one for one; the ORU reports on the patient of the ADT before it. Each
+    pair has its own MRN, visit and account number (PID-18) and order numbers: with one account
+    number for all, every ADT wrote a new version of the same Account."""
     adt = (SAMPLES / "adt_a01.hl7").read_bytes().decode()
     oru = (SAMPLES / "oru_r01.hl7").read_bytes().decode()
     out = []
@@ -68,7 +70,8 @@ def messages(tag: str, count: int) -> list[bytes]:
         k = n // 2
         mrn, visit = f"M{tag}{k}", f"V{tag}{k}"
         if n % 2 == 0:
-            text = adt.replace("MRN1001", mrn).replace("V20240315-1", visit).replace("A01-0001", f"A{tag}{n}")
+            text = (adt.replace("MRN1001", mrn).replace("V20240315-1", visit).replace("A01-0001", f"A{tag}{n}")
+                    .replace("AC555444", f"AC{tag}{k}"))  # PID-18: each visit its own account
         else:
             text = oru.replace("MRN1001", mrn).replace("V20240315-1", visit).replace("ORU-0001", f"R{tag}{n}")
             for old in ("ORD777", "ORD778", "F-9001", "F-9002", "S-5001"):
