@@ -426,3 +426,50 @@ def test_a_late_message_in_flight_during_an_a40_is_repointed_too(store: Store, m
     assert waited
     assert all(isinstance(o, Delivered) and o.ok for name in ("late", "a40") for o in results[name]), results
     assert count(store, CLINICAL_REFERENCES.format(merged)) == 0
+
+
+def test_two_workers_batches_do_not_deadlock_on_conditional_locks(store: Store) -> None:
+    """PostgreSQL, two fhir_store workers: batch A writes MRN X then Y, batch B writes Y then X.
+    Message by message, each held its first message's lock while it wanted the other's (here both
+    wait at a barrier after their first message), a deadlock PostgreSQL ended by failing one
+    message. A batch now takes all its messages' locks first, in one order: B waits for A instead."""
+    import threading
+
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: two batches never hold locks together")
+
+    def message(n: int, mrn: str) -> Payload:
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{n}",
+             "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": mrn}]},
+             "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier=urn:mrn|{mrn}"}},
+            {"resource": {"resourceType": "Basic", "code": {"text": f"message {n}"},
+                          "subject": {"reference": f"urn:uuid:00000000-0000-4000-8000-00000000000{n}"}},
+             "request": {"method": "POST", "url": "Basic"}}]}
+        return Payload(n, "adt", b"", json.dumps(bundle).encode(), "ADT^A04", f"M{n}")
+
+    dest = destination(store)
+    both_wrote_one = threading.Barrier(2, timeout=1.5)
+
+    def finish_then_wait(conn: Any, n: int, result: Delivered) -> str:
+        if n == 0:
+            try:
+                both_wrote_one.wait()
+            except threading.BrokenBarrierError:
+                pass  # the other batch is waiting for this one's locks: go on
+        return "SENT" if result.ok else "ERROR"
+
+    results: dict[str, Any] = {}
+
+    def deliver(name: str, batch: list[Payload]) -> None:
+        results[name] = dest.deliver_many_in(batch, finish_then_wait)
+
+    threads = [threading.Thread(target=deliver, args=("a", [message(1, "X"), message(3, "Y")])),
+               threading.Thread(target=deliver, args=("b", [message(2, "Y"), message(4, "X")]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(isinstance(o, Delivered) and o.ok for name in "ab" for o in results[name]), results
+    assert count(store, "SELECT COUNT(*) FROM resource WHERE res_type = 'Patient'") == 2
+    assert count(store, "SELECT COUNT(*) FROM resource WHERE res_type = 'Basic'") == 4

@@ -24,7 +24,7 @@ from .jsonio import loads
 from .store.model import Stored, WriteResult
 from .store.service import Store, WriteSession
 
-__all__ = ["EntryResult", "process_batch", "process_transaction", "rewrite_references"]
+__all__ = ["EntryResult", "process_batch", "process_transaction", "rewrite_references", "transaction_locks"]
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
@@ -179,6 +179,7 @@ def _transaction_in(
         if target.res_id and entry["request"]["method"].upper() in ("PUT", "DELETE", "PATCH"):
             write_once(i, target, seen)
         targets.append(target)
+    w.lock_criteria_all(_conditional_locks(entries, targets))  # PostgreSQL: all at once, in one order
 
     # Resolve fullUrls of created resources before writing anything.
     mapping: dict[str, str] = {}
@@ -262,6 +263,28 @@ def _transaction_in(
             ]
             raise type(exc)(f"Bundle.entry[{i}] ({method} {request['url']}): {exc.diagnostics}", issues=issues) from None
     return [r for r in results if r is not None]
+
+
+def transaction_locks(bundle: Any, known_types: frozenset[str]) -> list[tuple[str, str]]:
+    """The criteria locks (type, criteria) a transaction Bundle's conditional writes take; none for a
+    Bundle the transaction would refuse (its processing reports why)."""
+    try:
+        entries = _entries(bundle, "transaction")
+        targets = [entry_target(i, e["request"]["url"], known_types) for i, e in enumerate(entries)]
+    except FhirError:
+        return []
+    return _conditional_locks(entries, targets)
+
+
+def _conditional_locks(entries: list[dict[str, Any]], targets: list[Target]) -> list[tuple[str, str]]:
+    locks = []
+    for entry, target in zip(entries, targets, strict=True):
+        method = entry["request"]["method"].upper()
+        if method == "POST" and entry["request"].get("ifNoneExist"):
+            locks.append((target.res_type, str(entry["request"]["ifNoneExist"])))
+        elif method in ("PUT", "PATCH", "DELETE") and target.criteria:
+            locks.append((target.res_type, target.criteria))
+    return locks
 
 
 def entry_target(i: int, url: str, known_types: frozenset[str]) -> Target:

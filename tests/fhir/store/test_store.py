@@ -133,3 +133,40 @@ def test_long_values_are_indexed_clipped(store: Store) -> None:
         rows = conn.execute(sa.text("SELECT norm FROM idx_string WHERE param = 'value-string'")).scalars().all()
     assert r.status == 201
     assert rows and all(len(v) <= 512 for v in rows)
+
+
+def test_a_transaction_takes_its_conditional_locks_in_one_global_order(store: Store) -> None:
+    """PostgreSQL: a transaction Bundle takes the criteria locks of all its conditional entries
+    first, sorted (type, digest), not entry by entry. Here another session holds the lock that sorts
+    first; the Bundle lists the other one first. Entry by entry, the Bundle held the second lock while
+    it waited for the first, so the session's next lock deadlocked (PostgreSQL failed one of them);
+    sorted, the Bundle waits holding nothing and both commit."""
+    from ehrgate.fhir.bundles import process_transaction
+    from ehrgate.fhir.store.service import _criteria_digest
+    from ehrgate.fhir.validation import known_resource_types
+
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: two transactions never hold locks together")
+    first, second = sorted(["identifier=urn:t|alpha", "identifier=urn:t|beta"], key=_criteria_digest)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:t", "value": crit.split("|")[1]}]},
+         "request": {"method": "PUT", "url": f"Patient?{crit}"}} for crit in (second, first)]}
+    errors: list[BaseException] = []
+
+    def transaction() -> None:
+        try:
+            process_transaction(store, bundle, frozenset(known_resource_types()))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    with store.writer() as w:
+        w.lock_criteria("Patient", first)
+        other = threading.Thread(target=transaction)
+        other.start()
+        other.join(0.5)
+        assert other.is_alive()  # waiting for `first`
+        w.lock_criteria("Patient", second)  # entry by entry, the Bundle held this one: deadlock
+    other.join(30)
+    assert not errors, errors
+    with store.writer() as w:
+        assert len(w.find("Patient", first)) == len(w.find("Patient", second)) == 1

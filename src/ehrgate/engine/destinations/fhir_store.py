@@ -42,7 +42,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ...fhir import jsonio
-from ...fhir.bundles import EntryResult, process_transaction
+from ...fhir.bundles import EntryResult, process_transaction, transaction_locks
 from ...fhir.errors import FhirError
 from ...fhir.store.merge import repoint_references
 from ...fhir.store.model import WriteResult, iso_instant
@@ -100,7 +100,8 @@ class FhirStoreDestination(Destination):
             return Delivered(False, error=NO_STORE, retry=True)
         try:
             with store.writer() as w:
-                result = self._write(w, payload)
+                bundles = self._lock_all(w, [payload])
+                result = self._write(w, payload, bundles[0])
                 if result.ok:
                     w.flush()
                     finish(w.conn, result)
@@ -118,13 +119,14 @@ class FhirStoreDestination(Destination):
         outcomes: list[Delivered | Exception] = []
         with store.writer() as w:
             deadline = time.perf_counter() + self.batch_seconds
+            bundles = self._lock_all(w, payloads)
             for n, payload in enumerate(payloads):
                 if n and time.perf_counter() >= deadline:
                     break
                 started = time.perf_counter()
                 try:
                     with w.savepoint():
-                        result = self._write(w, payload)
+                        result = self._write(w, payload, bundles[n])
                         if result.ok:
                             w.flush()  # whatever can fail fails before the message is finished
                             result.duration_ms = int((time.perf_counter() - started) * 1000)
@@ -147,14 +149,37 @@ class FhirStoreDestination(Destination):
                 outcomes.append(result)
         return outcomes
 
-    def _write(self, w: WriteSession, payload: Payload) -> Delivered:
-        """Write one message's Bundle in ``w`` (raises the store's FhirError when it refuses it)."""
+    def _lock_all(self, w: WriteSession, payloads: Sequence[Payload]) -> list[Any]:
+        """PostgreSQL: take the criteria locks of every message's Bundle at once, in the store's one
+        global order, before any is written (``WriteSession.lock_criteria_all``). Messages in one
+        batch, and batches of several workers, otherwise took them message by message and could
+        deadlock each other (PostgreSQL then failed one, to be retried). Returns the parsed Bundles
+        (None: not parsed here; ``_write`` parses it and reports what is wrong)."""
+        bundles: list[Any] = [None] * len(payloads)
+        if w.store.dialect != "postgresql":
+            return bundles
+        locks: list[tuple[str, str]] = []
+        for n, payload in enumerate(payloads):
+            if payload.bundle is None:
+                continue
+            try:
+                bundles[n] = jsonio.loads(payload.bundle)
+            except ValueError:
+                continue
+            locks.extend(transaction_locks(bundles[n], self.ctx.known_types))
+        w.lock_criteria_all(locks)
+        return bundles
+
+    def _write(self, w: WriteSession, payload: Payload, bundle: Any = None) -> Delivered:
+        """Write one message's Bundle in ``w`` (raises the store's FhirError when it refuses it);
+        ``bundle``: the payload's Bundle when already parsed."""
         if payload.bundle is None:
             return Delivered(True, response=NO_BUNDLE)
-        try:
-            bundle = jsonio.loads(payload.bundle)  # keeps decimal digits ("13.20")
-        except ValueError:
-            return Delivered(False, error="The message's FHIR Bundle is not valid JSON", retry=False)
+        if bundle is None:
+            try:
+                bundle = jsonio.loads(payload.bundle)  # keeps decimal digits ("13.20")
+            except ValueError:
+                return Delivered(False, error="The message's FHIR Bundle is not valid JSON", retry=False)
         followed = _patients(w, bundle, self.follow) if payload.msg_type != MERGE else []
         results = process_transaction(w.store, bundle, self.ctx.known_types, session=w)
         summary: list[dict[str, Any]] = [{"status": r.status, "location": r.location} for r in results]

@@ -20,7 +20,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
@@ -288,9 +288,26 @@ class WriteSession:
         key = (res_type, criteria)
         if key in self._locked:
             return
-        digest = hashlib.sha256(_canonical_criteria(criteria).encode()).hexdigest()
-        self.cur.execute(q.LOCK_CRITERIA(self._pg), (res_type, digest, self.now))
+        self.cur.execute(q.LOCK_CRITERIA(self._pg), (res_type, _criteria_digest(criteria), self.now))
         self._locked.add(key)
+
+    def lock_criteria_all(self, items: Iterable[tuple[str, str]]) -> None:
+        """Take the locks of several conditional writes now, in one global order (resource type,
+        then the criteria's digest), before any of them is written. Two transactions that take
+        their locks one by one, in the order of their entries, can each hold one the other waits
+        for - a deadlock PostgreSQL ends by failing one of them; taken in one order, the second
+        waits for the first instead. A transaction Bundle takes its conditional entries' locks
+        this way, and the ``fhir_store`` destination those of every message of a batch. SQLite:
+        nothing to do (one writer at a time)."""
+        if not self._pg:
+            return
+        wanted: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for res_type, criteria in items:
+            if (res_type, criteria) not in self._locked:
+                wanted.setdefault((res_type, _criteria_digest(criteria)), []).append((res_type, criteria))
+        for (res_type, digest), keys in sorted(wanted.items()):
+            self.cur.execute(q.LOCK_CRITERIA(self._pg), (res_type, digest, self.now))
+            self._locked.update(keys)
 
     def find(self, res_type: str, criteria: str) -> list[tuple[int, str]]:
         """(pk, id) of the current resources that match a search query string."""
@@ -722,6 +739,12 @@ def _identifier_criteria(res_type: str, criteria: str) -> tuple[str | None, str,
     if system is None:
         return None, code, True
     return system or None, code, False
+
+
+def _criteria_digest(criteria: str) -> str:
+    """The key of a criteria lock (``cond_lock.criteria_hash``): the same for the same parameters
+    in any order."""
+    return hashlib.sha256(_canonical_criteria(criteria).encode()).hexdigest()
 
 
 def _canonical_criteria(criteria: str) -> str:
