@@ -10,7 +10,11 @@ import simplejson
 from ehrgate.fhir import jsonio
 
 
-@pytest.mark.parametrize("raw", [b'{"v":13.20}', b'{"a":[1.50,0.100000000000000000001,2.0],"b":"\xc3\xa9"}', b'{"q":1E+3}'])
+@pytest.mark.parametrize("raw", [
+    b'{"v":13.20}', b'{"a":[1.50,0.100000000000000000001,2.0],"b":"\xc3\xa9"}', b'{"q":1E+3}',
+    b'{"n":123456789012345678901}', b'{"d":-0.10}', b"1.50",
+    b'{"t":"2019-01-01T10:20:30.530+00:00","v":1.50}',  # a harmless lookalike before a risky number
+])
 def test_exact_numbers_round_trip_byte_for_byte(raw: bytes) -> None:
     value = jsonio.loads(raw)
     assert jsonio.dumps(value) == raw
@@ -23,3 +27,26 @@ def test_decimals_are_written_by_orjson_not_the_slow_fallback(monkeypatch: pytes
     monkeypatch.setattr(simplejson, "dumps", boom)
     assert jsonio.dumps({"valueQuantity": {"value": Decimal("13.20")}}) == b'{"valueQuantity":{"value":13.20}}'
     assert jsonio.dumps({"v": Decimal("1.50")}, pretty=True) == b'{\n  "v": 1.50\n}'
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"lastUpdated":"2019-01-01T10:20:30.530+00:00","issued":"2019-01-01T10:20:30.100Z"}',
+    b'{"system":"urn:oid:2.16.840.1.113883.19.4.6","value":"12345678901234567890-A"}',
+    b'{"id":"6e8ba06d-8f7c-4b1e-9e0a-1e5d2c3b4a59","v":1.5,"n":42}',
+])
+def test_numbers_only_inside_strings_take_the_fast_parser(raw: bytes) -> None:
+    """What looks like a risky number but sits inside a string (timestamps' milliseconds, OIDs,
+    ids) is no number: orjson parses it (these sent most Bulk Data NDJSON lines to simplejson)."""
+    assert not jsonio.needs_exact(raw)
+    assert jsonio.dumps(jsonio.loads(raw)) == jsonio.dumps(simplejson.loads(raw))
+
+
+@pytest.mark.parametrize(("raw", "out"), [
+    (b'{"v":13.20}', b'{"v":13.20}'), (b'{"v":1e5}', b'{"v":1E+5}'), (b'{"v":[0.30000000000000004]}', None),
+    (b'{"v": 13.20 }', b'{"v":13.20}'), (b'{"a":[ 2.50\n,-1.0e-7]}', b'{"a":[2.50,-1.0E-7]}'),
+    (b'{"v":12345678901234567890}', b'{"v":12345678901234567890}'),
+])
+def test_numbers_a_float_could_change_take_the_exact_parser(raw: bytes, out: bytes | None) -> None:
+    assert jsonio.needs_exact(raw)
+    if out is not None:
+        assert jsonio.dumps(jsonio.loads(raw)) == out

@@ -303,3 +303,51 @@ def test_the_corpus_bulk_ndjson_sample_loads_whole(store: Store) -> None:
         raws = [r[0] for r in conn.execute(sa.text("SELECT raw FROM resource_version"))]
     assert dangling == 0
     assert not any(b'"reference":"Practitioner?' in bytes(raw) for raw in raws)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_conditional_references_are_prepared_with_placeholders_and_resolved_everywhere(
+        store: Store, tmp_path: Path, workers: int) -> None:
+    """A line holding conditional references is validated and indexed before its targets are known
+    (in a worker), with a placeholder id in each; the writer swaps the match's id into the JSON, the
+    reference index and the Patient compartment. One invalid for another reason is reported as such."""
+    src = tmp_path / "in"
+    _write(src, "Patient.000.ndjson", _line({"resourceType": "Patient", "id": "p9",
+                                             "identifier": [{"system": "urn:mrn", "value": "9"}]}))
+    obs = {"resourceType": "Observation", "id": "o9", "status": "final", "code": {"text": "t"},
+           "subject": {"reference": "Patient?identifier=urn:mrn|9"}}
+    _write(src, "Observation.000.ndjson", _line(obs) + _line({**obs, "id": "bad", "status": "banana"}))
+    summary = load_paths(store, [src], KNOWN, workers=workers)
+    assert len(summary.errors) == 1 and "line 2" in summary.errors[0] and "banana" in summary.errors[0], summary.errors
+    with store.reader() as conn:
+        assert conn.execute(sa.text(
+            "SELECT i.target_type || '/' || i.target_id FROM idx_reference i JOIN resource r ON r.pk = i.res_pk "
+            "WHERE r.res_id = 'o9' AND i.param = 'subject'")).scalar_one() == "Patient/p9"
+        assert conn.execute(sa.text("SELECT c.patient_id FROM compartment c JOIN resource r ON r.pk = c.res_pk "
+                                    "WHERE r.res_id = 'o9'")).scalar_one() == "p9"
+        raw = bytes(conn.execute(sa.text("SELECT raw FROM resource_version WHERE res_id = 'o9'")).scalar_one())
+        leftovers = sum(conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {column} LIKE '%ehrgate-cond-%'"))
+                        .scalar_one() for table, column in (("idx_reference", "target_id"), ("compartment", "patient_id"),
+                                                            ("resource_version", "raw")))
+    assert json.loads(raw)["subject"] == {"reference": "Patient/p9"}
+    assert leftovers == 0
+    _consistent(store)
+
+
+def test_new_ids_are_written_as_creates_in_batches_and_known_ones_as_updates(store: Store, tmp_path: Path) -> None:
+    """NDJSON lines with ids none of which is stored take the batched create path (version 1, PUT,
+    a create event each); a batch holding one stored id goes resource by resource (version 2 for it)."""
+    src = tmp_path / "in"
+    _write(src, "a.ndjson", "".join(_line({"resourceType": "Patient", "id": f"n{i}"}) for i in range(5)))
+    assert load_paths(store, [src], KNOWN, workers=0).resources == 5
+    _write(src, "a.ndjson", _line({"resourceType": "Patient", "id": "n0", "gender": "male"}) +
+           _line({"resourceType": "Patient", "id": "n5"}))
+    assert load_paths(store, [src], KNOWN, workers=0).resources == 2
+    with store.reader() as conn:
+        versions = dict(conn.execute(sa.text("SELECT res_id, version FROM resource")).all())
+        methods = {r[0] for r in conn.execute(sa.text("SELECT DISTINCT method FROM resource_version"))}
+        events = [tuple(r) for r in conn.execute(sa.text("SELECT res_id, action FROM outbox ORDER BY seq"))]
+    assert versions == {"n0": 2, "n1": 1, "n2": 1, "n3": 1, "n4": 1, "n5": 1}
+    assert methods == {"PUT"}
+    assert events == [*((f"n{i}", "create") for i in range(5)), ("n0", "update"), ("n5", "create")]
+    _consistent(store)

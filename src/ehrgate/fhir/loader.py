@@ -11,7 +11,8 @@ order). Semantics, whichever way it runs:
 - a batch Bundle runs entry by entry (``bundles.process_batch``);
 - collection/searchset/history entries and NDJSON lines are create-or-update by id (PUT when the
   resource has an id, POST otherwise); their conditional references (``Practitioner?identifier=…``)
-  are resolved against the stored data, as in a transaction, by the writer;
+  are resolved against the stored data, as in a transaction, by the writer (which swaps the match's
+  id into what the workers prepared);
 - anything that cannot be loaded is reported in ``LoadSummary.errors`` and the rest still loads.
 
 Many units share one database transaction (``group`` resources) so commits do not dominate; a
@@ -32,12 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from .bundles import _CONDITIONAL_REFERENCE, process_batch, process_transaction, rewrite_references
+from .bundles import process_batch, process_transaction
 from .errors import BadRequest, FhirError, PreconditionFailed
 from .loadfiles import LoadItem, LoadUnit, iter_load_units
-from .loadprep import Preparer, Step, init_worker, prepare_in_worker
+from .loadprep import Deferred, Preparer, Step, init_worker, prepare_in_worker
 from .store.prepare import PreparedBatch
 from .store.service import Store, WriteSession
 
@@ -133,15 +132,6 @@ def _load(
     return writer.summary
 
 
-def _conditional_references(resource: dict[str, Any]) -> list[str]:
-    """The distinct ``Type?criteria`` reference values in ``resource``, in order."""
-    try:
-        data = orjson.dumps(resource)
-    except TypeError:
-        data = orjson.dumps(resource, default=str)
-    return list(dict.fromkeys(m.group(1).decode() for m in _CONDITIONAL_REFERENCE.finditer(data)))
-
-
 def _picklable(value: Any) -> bool:
     try:
         pickle.dumps(value)
@@ -192,7 +182,7 @@ class _Writer:
         self._written = 0
         self._resolved: dict[str, str] = {}
         """Conditional reference -> ``Type/id`` of its match, for the whole load."""
-        self._waiting: list[tuple[dict[str, Any], str]] = []
+        self._waiting: list[Deferred] = []
 
     def session(self) -> WriteSession:
         if self._w is None:
@@ -246,37 +236,42 @@ class _Writer:
         else:
             self._bundle(step[1], step[2])
 
-    def _conditional(self, items: list[tuple[dict[str, Any], str]], *, last: bool = False) -> None:
-        """Single resources with conditional references (``Practitioner?identifier=…``): each
-        reference becomes the ``Type/id`` of its one match among the resources stored so far (as
-        in a transaction, http://hl7.org/fhir/R4/http.html#trules), then the resource is prepared
-        and written like the others. One with a reference that matches nothing yet waits for the
-        end of the load (its target may come later in the input); no match then, or several
-        matches, is an error naming the reference. A reference resolves once per load."""
-        if not items:
+    def _conditional(self, deferred: Deferred, *, last: bool = False) -> None:
+        """Single resources with conditional references (``Practitioner?identifier=…``), prepared
+        with placeholders (``loadprep.Deferred``): each reference becomes the ``Type/id`` of its one
+        match among the resources stored so far (as in a transaction,
+        http://hl7.org/fhir/R4/http.html#trules), swapped into the prepared JSON and index rows,
+        and the resource is written like the others. One with a reference that matches nothing yet
+        waits for the end of the load (its target may come later in the input); no match then, or
+        several matches, is an error naming the reference. A reference resolves once per load."""
+        if not len(deferred):
             return
         w = self.session()
-        batch, sources = PreparedBatch(), list[str]()
-        for resource, source in items:
+        ready: list[int] = []
+        swaps: list[dict[str, str]] = []
+        waiting: list[int] = []
+        for n, refs in enumerate(deferred.refs):
             try:
-                mapping = {}
-                for reference in _conditional_references(resource):
+                swap: dict[str, str] = {}
+                for placeholder, reference in refs.items():
                     target = self._resolved.get(reference)
                     if target is None:
                         target = self._resolve(w, reference, final=last)
                         if target is None:
                             break
-                    mapping[reference] = target
+                    swap[placeholder] = target
+                    swap[placeholder.partition("/")[2]] = target.partition("/")[2]
                 else:
-                    errors: list[Step] = []
-                    if self.preparer._single(rewrite_references(resource, mapping), source, batch, sources, errors):
-                        errors.append(("error", f"{source}: a conditional reference is not valid."))
-                    self.summary.errors.extend(e[1] for e in errors)
+                    ready.append(n)
+                    swaps.append(swap)
                     continue
-                self._waiting.append((resource, source))
+                waiting.append(n)
             except FhirError as exc:
-                self.summary.errors.append(f"{source}: {exc.diagnostics}")
-        self._singles(batch, sources)
+                self.summary.errors.append(f"{deferred.sources[n]}: {exc.diagnostics}")
+        if ready:
+            self._singles(deferred.batch.select(ready, swaps), [deferred.sources[n] for n in ready])
+        if waiting:
+            self._waiting.append(deferred.only(waiting))
 
     def _resolve(self, w: WriteSession, reference: str, *, final: bool) -> str | None:
         """``Type/id`` of the one match of ``reference``; None when nothing matches yet (and this is
@@ -299,7 +294,8 @@ class _Writer:
     def finish(self) -> None:
         """The resources that waited for their conditional references' targets, then commit."""
         waiting, self._waiting = self._waiting, []
-        self._conditional(waiting, last=True)
+        for deferred in waiting:
+            self._conditional(deferred, last=True)
         self.commit()
 
     def _singles(self, batch: PreparedBatch, sources: list[str]) -> None:

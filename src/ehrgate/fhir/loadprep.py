@@ -7,15 +7,16 @@ machine has cores to spare, else inline; the result is the same. Each step is on
 - ``("error", message)``: an item that cannot be loaded (reported, never dropped silently);
 - ``("upsert", batch, sources)``: single resources (NDJSON lines, collection entries, one-resource
   files) as create-or-update by id, each one on its own;
-- ``("conditional", [(resource, source), …])``: single resources holding conditional references
+- ``("conditional", deferred)``: single resources holding conditional references
   (``"reference": "Practitioner?identifier=…"``, as in Synthea's bulk output), which only the
-  database can resolve: the writer resolves, prepares and writes them;
+  database can resolve. They are validated and indexed here all the same, with a placeholder id in
+  each such reference (``Deferred``); the writer resolves the references and swaps the ids in;
 - ``("transaction", batch, source, by_type)``: a transaction Bundle planned as the store would run
   it (http://hl7.org/fhir/R4/http.html#trules: POSTs before PUTs, ``urn:uuid:`` fullUrls given
   server ids and every reference to them rewritten), to be written all or nothing;
-- ``("collection", batch, sources, source, errors, conditional)``: the entries of a collection (or
+- ``("collection", batch, sources, source, errors, deferred)``: the entries of a collection (or
   searchset, history) Bundle, loaded like single resources; ``errors`` are its entries that cannot
-  be, ``conditional`` those holding conditional references (written after the others);
+  be, ``deferred`` those holding conditional references (written after the others);
 - ``("bundle", bundle, source)``: a Bundle the loader runs through ``bundles.py`` as it is (a
   ``batch``, or a transaction with conditional entries or conditional references, or DELETE, PATCH
   or GET entries: those need the database to plan).
@@ -23,7 +24,9 @@ machine has cores to spare, else inline; the result is the same. Each step is on
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -45,9 +48,29 @@ from .store.prepare import PreparedBatch
 from .store.service import ID_PATTERN, _default_extract, _default_validate, new_uuid
 from .validation import validate as _validate
 
-__all__ = ["Preparer", "Step", "init_worker", "prepare_in_worker"]
+__all__ = ["Deferred", "Preparer", "Step", "init_worker", "prepare_in_worker"]
 
 Step = tuple[Any, ...]
+PLACEHOLDER = "ehrgate-cond-"
+"""Prefix of the id that stands in for a conditional reference's match until the writer knows it."""
+
+
+@dataclass(slots=True)
+class Deferred:
+    """Single resources holding conditional references, prepared (validated, indexed, serialised)
+    with ``Type/<placeholder>`` in place of each ``Type?criteria``. ``refs[n]``: entry ``n``'s
+    placeholder references and the conditional references they stand for."""
+
+    batch: PreparedBatch = field(default_factory=PreparedBatch)
+    sources: list[str] = field(default_factory=list)
+    refs: list[dict[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def only(self, ns: list[int]) -> Deferred:
+        """The entries ``ns`` as a Deferred of their own (those still waiting for their targets)."""
+        return Deferred(self.batch.select(ns), [self.sources[n] for n in ns], [self.refs[n] for n in ns])
 
 
 class Preparer:
@@ -74,14 +97,15 @@ class Preparer:
         for item in read_unit(unit):
             if item.kind == "resource":
                 assert item.resource is not None
-                if self._single(item.resource, str(item.source), singles, sources, steps):
+                if _has_conditional_reference(item.resource):
                     if singles:  # in input order: what came before may be what it refers to
                         steps.append(("upsert", singles, sources))
                         singles, sources = PreparedBatch(), []
-                    if steps and steps[-1][0] == "conditional":
-                        steps[-1][1].append((item.resource, str(item.source)))
-                    else:
-                        steps.append(("conditional", [(item.resource, str(item.source))]))
+                    if not (steps and steps[-1][0] == "conditional"):
+                        steps.append(("conditional", Deferred()))
+                    self._defer(item.resource, str(item.source), steps[-1][1], steps)
+                else:
+                    self._single(item.resource, str(item.source), singles, sources, steps)
                 continue
             if singles:  # keep input order: single resources before a following bundle
                 steps.append(("upsert", singles, sources))
@@ -95,9 +119,10 @@ class Preparer:
         return steps
 
     def _single(self, resource: dict[str, Any], source: str, batch: PreparedBatch, sources: list[str],
-                steps: list[Step]) -> bool:
-        """A resource loaded on its own: PUT when it has an id (create or update), else POST.
-        True: it holds conditional references and was not added (the caller hands it to the writer)."""
+                steps: list[Step]) -> None:
+        """A resource loaded on its own: PUT when it has an id (create or update), else POST; what
+        cannot be loaded becomes an error step of ``source``. (One holding conditional references
+        goes through ``_defer``.)"""
         try:
             res_id = resource.get("id")
             if not isinstance(resource.get("resourceType"), str):
@@ -111,13 +136,26 @@ class Preparer:
                 batch.add("POST", {**resource, "id": new}, new, self.validate, self.extract)
             sources.append(source)
         except FhirError as exc:
-            if not _has_conditional_reference(resource):
-                steps.append(("error", f"{source}: {exc.diagnostics}"))
-                return False
-            # ``Practitioner?identifier=…`` (Synthea's bulk output): only the stored data can
-            # resolve it; the writer does, then validates and writes (loader._Writer._conditional).
-            return True
-        return False
+            steps.append(("error", f"{source}: {exc.diagnostics}"))
+
+    def _defer(self, resource: dict[str, Any], source: str, deferred: Deferred, steps: list[Step]) -> None:
+        """Prepare a resource holding conditional references into ``deferred``: each reference
+        ``Type?criteria`` becomes ``Type/<placeholder>`` (one placeholder per distinct reference),
+        so validation and indexing - the CPU work - happen here, in a worker, not in the writer.
+        What fails for any other reason is reported now, as an error of ``source``."""
+        try:
+            data = orjson.dumps(resource)
+        except TypeError:
+            data = orjson.dumps(resource, default=str)
+        stand_in: dict[str, str] = {}
+        for match in _CONDITIONAL_REFERENCE.finditer(data):
+            reference = match.group(1).decode()
+            digest = hashlib.sha1(reference.encode(), usedforsecurity=False).hexdigest()[:24]
+            stand_in.setdefault(reference, f"{reference.partition('?')[0]}/{PLACEHOLDER}{digest}")
+        before = len(deferred.batch)
+        self._single(rewrite_references(resource, stand_in), source, deferred.batch, deferred.sources, steps)
+        if len(deferred.batch) > before:
+            deferred.refs.append({placeholder: reference for reference, placeholder in stand_in.items()})
 
     def bundle(self, item: LoadItem) -> Step:
         bundle = item.resource
@@ -137,12 +175,16 @@ class Preparer:
         batch = PreparedBatch()
         sources: list[str] = []
         errors: list[Step] = []
-        conditional: list[tuple[dict[str, Any], str]] = []
+        deferred = Deferred()
         for i, entry in enumerate(bundle.get("entry") or []):
             resource = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(resource, dict) and self._single(resource, f"{source}: entry {i}", batch, sources, errors):
-                conditional.append((resource, f"{source}: entry {i}"))
-        return ("collection", batch, sources, source, errors, conditional)
+            if not isinstance(resource, dict):
+                continue
+            if _has_conditional_reference(resource):
+                self._defer(resource, f"{source}: entry {i}", deferred, errors)
+            else:
+                self._single(resource, f"{source}: entry {i}", batch, sources, errors)
+        return ("collection", batch, sources, source, errors, deferred)
 
     def transaction(self, bundle: dict[str, Any]) -> tuple[PreparedBatch, dict[str, int]] | None:
         """Plan a transaction whose entries are all POST (unconditional) or PUT ``Type/id``, as

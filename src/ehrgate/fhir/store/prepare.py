@@ -11,7 +11,7 @@ dataclass per row cost more than inserting it).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -197,8 +197,38 @@ class PreparedBatch:
 
     def only(self, n: int) -> PreparedBatch:
         """A batch of entry ``n`` alone (to retry entries one by one after a failed batch)."""
+        return self.select([n])
+
+    def select(self, ns: Sequence[int], swaps: Sequence[Mapping[str, str]] | None = None) -> PreparedBatch:
+        """A batch of entries ``ns`` (in that order). ``swaps[k]``, for entry ``ns[k]``: text to
+        replace in its JSON and whole values to replace in its reference rows and compartments (a
+        conditional reference's placeholder id and ``Type/id`` with the resolved ones: the only
+        index rows a reference's target goes into)."""
+        position = {n: k for k, n in enumerate(ns)}
+        entries = []
+        for k, n in enumerate(ns):
+            entry = self.entries[n]
+            swap = swaps[k] if swaps else None
+            if swap:
+                body = entry.body
+                for old, new in swap.items():
+                    body = body.replace(old.encode(), new.encode())
+                entry = dataclasses.replace(entry, body=body)
+            entries.append(entry)
+
+        def moved(row: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (position[row[0]], *row[1:])
+
+        def swapped(row: tuple[Any, ...]) -> tuple[Any, ...]:
+            k = position[row[0]]
+            swap = swaps[k] if swaps else None
+            if not swap:
+                return (k, *row[1:])
+            return (k, *(swap.get(v, v) if isinstance(v, str) else v for v in row[1:]))
+
         return PreparedBatch(
-            [self.entries[n]],
-            {name: [(0, *r[1:]) for r in rows if r[0] == n] for name, rows in self.rows.items()},
-            [(0, p) for i, p in self.compartments if i == n],
+            entries,
+            {name: [(swapped if name == "references" else moved)(r) for r in rows if r[0] in position]
+             for name, rows in self.rows.items()},
+            [swapped(c) for c in self.compartments if c[0] in position],  # type: ignore[misc]
         )

@@ -473,7 +473,7 @@ class WriteSession:
         """
         if self.guard is not None:
             raise RuntimeError("write_prepared applies no access rules; use create/update under a guard")
-        if batch.entries and all(e.method == "POST" for e in batch.entries):
+        if batch.entries and (all(e.method == "POST" for e in batch.entries) or self._all_new(batch)):
             results, pks = self._create_fresh(batch)
         else:
             results, pks = [], []
@@ -495,9 +495,35 @@ class WriteSession:
         self._flat_comps.extend((pks[n], types[n], p) for n, p in batch.compartments if keep is None or n in keep)
         return results
 
+    def _all_new(self, batch: PreparedBatch) -> bool:
+        """Whether every PUT of ``batch`` creates its resource: its id is not stored (not even
+        deleted) and comes once in the batch - as when a load of NDJSON files with ids (a Bulk Data
+        export) meets an empty or another system's database. Then the batch is written as creates,
+        in a few statements, instead of a lookup and two inserts per resource. One query per type
+        and ``IDS_PER_LOOKUP`` ids."""
+        wanted: dict[str, list[str]] = {}
+        seen: set[tuple[str, str]] = set()
+        for e in batch.entries:
+            if e.method != "PUT":
+                continue
+            key = (e.res_type, e.res_id)
+            if key in seen:
+                return False
+            seen.add(key)
+            wanted.setdefault(e.res_type, []).append(e.res_id)
+        cur, pg = self.cur, self._pg
+        for res_type, ids in wanted.items():
+            for start in range(0, len(ids), q.IDS_PER_LOOKUP):
+                chunk = ids[start:start + q.IDS_PER_LOOKUP]
+                cur.execute(q.existing_ids(len(chunk), pg), (res_type, *chunk))
+                if cur.fetchone() is not None:
+                    return False
+        return True
+
     def _create_fresh(self, batch: PreparedBatch) -> tuple[list[WriteResult], list[int]]:
-        """Version 1 of resources with new server-assigned ids: what ``_write`` does for each, in
-        batched statements (executemany; COPY on PostgreSQL). Keys are taken up front: on PostgreSQL from the sequences, on
+        """Version 1 of resources that do not exist yet (POSTs with new server-assigned ids, PUTs of
+        ids ``_all_new`` found free): what ``_write`` does for each, in batched statements
+        (executemany; COPY on PostgreSQL). Keys are taken up front: on PostgreSQL from the sequences, on
         SQLite as max + 1… while this transaction holds the write lock (BEGIN IMMEDIATE)."""
         pg, cur, now = self._pg, self.cur, self.now
         n = len(batch.entries)
@@ -523,15 +549,16 @@ class WriteSession:
         except self.conn.dialect.loaded_dbapi.IntegrityError:
             raise Conflict("A resource with one of the new ids already exists; retry.") from None
         if pg:
-            self._copy(q.COPY_VERSION, [(vpk, pk, e.res_type, e.res_id, 1, now, "POST", False, raw)
+            self._copy(q.COPY_VERSION, [(vpk, pk, e.res_type, e.res_id, 1, now, e.method, False, raw)
                                         for vpk, pk, e, raw in zip(vpks, pks, entries, raws, strict=True)])
         else:
             cur.executemany(q.INSERT_VERSION_PK.qmark, [
-                (vpk, pk, e.res_type, e.res_id, now, raw) for vpk, pk, e, raw in zip(vpks, pks, entries, raws, strict=True)
+                (vpk, pk, e.res_type, e.res_id, now, e.method, raw)
+                for vpk, pk, e, raw in zip(vpks, pks, entries, raws, strict=True)
             ])
         self._outbox.extend((vpk, e.res_type, e.res_id, 1, "create", now)
                             for vpk, e in zip(vpks, batch.entries, strict=True))
-        results = [WriteResult(Stored(e.res_type, e.res_id, 1, now, False, raw, "POST"), 201, "created")
+        results = [WriteResult(Stored(e.res_type, e.res_id, 1, now, False, raw, e.method), 201, "created")
                    for e, raw in zip(batch.entries, raws, strict=True)]
         self._flat_pks.update(pks)
         return results, pks

@@ -37,6 +37,14 @@ SELECT_CURRENT = Q(
     "WHERE r.res_type = ? AND r.res_id = ?"
 )
 SELECT_FOR_WRITE = Q("SELECT pk, version, deleted FROM resource WHERE res_type = ? AND res_id = ?")
+IDS_PER_LOOKUP = 500
+"""Most ids in one ``EXISTING_IDS`` statement (SQLite allows 32,766 parameters since 3.32; PostgreSQL 65,535)."""
+
+
+def existing_ids(n: int, pg: bool) -> str:
+    """Which of ``n`` ids of one resource type are stored (deleted or not): parameters type, id…"""
+    marks = ", ".join(["%s" if pg else "?"] * n)
+    return f"SELECT res_id FROM resource WHERE res_type = {'%s' if pg else '?'} AND res_id IN ({marks})"
 SELECT_FOR_WRITE_PG = Q("SELECT pk, version, deleted FROM resource WHERE res_type = ? AND res_id = ? FOR UPDATE")
 INSERT_RESOURCE = Q(
     "INSERT INTO resource (res_type, res_id, version, last_updated, deleted) VALUES (?, ?, ?, ?, ?) "
@@ -55,7 +63,7 @@ INSERT_RESOURCE_PK = Q(
 )
 INSERT_VERSION_PK = Q(
     "INSERT INTO resource_version (vpk, res_pk, res_type, res_id, version, last_updated, method, deleted, raw) "
-    "VALUES (?, ?, ?, ?, 1, ?, 'POST', false, ?)"
+    "VALUES (?, ?, ?, ?, 1, ?, ?, false, ?)"
 )
 UPDATE_RESOURCE = Q("UPDATE resource SET version = ?, last_updated = ?, deleted = ? WHERE pk = ?")
 INSERT_VERSION = Q(
