@@ -39,6 +39,26 @@ def test_bad_values_name_the_setting(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.yaml", environ={})
 
 
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("log_level", "LOUD", "one of DEBUG, INFO, WARNING, ERROR"), ("max_page_size", "-1", "1 or more"),
+    ("default_page_size", "0", "1 or more"), ("bulk_workers", "-1", "0 or more"), ("port", "70000", "0 to 65535"),
+    ("base_url", "notaurl", "absolute http"), ("base_url", "https://ehr.example.org/?x=1", "no query"),
+    ("engine_batch_size", "0", "1 or more"), ("access_token_lifetime", "0", "1 or more"),
+])
+def test_values_out_of_range_stop_with_a_sentence(name: str, value: str, expected: str) -> None:
+    """Before, these were taken as given: a page size of -1 answered every search with nothing, a log
+    level of LOUD ended in a traceback from the HTTP server, a base URL of "notaurl" was printed as
+    the FHIR base."""
+    with pytest.raises(SettingsError, match=f"EHRGATE_{name.upper()}.*'{name}'.*{expected}"):
+        load_settings(None, environ={f"EHRGATE_{name.upper()}": value})
+
+
+def test_choices_take_any_case_and_limits_are_inclusive() -> None:
+    s = load_settings(None, environ={"EHRGATE_LOG_LEVEL": "debug", "EHRGATE_BULK_WORKERS": "0",
+                                     "EHRGATE_BASE_URL": "https://ehr.example.org/base", "EHRGATE_PORT": "0"})
+    assert (s.log_level, s.bulk_workers, s.public_base, s.port) == ("DEBUG", 0, "https://ehr.example.org/base", 0)
+
+
 def test_database_url_defaults_to_sqlite_in_data_dir(tmp_path: Path) -> None:
     s = load_settings(None, environ={}, overrides={"data_dir": str(tmp_path)})
     assert s.effective_database_url == f"sqlite:///{tmp_path}/ehrgate.sqlite3"
@@ -69,5 +89,5 @@ def test_sqlite_mmap_mb_sizes_or_turns_off_the_memory_map_of_both_stores(tmp_pat
     assert mmap_sizes(None) == (MMAP_BYTES, MMAP_BYTES)
     assert mmap_sizes(0) == (0, 0)
     assert mmap_sizes(64) == (64 * 1024 * 1024, 64 * 1024 * 1024)
-    with pytest.raises(ValueError, match="Setting 'sqlite_mmap_mb' has value -1. Expected 0"):
+    with pytest.raises(ValueError, match="'sqlite_mmap_mb' has value -1. Expected 0"):
         mmap_sizes(-1)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -28,6 +29,31 @@ class Setting:
     default: Any
     help: str
     type: type = str
+    minimum: int | None = None
+    """Smallest value an int setting takes (checked at start, like the type)."""
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+    """The values a str setting takes (any case; stored as written here)."""
+    url: bool = False
+    """Empty or an absolute http(s) URL."""
+
+
+# Bounds and choices of settings, by name: checked when the settings are loaded, so a bad value stops
+# the program with a sentence naming the setting instead of failing later (or, for a page size of
+# -1, answering every search with nothing).
+_BOUNDS: dict[str, tuple[int | None, int | None]] = {
+    "port": (0, 65535), "mllp_port": (0, 65535), "max_body_bytes": (1, None), "max_json_depth": (1, None),
+    "default_page_size": (1, None), "max_page_size": (1, None), "sqlite_mmap_mb": (0, None),
+    "audit_access_max_calls": (1, None), "demo_patients": (0, None), "access_token_lifetime": (1, None),
+    "refresh_token_lifetime": (0, None), "auth_code_lifetime": (1, None), "launch_lifetime": (1, None),
+    "session_lifetime": (1, None), "token_rate_limit": (0, None), "revocation_check_seconds": (0, None),
+    "engine_duplicate_window": (0, None), "engine_batch_size": (1, None), "engine_lease_seconds": (1, None),
+    "engine_poll_ms": (1, None), "engine_alert_interval": (1, None), "engine_retention_interval": (1, None),
+    "bulk_workers": (0, None), "bulk_file_lines": (1, None), "bulk_file_ttl": (0, None), "bulk_max_jobs": (0, None),
+    "bulk_retry_after": (0, None), "bulk_lease_seconds": (1, None),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR")}
+_URLS = frozenset({"base_url"})
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -168,6 +194,11 @@ SETTINGS: tuple[Setting, ...] = (
             int),
 )
 
+SETTINGS = tuple(
+    Setting(s.name, s.default, s.help, s.type, *_BOUNDS.get(s.name, (None, None)), _CHOICES.get(s.name, ()),
+            s.name in _URLS)
+    for s in SETTINGS
+)
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
@@ -183,12 +214,28 @@ def _coerce(setting: Setting, value: Any, origin: str) -> Any:
         raise SettingsError(f"{origin} '{setting.name}' has value {value!r}. Not a valid bool (use true or false).")
     if setting.type is int:
         try:
-            return int(value)
+            number = int(value)
         except (TypeError, ValueError):
             raise SettingsError(
                 f"{origin} '{setting.name}' has value {value!r}. Not a valid integer."
             ) from None
-    return str(value)
+        low, high = setting.minimum, setting.maximum
+        if (low is not None and number < low) or (high is not None and number > high):
+            expected = f"{low} to {high}" if high is not None else f"{low} or more"
+            raise SettingsError(f"{origin} '{setting.name}' has value {value!r}. Expected {expected}.")
+        return number
+    text = str(value)
+    if setting.choices:
+        for choice in setting.choices:
+            if text.strip().upper() == choice.upper():
+                return choice
+        raise SettingsError(f"{origin} '{setting.name}' has value {value!r}. Expected one of {', '.join(setting.choices)}.")
+    if setting.url and text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise SettingsError(f"{origin} '{setting.name}' has value {value!r}. Expected an absolute http(s) URL "
+                                "such as https://ehr.example.org (no query or fragment), or nothing.")
+    return text
 
 
 @dataclass(frozen=True)

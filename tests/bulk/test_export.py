@@ -107,6 +107,10 @@ def test_unsupported_parameter_is_400_unless_lenient(bulk: Bulk) -> None:
 def test_prefer_respond_async_is_required(bulk: Bulk) -> None:
     r = bulk.client.get("/fhir/$export", headers={**AUTH, "Accept": "application/fhir+json"})
     assert r.status_code == 400 and "respond-async" in r.text
+    # RFC 7240: the preferences may come on separate Prefer lines, respond-async on the second
+    two_lines = bulk.client.get("/fhir/$export?_type=Patient", headers=[
+        *AUTH.items(), ("Accept", "application/fhir+json"), ("Prefer", "handling=lenient"), ("Prefer", "respond-async")])
+    assert two_lines.status_code == 202, two_lines.text
 
 
 def test_patient_level_warns_about_types_outside_the_compartment(bulk: Bulk) -> None:

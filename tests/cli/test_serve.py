@@ -101,6 +101,22 @@ def test_bad_database_url_is_one_sentence(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
+def test_an_app_without_a_value_for_this_environment_is_one_sentence(tmp_path: Path) -> None:
+    """An app in ehrgate.yaml with values for dev and prod only, served as `test`: before, a traceback."""
+    cfg = tmp_path / "ehrgate.yaml"
+    cfg.write_text("environments: [dev, test, prod]\napps:\n  - client_id: growth-chart\n    name: Growth\n"
+                   "    type: public\n    launch_url: {dev: 'http://127.0.0.1:9000/launch', prod: 'https://g.example.org/l'}\n"
+                   "    redirect_uris: {dev: ['http://127.0.0.1:9000/cb'], prod: ['https://g.example.org/cb']}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EHRGATE_")}
+    env["EHRGATE_ENVIRONMENT"] = "test"
+    out = subprocess.run([*EHRGATE, "serve", "--port", "0", "--config", str(cfg), "--data-dir", str(tmp_path / "d")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 2, out.stderr
+    assert "growth-chart" in out.stderr and "'test'" in out.stderr and str(cfg) in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_help_lists_commands() -> None:
     out = subprocess.run([*EHRGATE, "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0

@@ -182,6 +182,9 @@ def test_unknown_parameter_lenient_and_strict(client: Any, data: Any) -> None:
     assert outcome and "foo" in outcome[0]["resource"]["issue"][0]["diagnostics"]
     r = client.get("/fhir/Patient?foo=bar", headers={"Prefer": "handling=strict"})
     assert r.status_code == 400
+    # RFC 7240: preferences may come on several Prefer lines; strict on the second line counts too
+    two_lines = client.get("/fhir/Patient?foo=bar", headers=[("Prefer", "return=minimal"), ("Prefer", "handling=strict")])
+    assert two_lines.status_code == 400
 
 
 def test_compartment_search_and_everything(client: Any, data: Any) -> None:

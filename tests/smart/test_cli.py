@@ -108,3 +108,20 @@ def test_demo_users_and_apps(store: Any, smart_settings: Any) -> None:
         assert get_app(conn, "ehrgate-sample") and get_app(conn, "demo-backend")
     key_file = Path(smart_settings.data_dir) / "demo-backend-key.json"
     assert key_file.stat().st_mode & 0o077 == 0
+
+
+def test_the_sample_app_follows_the_demo_to_its_new_address(store: Any, smart_settings: Any) -> None:
+    """`ehrgate demo --port 0` (or another --port) on the same data dir: the bundled app's redirect
+    and launch URLs move with the server, or its launch ends at "return address does not match"."""
+    from ehrgate.smart.apps import get_app
+    from ehrgate.smart.demo import seed_smart_demo
+
+    seed_smart_demo(store, smart_settings.replace(base_url="", port=41001))
+    seed_smart_demo(store, smart_settings.replace(base_url="", port=41002))
+    with store.reader() as conn:
+        app = get_app(conn, "ehrgate-sample")
+        backend = get_app(conn, "demo-backend")
+    assert app is not None and backend is not None
+    assert app.redirect_uris == ("http://127.0.0.1:41002/sample-app/callback",)
+    assert app.launch_url == "http://127.0.0.1:41002/sample-app/launch"
+    assert app.client_type == "public" and app.description

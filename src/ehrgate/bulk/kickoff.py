@@ -90,7 +90,7 @@ def _check_store(bulk: BulkExports, access: Access, export: ExportRequest, trans
 
 
 async def kickoff(request: Request, ctx: Any, *, bulk: BulkExports, level: str) -> Response:
-    prefer = parse_prefer(request.headers.get("prefer", ""))
+    prefer = parse_prefer(",".join(request.headers.getlist("prefer")))  # every Prefer line (RFC 7240)
     if "respond-async" not in prefer:
         raise BadRequest("$export runs asynchronously: send the header 'Prefer: respond-async'.")
     lenient = prefer.get("handling") == "lenient"

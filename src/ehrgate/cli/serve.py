@@ -44,12 +44,16 @@ def _run(
 
     from ..app import create_app
     from ..engine import ChannelConfigError, open_engine
+    from ..smart.apps import AppError
 
     try:
         engine = open_engine(settings, store, extra=channels)
     except ChannelConfigError as exc:
         raise CliError(exc.message) from None
-    app = create_app(settings, store, engine)
+    try:
+        app = create_app(settings, store, engine)
+    except AppError as exc:  # an app of the config file cannot be registered: say which and why
+        raise CliError(f"{exc} Fix it in the config file ({settings.path or 'ehrgate.yaml'}).") from None
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -43,6 +43,7 @@ __all__ = [
     "remove_app",
     "rotate_secret",
     "sync_config_apps",
+    "update_app",
 ]
 
 CLIENT_TYPES = ("public", "confidential-symmetric", "confidential-asymmetric")
@@ -243,6 +244,13 @@ def add_app(conn: sa.Connection, app: App, *, now: int) -> tuple[App, str | None
         app = replace(app, secret_hash=digest(secret))
     conn.execute(apps.insert().values(**_values(app), created=now))
     return app, secret
+
+
+def update_app(conn: sa.Connection, app: App) -> App:
+    """Store ``app``'s registration over the one with its client_id (checked as ``add_app`` does)."""
+    validate(app)
+    conn.execute(apps.update().where(apps.c.client_id == app.client_id).values(**_values(app)))
+    return app
 
 
 def rotate_secret(conn: sa.Connection, client_id: str) -> str:

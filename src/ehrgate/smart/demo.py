@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from ..fhir.store.service import Store
 from ..settings import Settings
-from .apps import App, add_app, get_app
+from .apps import App, add_app, get_app, update_app
 from .users import add_user, list_users
 
 __all__ = ["DEMO_PASSWORD", "seed_smart_demo"]
@@ -44,10 +45,16 @@ def seed_smart_demo(store: Store, settings: Settings) -> str:
             add_user(w.conn, username="patient", password=DEMO_PASSWORD, role="patient",
                      fhir_user=f"Patient/{patient}" if patient else "", display_name="Demo Patient", now=now)
             add_user(w.conn, username="admin", password=DEMO_PASSWORD, role="admin", display_name="Demo Admin", now=now)
-        if get_app(w.conn, SAMPLE_APP) is None:
-            add_app(w.conn, App(SAMPLE_APP, "EHRGate sample app", "public", (f"{base}/sample-app/callback",),
-                                launch_url=f"{base}/sample-app/launch",
+        sample = get_app(w.conn, SAMPLE_APP)
+        redirect, launch = f"{base}/sample-app/callback", f"{base}/sample-app/launch"
+        if sample is None:
+            add_app(w.conn, App(SAMPLE_APP, "EHRGate sample app", "public", (redirect,), launch_url=launch,
                                 description="Patient summary: demographics, conditions, recent labs."), now=now)
+        elif sample.redirect_uris != (redirect,) or sample.launch_url != launch:
+            # The demo started on another address than last time (--port 0, --host, base_url): the
+            # bundled app lives at this server, so its addresses follow it - or every launch would
+            # end at "the app's return address does not match".
+            update_app(w.conn, replace(sample, redirect_uris=(redirect,), launch_url=launch))
         if get_app(w.conn, BACKEND_APP) is None:
             key = ECKey.generate_key("P-384", auto_kid=True)
             key_file.parent.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,9 @@ async def _body(request: Request, ctx: FhirContext) -> bytes:
 
 
 def _prefer(request: Request, name: str, default: str) -> str:
-    for part in request.headers.get("prefer", "").split(";"):
+    """A preference of the ``Prefer`` header (RFC 7240), from any of its lines: ``Prefer:
+    return=minimal`` and ``Prefer: handling=strict`` may come as two header lines."""
+    for part in ",".join(request.headers.getlist("prefer")).split(";"):
         for item in part.split(","):
             key, _, value = item.strip().partition("=")
             if key.strip().lower() == name:
