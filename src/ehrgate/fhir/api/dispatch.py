@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Receive, Scope, Send
 
 from ..audit import interaction_of
-from ..errors import FhirError, MethodNotAllowed
+from ..errors import FhirError, MethodNotAllowed, NotFound
 from ..store.service import now_ms
 from . import handlers as h
 from .render import error_response
@@ -70,7 +70,7 @@ def _resolve(segments: list[str], method: str) -> tuple[dict[str, Handler] | Non
         return {"GET": h.compartment_search}, {**params, "ctype": third}
     if n == 4 and third == "_history":
         return {"GET": h.vread}, {**params, "vid": segments[3]}
-    return {}, params
+    return {}, params  # ours, but no interaction: 404 in ``handle``
 
 
 # CORS (https://fetch.spec.whatwg.org/#http-cors-protocol): browser SMART apps call the FHIR API
@@ -147,8 +147,12 @@ class FhirRoute(BaseRoute):
             send = _with_cors(send, origin)
         try:
             if handler is None:
-                allowed = ", ".join(sorted(scope.get("fhir_allowed") or [])) or "nothing"
-                raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path} (allowed: {allowed}).")
+                allowed = scope.get("fhir_allowed")
+                if not allowed:
+                    base = self.ctx.base if self.ctx is not None else self.prefix
+                    raise NotFound(f"{request.url.path} is not a FHIR interaction this server knows; see {base}/metadata.")
+                listed = ", ".join(sorted(allowed))
+                raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path} (allowed: {listed}).")
             response: Response = await handler(request)
         except FhirError as exc:
             response = error_response(request, exc)

@@ -14,12 +14,21 @@ from starlette.responses import Response
 
 from ..access import Access, AccessPolicy, open_policy
 from ..bundles import process_batch, process_transaction, response_bundle
-from ..errors import BadRequest, FhirError, MethodNotAllowed, NotFound, PayloadTooLarge
+from ..errors import (
+    BadRequest,
+    FhirError,
+    Issue,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    operation_outcome,
+)
 from ..guard import check_visible, check_write, confined, visible
 from ..interactions import Target, parse_target, perform_write
 from ..jsonio import dumps, parse_body
 from ..search.engine import load_includes, run_search
 from ..search.query import ParsedQuery, parse_query, result_int
+from ..search.results import check_result
 from ..store.history import HistoryQuery, history_page
 from ..store.model import Stored, WriteResult
 from ..store.service import Store
@@ -156,6 +165,10 @@ async def read(request: Request) -> Response:
         return Response(raw, 200, headers, media_type=FHIR_JSON)
     elements = request.query_params.get("_elements")
     summary = request.query_params.get("_summary")
+    if summary is not None:
+        strict = _prefer(request, "handling", "lenient") == "strict"
+        if check_result("_summary", summary, strict=strict) is not None:
+            summary = None  # lenient: a read has no Bundle to carry the warning, so the value is just ignored
     if elements or summary:
         raw = apply_elements(raw, [e.strip() for e in elements.split(",")] if elements else None, summary)
     return fhir_response(request, raw, 200, headers)
@@ -425,14 +438,13 @@ def search_bundle(
         entries.append(({"fullUrl": f"{ctx.base}/{res_type}/{res_id}", "search": {"mode": "match"}}, body))
     for res_type, res_id, raw in included:
         entries.append(({"fullUrl": f"{ctx.base}/{res_type}/{res_id}", "search": {"mode": "include"}}, raw))
+    issues = list(query.ignored)
     if query.unknown:
         text = ", ".join(sorted(set(query.unknown)))
-        outcome = {
-            "resourceType": "OperationOutcome",
-            "issue": [{"severity": "warning", "code": "not-supported",
-                       "diagnostics": f"Ignored search parameters not supported for {query.res_type}: {text}."}],
-        }
-        entries.append(({"search": {"mode": "outcome"}}, dumps(outcome)))
+        unknown = f"Ignored search parameters not supported for {query.res_type}: {text}."
+        issues.insert(0, Issue("warning", "not-supported", unknown))
+    if issues:
+        entries.append(({"search": {"mode": "outcome"}}, dumps(operation_outcome(issues))))
     return bundle_bytes(head, entries)
 
 

@@ -20,6 +20,7 @@ from ..errors import InvalidSearch
 from ..store import schema as t
 from ..store.sql import cursor_of
 from .query import ParsedQuery, parse_query
+from .results import parse_include
 from .sql import Sql, after, conditions, lead_pks, ordered_lead, sort_keys
 
 __all__ = ["SearchPage", "filter_clause", "match_ids", "run_search"]
@@ -183,22 +184,11 @@ def _walk_lead(conn: sa.Connection, query: ParsedQuery, lead: Any, want: int, bo
 # -- _include / _revinclude ---------------------------------------------------------------------
 
 
-def _parse_include(spec: str, kind: str) -> tuple[str, str, str | None, bool]:
-    iterate = False
-    if spec.endswith(":iterate") or spec.endswith(":recurse"):
-        spec = spec.rsplit(":", 1)[0]
-        iterate = True
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise InvalidSearch(f"{kind} value {spec!r} is not valid; expected Type:param[:TargetType].")
-    return parts[0], parts[1], parts[2] if len(parts) == 3 else None, iterate
-
-
 def load_includes(conn: sa.Connection, query: ParsedQuery, page_rows: list[tuple[str, str, bytes]],
                   compartment: str | None = None) -> list[tuple[str, str, bytes]]:
     """Resources named by ``_include`` / ``_revinclude`` for the page (``:iterate`` one level)."""
-    includes = [_parse_include(s, "_include") for s in query.result.get("_include", [])]
-    revincludes = [_parse_include(s, "_revinclude") for s in query.result.get("_revinclude", [])]
+    includes = [parse_include(s, "_include") for s in query.result.get("_include", [])]
+    revincludes = [parse_include(s, "_revinclude") for s in query.result.get("_revinclude", [])]
     if not page_rows or not (includes or revincludes):
         return []
     seen = {(ty, i) for ty, i, _ in page_rows}

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..errors import InvalidSearch
+from ..errors import InvalidSearch, Issue
 from .normalize import normalize_string, parse_fhir_date_range
+from .results import check_result
 from .types import SearchParam
 
 __all__ = [
@@ -81,7 +82,10 @@ class ParsedQuery:
     res_type: str
     clauses: list[Clause] = field(default_factory=list)
     result: dict[str, list[str]] = field(default_factory=dict)
+    """Result parameters (``_count``, ``_include``, ...) by name, without values that are ignored."""
     unknown: list[str] = field(default_factory=list)
+    ignored: list[Issue] = field(default_factory=list)
+    """Result parameter values ignored under lenient handling, one warning each (``results.py``)."""
 
 
 def split_values(raw: str) -> list[str]:
@@ -246,16 +250,25 @@ def parse_query(
     strict: bool = False,
     _depth: int = 0,
 ) -> ParsedQuery:
-    """Parse query pairs for ``res_type``. Unknown parameters go to ``unknown`` (or 400 if strict)."""
+    """Parse query pairs for ``res_type``. Unknown parameters go to ``unknown``, result parameter
+    values EHRGate cannot honour to ``ignored`` (400 for either if strict)."""
     from .params import params_for
 
     known = params_for(res_type)
     query = ParsedQuery(res_type)
     for key, raw in items:
         if key in RESULT_PARAMS:
+            issue = check_result(key, raw, strict=strict)
+            if issue is not None:
+                query.ignored.append(issue)
+                continue
             query.result.setdefault(key, []).append(raw)
             continue
         if key in ("_include:iterate", "_revinclude:iterate", "_include:recurse", "_revinclude:recurse"):
+            issue = check_result(key, raw, strict=strict)
+            if issue is not None:
+                query.ignored.append(issue)
+                continue
             # R4 spells it _include:iterate=Type:param; keep one internal form: Type:param:iterate
             query.result.setdefault(key.split(":")[0], []).append(raw + ":iterate")
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -33,6 +34,8 @@ class HistoryQuery:
     at: tuple[int, int] | None
     count: int
     before: int | None
+    at_text: str | None = None
+    """``_at`` as the client wrote it: its precision is its meaning (``_at=2026-12`` is a month)."""
 
     @classmethod
     def from_params(
@@ -57,7 +60,7 @@ class HistoryQuery:
             raise InvalidSearch(f"'_count' has value {count}; expected zero or more.")
         before_raw = params.get("_before_vpk")
         return cls(res_type, res_id, since[0] if since else None, instant("_at"), count,
-                   int(before_raw) if before_raw and before_raw.isdigit() else None)
+                   int(before_raw) if before_raw and before_raw.isdigit() else None, params.get("_at"))
 
 
 def history_page(store: Store, q: HistoryQuery, base: str, self_url: str) -> bytes:
@@ -96,6 +99,8 @@ def history_page(store: Store, q: HistoryQuery, base: str, self_url: str) -> byt
     params = []
     if q.since is not None:
         params.append(f"_since={iso_instant(q.since)}")
+    if q.at_text is not None:
+        params.append(f"_at={quote(q.at_text, safe=':')}")  # quoted: a raw '+hh:mm' would come back a space
     if q.count:
         params.append(f"_count={q.count}")
     base_link = self_url + ("?" + "&".join(params) if params else "")
