@@ -43,7 +43,7 @@ def test_bad_values_name_the_setting(tmp_path: Path) -> None:
     ("log_level", "LOUD", "one of DEBUG, INFO, WARNING, ERROR"), ("max_page_size", "-1", "1 or more"),
     ("default_page_size", "0", "1 or more"), ("bulk_workers", "-1", "0 or more"), ("port", "70000", "0 to 65535"),
     ("base_url", "notaurl", "absolute http"), ("base_url", "https://ehr.example.org/?x=1", "no query"),
-    ("engine_batch_size", "0", "1 or more"), ("access_token_lifetime", "0", "1 or more"),
+    ("engine_batch_size", "0", "1 or more"), ("access_token_lifetime", "-1", "0 or more"),
 ])
 def test_values_out_of_range_stop_with_a_sentence(name: str, value: str, expected: str) -> None:
     """Before, these were taken as given: a page size of -1 answered every search with nothing, a log

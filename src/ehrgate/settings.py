@@ -44,9 +44,9 @@ class Setting:
 _BOUNDS: dict[str, tuple[int | None, int | None]] = {
     "port": (0, 65535), "mllp_port": (0, 65535), "max_body_bytes": (1, None), "max_json_depth": (1, None),
     "default_page_size": (1, None), "max_page_size": (1, None), "sqlite_mmap_mb": (0, None),
-    "audit_access_max_calls": (1, None), "demo_patients": (0, None), "access_token_lifetime": (1, None),
-    "refresh_token_lifetime": (0, None), "auth_code_lifetime": (1, None), "launch_lifetime": (1, None),
-    "session_lifetime": (1, None), "token_rate_limit": (0, None), "revocation_check_seconds": (0, None),
+    "audit_access_max_calls": (1, None), "demo_patients": (0, None), "access_token_lifetime": (0, None),
+    "refresh_token_lifetime": (0, None), "auth_code_lifetime": (0, None), "launch_lifetime": (0, None),
+    "session_lifetime": (0, None), "token_rate_limit": (0, None), "revocation_check_seconds": (0, None),
     "engine_duplicate_window": (0, None), "engine_batch_size": (1, None), "engine_lease_seconds": (1, None),
     "engine_poll_ms": (1, None), "engine_alert_interval": (1, None), "engine_retention_interval": (1, None),
     "bulk_workers": (0, None), "bulk_file_lines": (1, None), "bulk_file_ttl": (0, None), "bulk_max_jobs": (0, None),
@@ -174,8 +174,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "admin_token",
         "",
-        "Bearer token for the engine admin API (`/admin/...`). Empty: the admin API answers only requests "
-        "from the loopback address.",
+        "Bearer token for the engine admin API (`/admin/channels`, `/admin/messages`, `/admin/openapi.json`; "
+        "the app registry `/admin/apps` takes an admin user's sign-in instead). Empty: the engine admin API "
+        "answers only requests from the loopback address.",
     ),
     Setting("bulk_dir", "", "Directory of Bulk Data export files. Empty: `bulk` inside data_dir. With several "
             "EHRGate processes on one PostgreSQL database it must be shared by all of them."),

@@ -74,6 +74,27 @@ def test_port_0_advertises_the_bound_port(tmp_path: Path) -> None:
         proc.communicate(timeout=20)  # reads and closes the pipe (no unclosed-file warning)
 
 
+def test_a_public_base_url_still_says_where_the_process_listens(tmp_path: Path) -> None:
+    """With base_url set (a proxy in front), the ready line shows the public base; the next line
+    gives the bound address, which --port 0 would otherwise hide."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EHRGATE_")}
+    env["EHRGATE_BASE_URL"] = "https://ehr.example.org"
+    proc = subprocess.Popen([*EHRGATE, "serve", "--port", "0", "--data-dir", str(tmp_path / "data")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not (lines and lines[-1].startswith("Listening on")) and len(lines) < 60:
+            lines.append(proc.stdout.readline())
+        assert "ready: FHIR base https://ehr.example.org/fhir" in lines[-2], lines
+        port = int(re.fullmatch(r"Listening on 127\.0\.0\.1:(\d+)\n", lines[-1]).group(1))  # type: ignore[union-attr]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as resp:
+            assert json.load(resp) == {"status": "ok"}
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
 @pytest.mark.slow
 def test_demo_seeds_patients(tmp_path: Path) -> None:
     proc, base = _start(["demo", "--mllp-port", "0"], tmp_path)

@@ -155,6 +155,8 @@ async def _serve(server: Any, settings: Settings, after_ready: Any, sock: socket
         gc.freeze()
         base = settings.public_base  # the port is the bound one (see _run)
         click.echo(f"EHRGate is ready: FHIR base {base}/fhir", err=False)
+        if settings.base_url:  # the public address hides where this process listens (a proxy in front)
+            click.echo(f"Listening on {settings.host}:{settings.port}")
         if after_ready:
             after_ready(base)
     await task
