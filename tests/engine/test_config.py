@@ -48,7 +48,7 @@ def test_a_full_declaration_loads(tmp_path: Path) -> None:
     ({"transform": [{"step": "teleport"}]}, "step 'teleport' is not known. Expected one of:"),
     ({"transform": [{"step": "route", "routes": {"ADT": ["nowhere"]}}]}, "routes to nowhere, which the channel does not declare"),
     ({"transform": [{"step": "map_table", "path": "PV1-3", "table": "missing.csv"}]}, "mapping table"),
-    ({"transform": [{"step": "hl7_to_fhir", "colour": "red"}]}, "step 'hl7_to_fhir' has unknown option(s) colour"),
+    ({"transform": [{"step": "hl7_to_fhir", "colour": "red"}]}, "transform[0]: option 'colour' is not known to the hl7_to_fhir step"),
 ])
 def test_problems_name_the_value_and_the_fix(tmp_path: Path, spec: dict, expected: str) -> None:
     with pytest.raises(ChannelConfigError) as info:

@@ -122,7 +122,9 @@ def test_unreadable_key_is_a_delivery_error_not_a_crash(tmp_path: Path) -> None:
     chan = {"source": {"type": "mllp", "port": 0}, "destinations": {"fhir": {
         "type": "fhir_http", "url": "http://127.0.0.1:9/fhir",
         "auth": {"client_id": "x", "key": "missing.jwk", "scope": "system/*.rs", "token_url": "http://127.0.0.1:9/t"}}}}
+    (tmp_path / "missing.jwk").write_text("{}")  # there at load (load_channels checks), gone by the first delivery
     cfg = load_channels({"channels": {"adt": chan}}, tmp_path)["adt"].destinations[0]
+    (tmp_path / "missing.jwk").unlink()
     dest = DESTINATIONS["fhir_http"](cfg, Context(base_dir=tmp_path))
     payload = Payload(1, "adt", b"", b'{"resourceType": "Bundle", "type": "transaction", "entry": []}', "ADT^A01", "1")
     result = run(dest.deliver(payload))

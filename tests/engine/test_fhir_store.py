@@ -473,3 +473,27 @@ def test_two_workers_batches_do_not_deadlock_on_conditional_locks(store: Store) 
     assert all(isinstance(o, Delivered) and o.ok for name in "ab" for o in results[name]), results
     assert count(store, "SELECT COUNT(*) FROM resource WHERE res_type = 'Patient'") == 2
     assert count(store, "SELECT COUNT(*) FROM resource WHERE res_type = 'Basic'") == 4
+
+
+def test_a_message_without_msh7_takes_the_time_it_was_received(messages: MessageStore, store: Store) -> None:
+    """MSH-7 is required, but some senders leave it empty: the engine passes the time it stored the
+    message to the conversion, which uses it for the Provenance (before: ERROR "MSH-7: missing")."""
+    fields = sample("adt_a04.hl7").split(b"\r")[0].split(b"|")
+    fields[6] = b""
+    raw = b"|".join(fields) + b"\r" + b"\r".join(sample("adt_a04.hl7").split(b"\r")[1:])
+
+    async def body() -> None:
+        chan = {"source": {"type": "mllp", "port": 0}, "transform": [{"step": "hl7_to_fhir"}],
+                "destinations": {"store": {"type": "fhir_store"}}}
+        async with running(messages, {"adt": chan}, fhir_store=store) as eng:
+            assert await send(port_of(eng, "adt"), [raw]) == ["AA"]
+            await until(lambda: [r["status"] for r in messages.search(SearchQuery(channel="adt"))] == ["SENT"],
+                        what="the message stored as FHIR")
+    run(body())
+    (row,) = messages.search(SearchQuery(channel="adt"))
+    with store.reader() as conn:
+        recorded = [json.loads(bytes(r[0]))["recorded"] for r in conn.exec_driver_sql(
+            "SELECT v.raw FROM resource_version v WHERE v.res_type = 'Provenance'")]
+    from datetime import UTC, datetime
+
+    assert recorded == [datetime.fromtimestamp(row["received_at"] / 1000, UTC).isoformat(timespec="milliseconds")]

@@ -88,6 +88,20 @@ def test_split_repeats_the_header_segments(tmp_path: Path) -> None:
     assert second.get("OBR-4") == "K" and result.outputs[1].patient_ids == ("P9",)
 
 
+def test_split_keeps_each_order_with_its_orc(tmp_path: Path) -> None:
+    """ORU^R01 order groups begin with their ORC: each child carries its own ORC (before, the first
+    ORC was repeated as a header segment in every child, and the second child had two ORCs - the
+    first order's numbers ahead of its own)."""
+    oru = (b"MSH|^~\\&|LAB|FAC|EHR|HUB|20240401||ORU^R01|L2|P|2.5.1\rPID|1||P9^^^FAC^MR||Doe^Jane\r"
+           b"ORC|RE|ORD1\rOBR|1|ORD1|F1|GLU\rOBX|1|NM|GLU||5.1\rORC|RE|ORD2\rOBR|2|ORD2|F2|K\rOBX|1|NM|K||4.0\r")
+    result = pipeline(tmp_path, transform=[{"step": "split", "segment": "OBR"}]).run(oru)
+    first, second = (parse(o.raw) for o in result.outputs)
+    assert [s.name for s in first.segments] == ["MSH", "PID", "ORC", "OBR", "OBX"]
+    assert [s.name for s in second.segments] == ["MSH", "PID", "ORC", "OBR", "OBX"]
+    assert (first.get("ORC-2"), first.get("OBR-3")) == ("ORD1", "F1")
+    assert (second.get("ORC-2"), second.get("OBR-3")) == ("ORD2", "F2")
+
+
 def test_a_failing_step_is_an_error_naming_the_step(tmp_path: Path) -> None:
     result = pipeline(tmp_path, transform=["tests.engine.channels.sample:boom"]).run(hl7("C"))
     assert result.status == "ERROR"

@@ -9,6 +9,7 @@ from typing import Any
 
 from ehrgate.engine import MessageStore, SearchQuery
 from ehrgate.fhir.store.service import Store
+from ehrgate.hl7 import MLLPClient, parse
 
 from .conftest import hl7, run
 from .helpers import Receiver, port_of, running, send, until
@@ -164,6 +165,27 @@ def test_pause_keeps_receiving_and_resume_delivers(messages: MessageStore, tmp_p
             assert "adt" not in eng.runtimes
             await eng.deploy("adt")
             assert eng.runtimes["adt"].port
+    run(body())
+
+
+def test_the_first_pause_keeps_the_senders_connection_and_port(messages: MessageStore, tmp_path: Path) -> None:
+    """A channel never paused or deployed before has no state row; its first pause inserted one with
+    a new generation, which the engine took for a redeploy: the channel restarted, its senders'
+    connections were dropped and a port-0 channel moved to another port."""
+    async def body() -> None:
+        chan = mllp_in(destinations={"out": {"type": "file", "directory": str(tmp_path / "out")}})
+        async with running(messages, {"adt": chan}) as eng:
+            port = port_of(eng, "adt")
+            async with await MLLPClient.connect("127.0.0.1", port, timeout=10) as client:
+                assert parse(await client.send(hl7("C1"))).get("MSA-1") == "AA"
+                await eng.pause("adt")
+                await eng.reconcile()  # what every process does each second
+                assert eng.runtimes["adt"].paused and port_of(eng, "adt") == port
+                assert parse(await client.send(hl7("C2"))).get("MSA-1") == "AA"  # same connection
+                await eng.resume("adt")
+                await eng.reconcile()
+                assert parse(await client.send(hl7("C3"))).get("MSA-1") == "AA"
+            await until(lambda: statuses(messages, "adt") == ["SENT"] * 3, what="delivery after resume")
     run(body())
 
 

@@ -59,7 +59,7 @@ class ChannelRuntime:
             o = src.options
             self.server = await start_mllp_server(
                 self._mllp_handler, str(o.get("host", "127.0.0.1")), int(o.get("port", 0)),
-                ssl=tls_context(o.get("tls"), server=True, base=self.cfg.base_dir),
+                ssl=tls_context(o.get("tls"), server=True, base=self.cfg.base_dir, where="source.tls"),
                 idle_timeout=float(o.get("idle_timeout", 300)),
                 max_message_bytes=int(o.get("max_message_bytes", 16 * 1024 * 1024)),
                 max_connections=int(o.get("max_connections", 100)))
@@ -186,10 +186,12 @@ class ChannelRuntime:
             return 0
         m = t.message.c
         with eng.messages.read() as conn:
-            raws = {int(r[0]): bytes(r[1]) for r in conn.execute(
-                sa.select(m.id, m.raw).where(m.id.in_([i.message_id for i in items])))}
-        results = [(item, self.pipeline.run(raws.get(item.message_id, b""), message_id=item.message_id))
-                   for item in items]
+            stored = {int(r[0]): (bytes(r[1]), int(r[2])) for r in conn.execute(
+                sa.select(m.id, m.raw, m.received_at).where(m.id.in_([i.message_id for i in items])))}
+        results = []
+        for item in items:
+            raw, received_at = stored.get(item.message_id, (b"", None))
+            results.append((item, self.pipeline.run(raw, message_id=item.message_id, received_at=received_at)))
         counts = {"FILTERED": 0, "ERROR": 0}
         with eng.messages.fast.write() as conn:
             for item, r in results:

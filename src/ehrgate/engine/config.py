@@ -7,7 +7,7 @@ value and what is expected; all problems are collected and reported together.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,20 @@ from ..hl7 import HL7Error, parse
 from .errors import ChannelConfigError
 from .retry import RetryPolicy
 
-__all__ = ["AlertRules", "ChannelConfig", "DestinationConfig", "SourceConfig", "load_channels"]
+__all__ = ["AlertRules", "ChannelConfig", "DestinationConfig", "SourceConfig", "check_tls", "known_options",
+           "load_channels", "tls_files"]
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SOURCE_TYPES = ("mllp", "http", "directory")
+SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mllp": ("host", "port", "tls", "idle_timeout", "max_connections", "max_message_bytes"),
+    "http": (),
+    "directory": ("path", "pattern", "interval"),
+}
+"""The options of each source type besides ``type``."""
+SERVER_TLS = ("ca", "cert", "client_auth", "key")
+"""The keys of an MLLP source's ``tls``."""
+TLS_FILES = ("ca", "cert", "key")
 ACK_MODES = ("on_receive", "on_processed")
 
 
@@ -68,6 +78,48 @@ class ChannelConfig:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+def _choices(names: Collection[str]) -> str:
+    items = sorted(names)
+    return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else "".join(items)
+
+
+def known_options(options: Mapping[str, Any], allowed: Collection[str], what: str, *, prefix: str = "") -> None:
+    """Raise ChannelConfigError naming the keys of ``options`` that ``what`` ('the mllp destination')
+    does not take, and the ones it does. A misspelt key must not be dropped silently: ``valu:`` on
+    set_field emptied the field, ``tsl:`` on an MLLP source received in plain text."""
+    unknown = sorted(str(k) for k in options if k not in allowed)
+    if not unknown:
+        return
+    names = ", ".join(repr(prefix + k) for k in unknown)
+    verb = "are" if len(unknown) > 1 else "is"
+    raise ChannelConfigError(f"option{'s' if len(unknown) > 1 else ''} {names} {verb} not known to {what}. "
+                             f"Expected {_choices(allowed) if allowed else 'no options'}.")
+
+
+def tls_files(tls: Any) -> dict[str, Any]:
+    """The files of a ``tls:`` option by name ('tls.ca'): what a source or destination reads at start."""
+    if not isinstance(tls, Mapping):
+        return {}
+    return {f"tls.{key}": tls[key] for key in TLS_FILES if tls.get(key) is not None}
+
+
+def check_tls(value: Any, allowed: Collection[str], what: str) -> None:
+    """``tls:`` of a source or destination: true/false, or a mapping of ``allowed`` keys - the files
+    (ca, cert, key) and the flags (verify, client_auth). Raises ChannelConfigError."""
+    if value is None or isinstance(value, bool):
+        return
+    if not isinstance(value, Mapping):
+        raise ChannelConfigError(f"option 'tls' has value {value!r}. Expected true or a mapping of "
+                                 f"{_choices(allowed).replace(' or ', ' and ')}.")
+    known_options(value, allowed, what, prefix="tls.")
+    for key in TLS_FILES:
+        if key in value and not (isinstance(value[key], str) and value[key]):
+            raise ChannelConfigError(f"option 'tls.{key}' has value {value[key]!r}. Expected the path of a PEM file.")
+    for key in ("verify", "client_auth"):
+        if key in value and not isinstance(value[key], bool):
+            raise ChannelConfigError(f"option 'tls.{key}' has value {value[key]!r}. Expected true or false.")
+
+
 class _Problems:
     def __init__(self) -> None:
         self.items: list[str] = []
@@ -88,6 +140,20 @@ def _number(p: _Problems, where: str, value: Any, *, minimum: float = 0, integer
 
 
 _PROBE = parse("MSH|^~\\&|\r")
+
+
+def _readable(p: _Problems, where: str, value: Any, base: Path) -> None:
+    """A file read at start (TLS certificate, key or CA, a private key): it must be readable now,
+    rather than fail the start with an error that names no channel, option or path."""
+    if not isinstance(value, str) or not value:
+        return  # the option's own check names the bad value
+    path = Path(value) if Path(value).is_absolute() else base / value
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        p.add(f"{where} has value {value!r}: {path} cannot be read ({exc.strerror}). Expected a readable file "
+              "(relative paths are read from the config file's directory).")
 
 
 def _path(p: _Problems, where: str, value: Any) -> str | None:
@@ -147,7 +213,8 @@ _CHANNEL_KEYS = {"source", "ack", "ack_timeout", "ordered", "order_by", "workers
 _DEST_KEYS_COMMON = {"type", "retry", "workers", "timeout"}
 
 
-def _destinations(p: _Problems, where: str, value: Any, known: Mapping[str, Any]) -> tuple[DestinationConfig, ...]:
+def _destinations(p: _Problems, where: str, value: Any, known: Mapping[str, Any],
+                  base: Path) -> tuple[DestinationConfig, ...]:
     if not isinstance(value, Mapping) or not value:
         p.add(f"{where} has value {value!r}. Expected a mapping of destination name to its settings, e.g. "
               "{store: {type: fhir_store}}.")
@@ -172,12 +239,14 @@ def _destinations(p: _Problems, where: str, value: Any, known: Mapping[str, Any]
             known[kind].check(options)
         except ChannelConfigError as exc:
             p.add(f"{here}: {exc.message}")
+        for option, path in known[kind].files(options).items():
+            _readable(p, f"{here}.{option}", path, base)
         out.append(DestinationConfig(name, kind, options, _retry(p, f"{here}.retry", spec.get("retry")),
                                      workers, timeout))
     return tuple(out)
 
 
-def _source(p: _Problems, where: str, value: Any) -> SourceConfig:
+def _source(p: _Problems, where: str, value: Any, base: Path) -> SourceConfig:
     if isinstance(value, str):
         value = {"type": value}
     if not isinstance(value, Mapping) or value.get("type") not in SOURCE_TYPES:
@@ -185,6 +254,10 @@ def _source(p: _Problems, where: str, value: Any) -> SourceConfig:
         return SourceConfig("http")
     kind = value["type"]
     opts = {k: v for k, v in value.items() if k != "type"}
+    try:
+        known_options(opts, SOURCE_OPTIONS[kind], f"the {kind} source")
+    except ChannelConfigError as exc:
+        p.add(f"{where}: {exc.message}")
     if kind == "mllp":
         _number(p, f"{where}.port", opts.get("port"), integer=True)
         for key in ("idle_timeout", "max_connections", "max_message_bytes"):
@@ -194,6 +267,13 @@ def _source(p: _Problems, where: str, value: Any) -> SourceConfig:
         if tls is not None and (not isinstance(tls, Mapping) or not tls.get("cert") or not tls.get("key")):
             p.add(f"{where}.tls has value {tls!r}. Expected a mapping with 'cert' and 'key' files (and 'ca' "
                   "with 'client_auth: true' for mutual TLS).")
+        elif tls is not None:
+            try:
+                check_tls(tls, SERVER_TLS, "the mllp source")
+            except ChannelConfigError as exc:
+                p.add(f"{where}: {exc.message}")
+            for option, path in tls_files(tls).items():
+                _readable(p, f"{where}.{option}", path, base)
     elif kind == "directory":
         if not isinstance(opts.get("path"), str):
             p.add(f"{where}.path has value {opts.get('path')!r}. Expected the directory to poll.")
@@ -261,10 +341,10 @@ def load_channels(config: Mapping[str, Any], base_dir: Path | str = ".") -> dict
             retention = _number(p, f"{where}: retention_days", retention, minimum=0.0001)
         filters = _steps(p, f"{where}: filter", spec.get("filter"))
         transformers = _steps(p, f"{where}: transform", spec.get("transform"))
-        dests = _destinations(p, f"{where}: destinations", spec.get("destinations"), DESTINATIONS)
+        dests = _destinations(p, f"{where}: destinations", spec.get("destinations"), DESTINATIONS, base)
         cfg = ChannelConfig(
             name=name,
-            source=_source(p, f"{where}: source", spec.get("source")),
+            source=_source(p, f"{where}: source", spec.get("source"), base),
             ack=ack,
             ack_timeout=_number(p, f"{where}: ack_timeout", spec.get("ack_timeout", 30), minimum=0.1) or 30.0,
             ordered=ordered,
@@ -279,10 +359,10 @@ def load_channels(config: Mapping[str, Any], base_dir: Path | str = ".") -> dict
             base_dir=base,
             raw=spec,
         )
-        try:
-            resolve_steps(cfg)
-        except ChannelConfigError as exc:
-            p.add(f"{where}: {exc.message}")
+        steps: list[str] = []
+        resolve_steps(cfg, steps)
+        for problem in steps:
+            p.add(f"{where}: {problem}")
         out[name] = cfg
     ports: dict[tuple[str, int], str] = {}
     for cfg in out.values():

@@ -51,13 +51,14 @@ class Pipeline:
         self.filters, self.transformers = resolve_steps(cfg)
         self.destinations = [d.name for d in cfg.destinations]
 
-    def run(self, raw: bytes, *, trace: bool = False, message_id: int | None = None) -> PipelineResult:
+    def run(self, raw: bytes, *, trace: bool = False, message_id: int | None = None,
+            received_at: int | None = None) -> PipelineResult:
         stages: list[tuple[str, str]] = []
         try:
             msg = parse(raw)
         except HL7Error as exc:
             return PipelineResult("ERROR", error=f"Message cannot be parsed: {exc.message}", stages=stages)
-        works = [Work(msg, channel=self.cfg.name, message_id=message_id)]
+        works = [Work(msg, channel=self.cfg.name, message_id=message_id, received_at=received_at)]
         if trace:
             stages.append(("received", msg.to_er7()))
         for kind, steps in (("filter", self.filters), ("transform", self.transformers)):

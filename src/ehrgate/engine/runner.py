@@ -115,10 +115,16 @@ class Engine:
         self.started = False
 
     async def _start_channel(self, cfg: ChannelConfig, *, paused: bool = False) -> ChannelRuntime:
-        rt = ChannelRuntime(self, cfg, self._generations.get(cfg.name, 0))
+        try:
+            rt = ChannelRuntime(self, cfg, self._generations.get(cfg.name, 0))
+        except ChannelConfigError as exc:  # a destination's TLS files, changed since the config was loaded
+            raise ChannelConfigError(f"Channel '{cfg.name}': {exc.message}") from None
         rt.paused = paused
         try:
             await rt.start()
+        except ChannelConfigError as exc:
+            await rt.stop()
+            raise ChannelConfigError(f"Channel '{cfg.name}': {exc.message}") from None
         except OSError as exc:
             await rt.stop()
             o = cfg.source.options

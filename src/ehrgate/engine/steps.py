@@ -24,13 +24,15 @@ import importlib
 import inspect
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..hl7 import HL7Error, Message, parse
+from .config import known_options
 from .errors import ChannelConfigError, StepError
 
 __all__ = ["STEPS", "Step", "Work", "register_step", "resolve_steps"]
@@ -49,6 +51,8 @@ class Work:
     channel: str = ""
     message_id: int | None = None
     """The message-store id (None in ``ehrgate channel test``)."""
+    received_at: int | None = None
+    """When the engine stored the message (ms since the epoch; None in ``ehrgate channel test``)."""
 
 
 Step = Callable[[Work], list[Work]]
@@ -89,6 +93,7 @@ def _set(work: Work, path: str, value: str) -> None:
 
 
 def _set_field(options: Mapping[str, Any], base: Path) -> Step:
+    known_options(options, ("path", "value"), "the set_field step")
     path = _check_path(_opt(options, "path", str, "set_field"), "set_field")
     value = str(options.get("value", ""))
 
@@ -99,6 +104,7 @@ def _set_field(options: Mapping[str, Any], base: Path) -> Step:
 
 
 def _copy_field(options: Mapping[str, Any], base: Path) -> Step:
+    known_options(options, ("from", "to"), "the copy_field step")
     src = _check_path(_opt(options, "from", str, "copy_field"), "copy_field")
     dst = _check_path(_opt(options, "to", str, "copy_field"), "copy_field")
 
@@ -109,6 +115,7 @@ def _copy_field(options: Mapping[str, Any], base: Path) -> Step:
 
 
 def _remove_field(options: Mapping[str, Any], base: Path) -> Step:
+    known_options(options, ("path",), "the remove_field step")
     path = _check_path(_opt(options, "path", str, "remove_field"), "remove_field")
 
     def step(work: Work) -> list[Work]:
@@ -122,6 +129,7 @@ def _remove_field(options: Mapping[str, Any], base: Path) -> Step:
 
 
 def _remove_segment(options: Mapping[str, Any], base: Path) -> Step:
+    known_options(options, ("segment",), "the remove_segment step")
     name = _opt(options, "segment", str, "remove_segment")
     if not re.fullmatch(r"[A-Z0-9]{3}", name) or name == "MSH":
         raise ChannelConfigError(f"step 'remove_segment' segment {name!r}. Expected a segment id such as 'NTE' "
@@ -160,6 +168,7 @@ def load_table(path: Path) -> dict[str, str]:
 
 
 def _map_table(options: Mapping[str, Any], base: Path) -> Step:
+    known_options(options, ("path", "to", "table", "default", "on_missing"), "the map_table step")
     path = _check_path(_opt(options, "path", str, "map_table"), "map_table")
     target = _check_path(str(options.get("to", path)), "map_table")
     source = _opt(options, "table", (str, dict), "map_table")
@@ -184,6 +193,7 @@ def _map_table(options: Mapping[str, Any], base: Path) -> Step:
 
 def _match(options: Mapping[str, Any], base: Path) -> Step:
     """A filter: keep the message when the value at ``path`` equals / is in / matches."""
+    known_options(options, ("path", "equals", "in", "regex", "not"), "the match step")
     path = _check_path(_opt(options, "path", str, "match"), "match")
     values = options.get("in", options.get("equals"))
     pattern = options.get("regex")
@@ -206,6 +216,7 @@ def _type_of(msg: Message) -> str:
 
 def _route(options: Mapping[str, Any], base: Path) -> Step:
     """Choose destinations by message type (``by: type``, the default) or the value at a path."""
+    known_options(options, ("by", "routes", "default"), "the route step")
     by = options.get("by", "type")
     if by != "type":
         _check_path(by, "route")
@@ -231,7 +242,11 @@ def _route(options: Mapping[str, Any], base: Path) -> Step:
 
 def _split(options: Mapping[str, Any], base: Path) -> Step:
     """One message per group that starts at ``segment`` (e.g. OBR); the segments before the first
-    group (MSH, PID, PV1...) are repeated in each; MSH-10 gets ``-n`` appended."""
+    group (MSH, PID, PV1...) are repeated in each; MSH-10 gets ``-n`` appended. An ORC right before
+    a group's segment belongs to that group: HL7 order groups (ORU^R01, ORM^O01, OML^O21) begin
+    with the ORC of their OBR - repeating the first one in every child gave each child the first
+    order's numbers, so converting the children overwrote one report with the next."""
+    known_options(options, ("segment",), "the split step")
     name = _opt(options, "segment", str, "split")
     if not re.fullmatch(r"[A-Z0-9]{3}", name) or name == "MSH":
         raise ChannelConfigError(f"step 'split' segment {name!r}. Expected a segment id such as 'OBR'.")
@@ -242,15 +257,63 @@ def _split(options: Mapping[str, Any], base: Path) -> Step:
         starts = [i for i, s in enumerate(text) if s[:4] == name + fs or s == name]
         if len(starts) <= 1:
             return [work]
+        if name != "ORC":
+            starts = [i - 1 if i > 0 and (text[i - 1][:4] == "ORC" + fs or text[i - 1] == "ORC") else i for i in starts]
         head = text[:starts[0]]
         out = []
         for n, (a, b) in enumerate(zip(starts, starts[1:] + [len(text)], strict=True), start=1):
             child = parse("\r".join(head + text[a:b]) + "\r")
             child.set("MSH-10", f"{work.message.control_id}-{n}")
             out.append(Work(child, None if work.destinations is None else list(work.destinations),
-                            channel=work.channel, message_id=work.message_id))
+                            channel=work.channel, message_id=work.message_id, received_at=work.received_at))
         return out
     return step
+
+
+_SYSTEMS = {
+    "identifier_systems": "assigning authority (CX-4.1, EI-2, HD-1) to system URI, e.g. "
+                          "{GHH: 'urn:oid:2.16.840.1.113883.3.72'}",
+    "code_systems": "coding system name (CWE-3) to system URI, e.g. {LN: 'http://loinc.org'}",
+}
+
+
+def _conversion_options(options: Mapping[str, Any], conversion_options: Callable[..., Any]) -> Any:
+    """ConversionOptions from the step's options, each of the type ConversionOptions expects
+    (convert/options.py). Unchecked, ``patient_updates: ADT`` became the letters A, D and T, and
+    ``identifier_systems: GHH`` loaded and then failed every message."""
+    known_options(options, ("timezone", "identifier_systems", "code_systems", "patient_updates"),
+                  "the hl7_to_fhir step")
+    kwargs: dict[str, Any] = {}
+    zone = options.get("timezone")
+    if zone is not None:
+        if not isinstance(zone, str):
+            raise ChannelConfigError(f"step 'hl7_to_fhir' option 'timezone' has value {zone!r}. Expected an IANA "
+                                     "time zone such as 'Europe/London', 'UTC' or an offset such as '+05:30'.")
+        kwargs["timezone"] = zone
+    for key, expected in _SYSTEMS.items():
+        if key not in options:
+            continue
+        value = options[key]
+        if not isinstance(value, Mapping):
+            raise ChannelConfigError(f"step 'hl7_to_fhir' option {key!r} has value {value!r}. Expected a mapping "
+                                     f"of {expected}.")
+        for name, uri in value.items():
+            if not isinstance(name, str) or not isinstance(uri, str) or not uri:
+                raise ChannelConfigError(f"step 'hl7_to_fhir' option {key!r} maps {name!r} to {uri!r}. Expected "
+                                         f"text to text: {expected}.")
+        kwargs[key] = dict(value)
+    if "patient_updates" in options:
+        codes = options["patient_updates"]
+        if not isinstance(codes, list) or not all(isinstance(c, str) and re.fullmatch(r"[A-Z0-9]{3}", c)
+                                                  for c in codes):
+            raise ChannelConfigError(f"step 'hl7_to_fhir' option 'patient_updates' has value {codes!r}. Expected "
+                                     "a list of message codes (MSH-9.1) whose PID replaces the stored Patient, "
+                                     "e.g. [ADT].")
+        kwargs["patient_updates"] = frozenset(codes)
+    try:
+        return conversion_options(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ChannelConfigError(f"step 'hl7_to_fhir' options are not valid: {exc}") from None
 
 
 def _hl7_to_fhir(options: Mapping[str, Any], base: Path) -> Step:
@@ -264,23 +327,17 @@ def _hl7_to_fhir(options: Mapping[str, Any], base: Path) -> Step:
         raise ChannelConfigError("step 'hl7_to_fhir' is not available (the HL7 v2 → FHIR conversion package "
                                  "is missing). Expected: remove the step; the FHIR store destination then stores "
                                  "the message without resources.") from None
-    allowed = {"timezone", "identifier_systems", "code_systems", "patient_updates"}
-    unknown = set(options) - allowed
-    if unknown:
-        raise ChannelConfigError(f"step 'hl7_to_fhir' has unknown option(s) {', '.join(sorted(unknown))}. "
-                                 f"Expected: {', '.join(sorted(allowed))}.")
-    kwargs: dict[str, Any] = {k: v for k, v in options.items() if k in ("timezone", "identifier_systems",
-                                                                        "code_systems")}
-    if "patient_updates" in options:
-        kwargs["patient_updates"] = frozenset(options["patient_updates"])
-    try:
-        opts = conversion_options(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ChannelConfigError(f"step 'hl7_to_fhir' options are not valid: {exc}") from None
+    opts = _conversion_options(options, conversion_options)
 
     def step(work: Work) -> list[Work]:
         ref = str(work.message_id) if work.message_id is not None else "channel-test"
-        result = fn(work.message, channel=work.channel, message_ref=ref, options=opts)
+        use = opts
+        if work.received_at is not None and opts.received_at is None and not work.message.get("MSH-7"):
+            # MSH-7 is required but some senders leave it empty: the time the engine received the
+            # message stands in for it (docs/convert.md), rather than failing the message.
+            use = replace(opts, received_at=datetime.fromtimestamp(work.received_at / 1000, UTC)
+                          .isoformat(timespec="milliseconds"))
+        result = fn(work.message, channel=work.channel, message_ref=ref, options=use)
         work.bundle = result.bundle
         return [work]
     return step
@@ -354,7 +411,8 @@ def _user_transformer(fn: Callable[..., Any], label: str) -> Step:
             return [work]
         if isinstance(result, list) and all(isinstance(m, Message) for m in result):
             return [Work(m, None if work.destinations is None else list(work.destinations), work.bundle,
-                         channel=work.channel, message_id=work.message_id) for m in result]
+                         channel=work.channel, message_id=work.message_id, received_at=work.received_at)
+                    for m in result]
         raise StepError(f"{label} returned {type(result).__name__}. Expected None, a Message or a list of Messages.")
     return step
 
@@ -372,23 +430,44 @@ def _resolve(spec: Any, kind: str, base: Path) -> ResolvedStep:
             raise ChannelConfigError(f"step {name!r} is not known. Expected one of: {', '.join(sorted(STEPS))}, "
                                      "or 'function: package.module:function'.")
         options = {k: v for k, v in spec.items() if k != "step"}
-        return ResolvedStep(str(name), STEPS[name](options, base))
+        try:
+            return ResolvedStep(str(name), STEPS[name](options, base))
+        except ChannelConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a factory that trips over its options: say which, no traceback
+            raise ChannelConfigError(f"step {name!r} cannot use its options {options!r}: {type(exc).__name__}: "
+                                     f"{exc}") from None
     path = spec["function"] if isinstance(spec, Mapping) else spec
+    if isinstance(spec, Mapping):
+        known_options({k: v for k, v in spec.items() if k != "function"}, (), f"the function step {str(path)!r}")
     if isinstance(path, str) and path in STEPS:
         return ResolvedStep(path, STEPS[path]({}, base))
     fn = import_function(str(path))
     return ResolvedStep(str(path), _user_filter(fn) if kind == "filter" else _user_transformer(fn, str(path)))
 
 
-def resolve_steps(cfg: Any) -> tuple[list[ResolvedStep], list[ResolvedStep]]:
-    """(filters, transformers) of a channel; raises ChannelConfigError naming the bad step."""
-    filters = [_resolve(s, "filter", cfg.base_dir) for s in cfg.filters]
-    transformers = [_resolve(s, "transform", cfg.base_dir) for s in cfg.transformers]
+def resolve_steps(cfg: Any, problems: list[str] | None = None) -> tuple[list[ResolvedStep], list[ResolvedStep]]:
+    """(filters, transformers) of a channel. Every bad step is named by its place ('transform[1]: ...'):
+    appended to ``problems`` when given (the steps that resolve are returned), else all raised together
+    as one ChannelConfigError."""
+    found: list[str] = []
+    resolved: dict[str, list[ResolvedStep]] = {"filter": [], "transform": []}
     names = {d.name for d in cfg.destinations}
-    for step in filters + transformers:
-        wanted: set[str] = getattr(step.run, "destinations", set())
-        unknown = wanted - names
-        if unknown:
-            raise ChannelConfigError(f"step {step.label!r} routes to {', '.join(sorted(unknown))}, which the channel "
-                                     f"does not declare. Expected one of: {', '.join(sorted(names))}.")
-    return filters, transformers
+    for kind, specs in (("filter", cfg.filters), ("transform", cfg.transformers)):
+        for i, spec in enumerate(specs):
+            try:
+                step = _resolve(spec, kind, cfg.base_dir)
+            except ChannelConfigError as exc:
+                found.append(f"{kind}[{i}]: {exc.message}")
+                continue
+            wanted: set[str] = getattr(step.run, "destinations", set())
+            unknown = wanted - names
+            if unknown:
+                found.append(f"{kind}[{i}]: step {step.label!r} routes to {', '.join(sorted(unknown))}, which the "
+                             f"channel does not declare. Expected one of: {', '.join(sorted(names))}.")
+            resolved[kind].append(step)
+    if problems is not None:
+        problems.extend(found)
+    elif found:
+        raise ChannelConfigError("; ".join(found))
+    return resolved["filter"], resolved["transform"]

@@ -465,8 +465,11 @@ class MessageStore:
         with self.write() as conn:
             row = conn.execute(sa.select(c.deployed, c.paused, c.generation).where(c.name == name)).first()
             if row is None:
+                # A channel without a row runs as generation 0 (as declared): only a deploy (bump)
+                # asks for a new one. Pausing it must not look like a redeploy - that restarted the
+                # channel, dropping its senders' connections (and, with port 0, moving the port).
                 values = {"name": name, "deployed": True if deployed is None else deployed,
-                          "paused": bool(paused), "generation": 1, "updated_at": now}
+                          "paused": bool(paused), "generation": 1 if bump else 0, "updated_at": now}
                 conn.execute(t.channel_state.insert().values(**values))
                 return values
             values = {"deployed": bool(row[0]) if deployed is None else deployed,

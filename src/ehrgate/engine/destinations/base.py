@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ...hl7 import HL7Error, parse
-from ..config import DestinationConfig
+from ..config import TLS_FILES, DestinationConfig, tls_files
 from ..errors import ChannelConfigError
 from ..queue import Delivered
 
@@ -54,7 +54,14 @@ class Destination:
 
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> None:
-        """Raise ChannelConfigError for options that cannot work (called at start)."""
+        """Raise ChannelConfigError for options that cannot work (called at start): unknown keys
+        first (``known_options``), then bad values."""
+
+    @classmethod
+    def files(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The files the destination reads when it starts, by option (``{'tls.ca': 'certs/ca.pem'}``):
+        ``load_channels`` checks that each can be read, relative to the config file's directory."""
+        return tls_files(options.get("tls"))
 
     async def deliver(self, payload: Payload) -> Delivered:
         raise NotImplementedError
@@ -137,12 +144,14 @@ def check_template(template: Any, key: str) -> None:
                                  "or an HL7 path like {PID-3.1}).")
 
 
-def tls_context(options: Mapping[str, Any] | None, *, server: bool, base: Path) -> ssl.SSLContext | None:
+def tls_context(options: Mapping[str, Any] | None, *, server: bool, base: Path,
+                where: str = "tls") -> ssl.SSLContext | None:
     """An SSLContext from ``tls: {cert, key, ca, client_auth, verify}``; None without ``tls``.
 
     Server side: ``cert``/``key`` are ours, ``ca`` plus ``client_auth: true`` demands client
     certificates (mutual TLS). Client side: ``ca`` verifies the server (system CAs when absent),
-    ``cert``/``key`` present ours, ``verify: false`` skips verification (tests only).
+    ``cert``/``key`` present ours, ``verify: false`` skips verification (tests only). ``where``
+    names the option in errors ('source.tls').
     """
     if not options:
         return None
@@ -173,5 +182,6 @@ def tls_context(options: Mapping[str, Any] | None, *, server: bool, base: Path) 
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
     except (OSError, ssl.SSLError) as exc:
-        raise ChannelConfigError(f"TLS files cannot be loaded: {exc}. Expected readable PEM files for cert, key "
-                                 "and ca.") from None
+        files = ", ".join(f"{where}.{key} {path(key)}" for key in TLS_FILES if path(key))
+        raise ChannelConfigError(f"{where}: TLS files cannot be loaded ({files or 'none given'}): {exc}. Expected "
+                                 "readable PEM files for cert, key and ca.") from None

@@ -52,7 +52,7 @@ from ..errors import ChannelConfigError
 from ..queue import Delivered
 from .base import Context, Destination, Payload
 
-NO_BUNDLE = b"No FHIR resources: the channel produced no Bundle (add the hl7_to_fhir step once it is available)."
+NO_BUNDLE = b"No FHIR resources: the channel produced no Bundle (add the hl7_to_fhir step to convert HL7 v2 messages)."
 NO_STORE = "The FHIR store is not available in this process"
 BATCH = 50
 """Default ``batch``: messages per store transaction."""

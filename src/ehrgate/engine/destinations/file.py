@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..config import known_options
 from ..errors import ChannelConfigError
 from ..queue import Delivered
 from .base import Destination, Payload, check_template, render, require
@@ -18,6 +19,7 @@ from .base import Destination, Payload, check_template, render, require
 class FileDestination(Destination):
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> None:
+        known_options(options, ("directory", "filename", "content"), "the file destination")
         require(options, "directory", str, "the directory to write into")
         check_template(options.get("filename", "{channel}-{message_id}.hl7"), "filename")
         if options.get("content", "body") not in ("body", "bundle"):

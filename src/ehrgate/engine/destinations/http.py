@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from ..config import DestinationConfig
+from ..config import DestinationConfig, check_tls, known_options
 from ..errors import ChannelConfigError
 from ..queue import Delivered
 from .base import Context, Destination, Payload, check_template, render, require
@@ -68,6 +68,7 @@ class _HttpBase(Destination):
 class HttpDestination(_HttpBase):
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> None:
+        known_options(options, ("url", "method", "headers", "body", "content_type", "tls"), "the http destination")
         url = require(options, "url", str, "an http:// or https:// URL template")
         if not url.startswith(("http://", "https://")):
             raise ChannelConfigError(f"option 'url' has value {url!r}. Expected an http:// or https:// URL.")
@@ -78,6 +79,7 @@ class HttpDestination(_HttpBase):
         headers = options.get("headers", {})
         if not isinstance(headers, Mapping):
             raise ChannelConfigError(f"option 'headers' has value {headers!r}. Expected a mapping of name to value.")
+        check_tls(options.get("tls"), ("ca", "verify"), "the http destination")
 
     async def deliver(self, payload: Payload) -> Delivered:
         o = self.cfg.options
@@ -97,6 +99,7 @@ class FhirHttpDestination(_HttpBase):
 
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> None:
+        known_options(options, ("url", "token", "token_file", "auth", "tls"), "the fhir_http destination")
         url = require(options, "url", str, "the FHIR server's base URL (http:// or https://)")
         if not url.startswith(("http://", "https://")):
             raise ChannelConfigError(f"option 'url' has value {url!r}. Expected an http:// or https:// URL.")
@@ -108,6 +111,13 @@ class FhirHttpDestination(_HttpBase):
                 raise ChannelConfigError("options 'auth' and 'token'/'token_file' are both set. Expected one way to "
                                          "authenticate: a fixed token, or SMART Backend Services (auth).")
             check_auth(options["auth"])
+        check_tls(options.get("tls"), ("ca", "verify"), "the fhir_http destination")
+
+    @classmethod
+    def files(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        auth = options.get("auth")
+        key = {"auth.key": auth["key"]} if isinstance(auth, Mapping) and auth.get("key") is not None else {}
+        return {**super().files(options), **key}
 
     def _token(self) -> str | None:
         o = self.cfg.options

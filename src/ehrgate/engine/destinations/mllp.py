@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...hl7 import AckMode, Frame, HL7Error, MLLPDecoder, Oversize, acknowledgment_mode, frame, parse
-from ..config import DestinationConfig
+from ..config import DestinationConfig, check_tls, known_options
 from ..errors import ChannelConfigError
 from ..queue import Delivered
 from .base import Context, Destination, Payload, require, tls_context
@@ -90,18 +90,18 @@ class MllpDestination(Destination):
         super().__init__(cfg, ctx)
         self.host = str(cfg.options["host"])
         self.port = int(cfg.options["port"])
-        self.ssl = tls_context(cfg.options.get("tls"), server=False, base=ctx.base_dir)
+        self.ssl = tls_context(cfg.options.get("tls"), server=False, base=ctx.base_dir,
+                               where=f"destinations.{cfg.name}.tls")
         self._links: list[_Link] = []
 
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> None:
+        known_options(options, ("host", "port", "tls"), "the mllp destination")
         require(options, "host", str, "the receiver's host name or address")
         port = require(options, "port", int, "the receiver's TCP port")
         if not 0 < port < 65536:
             raise ChannelConfigError(f"option 'port' has value {port!r}. Expected 1-65535.")
-        tls = options.get("tls")
-        if tls is not None and not isinstance(tls, (Mapping, bool)):
-            raise ChannelConfigError(f"option 'tls' has value {tls!r}. Expected true or a mapping (ca, cert, key).")
+        check_tls(options.get("tls"), ("ca", "cert", "key", "verify"), "the mllp destination")
 
     async def deliver(self, payload: Payload) -> Delivered:
         started = time.perf_counter()
