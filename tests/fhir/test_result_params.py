@@ -87,6 +87,7 @@ BAD = [
     ("_include", "Nosuch:subject"),
     ("_include", "Patient:organization:Medication"),  # Patient.organization refers to Organization only
     ("_include:iterate", "Patient:nosuch"),
+    ("_include", "Observation:subject"),  # a Patient search: its _include follows Patient references
     ("_revinclude", "Observation:nosuch"),
     ("_contained", "true"),
     ("_contained", "both"),

@@ -258,7 +258,7 @@ def parse_query(
     query = ParsedQuery(res_type)
     for key, raw in items:
         if key in RESULT_PARAMS:
-            issue = check_result(key, raw, strict=strict)
+            issue = check_result(key, raw, strict=strict, searched=res_type or None)
             if issue is not None:
                 query.ignored.append(issue)
                 continue

@@ -66,16 +66,20 @@ def _contained_type(value: str) -> Problem | None:
     return _one_of(value, ("container", "contained"))
 
 
-def _include(value: str, name: str) -> Problem | None:
+def _include(value: str, name: str, searched: str | None = None) -> Problem | None:
     """The source must be a resource type, the parameter one of its reference parameters (or
-    ``*``), and the target type one that parameter may refer to."""
+    ``*``), and the target type one that parameter may refer to. An ``_include`` without
+    ``:iterate`` follows references of the matches, so its source must be the searched type."""
     from ..validation import known_resource_types
     from .params import params_for
 
-    source, code, target, _iterate = parse_include(value, name)
+    source, code, target, iterate = parse_include(value, name)
     types = known_resource_types()
     if source not in types:
         return "invalid", f"{source!r} is not a FHIR R4 resource type"
+    if name == "_include" and not iterate and searched and source != searched:
+        return "invalid", (f"this search returns {searched}, so an _include follows {searched} references; "
+                           f"use _revinclude for {source}s that refer to them, or _include:iterate after another include")
     targets: tuple[str, ...] = ()
     if code != "*":
         param = params_for(source).get(code)
@@ -100,11 +104,12 @@ _INCLUDES = frozenset({"_include", "_revinclude", "_include:iterate", "_revinclu
                        "_revinclude:recurse"})
 
 
-def check_result(name: str, value: str, *, strict: bool) -> Issue | None:
+def check_result(name: str, value: str, *, strict: bool, searched: str | None = None) -> Issue | None:
     """None when ``name=value`` is honoured; else the warning to report for ignoring it, or
-    InvalidSearch under strict handling. Raises InvalidSearch for an unreadable include either way."""
+    InvalidSearch under strict handling. Raises InvalidSearch for an unreadable include either way.
+    ``searched``: the resource type the search returns (checks a plain ``_include``'s source)."""
     if name in _INCLUDES:
-        problem = _include(value, name.split(":")[0])
+        problem = _include(value, name.split(":")[0], None if ":" in name else searched)
     else:
         check = _CHECKS.get(name)
         problem = check(value) if check is not None else None
