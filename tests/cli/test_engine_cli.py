@@ -254,3 +254,12 @@ def test_a_bad_channel_declaration_stops_serve_with_the_reason(tmp_path: Path) -
     assert out.returncode == 2
     assert "ack has value 'sometimes'. Expected on_receive or on_processed" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_hl7_send_names_the_tls_file_it_cannot_read(tmp_path: Path) -> None:
+    msg = tmp_path / "m.hl7"
+    msg.write_bytes(b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|X1|P|2.5.1\r")
+    code, _, err = invoke("hl7", "send", str(msg), "--to", "127.0.0.1:9", "--tls", "--ca", str(tmp_path / "missing-ca.pem"))
+    assert code == 2
+    assert f"--ca {tmp_path / 'missing-ca.pem'}" in err and "No such file" in err
+    assert "Traceback" not in err

@@ -73,7 +73,10 @@ def send(files: tuple[str, ...], to: str, tls: bool, ca: str | None, cert: str |
             if cert:
                 context.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as exc:
-            raise CliError(f"TLS files cannot be loaded: {exc}.") from None
+            named = "; ".join(f"--{flag} {value}" for flag, value in (("ca", ca), ("cert", cert), ("key", key)) if value)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise CliError(f"TLS files cannot be loaded ({named or 'the system CAs'}): {reason}. Expected readable "
+                           "PEM files: --ca the listener's CA, --cert and --key ours for mutual TLS.") from None
         if insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE

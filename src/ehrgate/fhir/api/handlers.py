@@ -169,6 +169,10 @@ async def read(request: Request) -> Response:
         strict = _prefer(request, "handling", "lenient") == "strict"
         if check_result("_summary", summary, strict=strict) is not None:
             summary = None  # lenient: a read has no Bundle to carry the warning, so the value is just ignored
+        elif summary == "count":  # a count of search matches: nothing a read returns (it stripped the resource)
+            if strict:
+                raise BadRequest("'_summary' has value 'count'; a count applies to searches, not to a read.")
+            summary = None
     if elements or summary:
         raw = apply_elements(raw, [e.strip() for e in elements.split(",")] if elements else None, summary)
     return fhir_response(request, raw, 200, headers)

@@ -104,9 +104,10 @@ def history_page(store: Store, q: HistoryQuery, base: str, self_url: str) -> byt
     if q.count:
         params.append(f"_count={q.count}")
     base_link = self_url + ("?" + "&".join(params) if params else "")
-    links = [{"relation": "self", "url": base_link}]
+    sep = "&" if "?" in base_link else "?"
+    # self is this page: a page reached through next carries its cursor (else self named page 1)
+    links = [{"relation": "self", "url": base_link if q.before is None else f"{base_link}{sep}_before_vpk={q.before}"}]
     if more and rows:
-        sep = "&" if "?" in base_link else "?"
         links.append({"relation": "next", "url": f"{base_link}{sep}_before_vpk={rows[-1].vpk}"})
     head["link"] = links
     entries = []
