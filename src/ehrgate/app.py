@@ -19,7 +19,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -113,8 +113,37 @@ async def _fhir_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc)
 
 
+_API_PREFIXES = ("/fhir", "/bulk", "/admin", "/metrics", "/auth/token", "/auth/introspect", "/auth/revoke",
+                 "/auth/jwks", "/channels")
+
+
+def _wants_page(request: Request) -> bool:
+    """A person's browser asking for a page outside the APIs (those answer OperationOutcomes)."""
+    path = request.url.path
+    if any(path == p or path.startswith(p + "/") for p in _API_PREFIXES):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+_PAGE = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+         'content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><title>{title} · EHRGate</title>'
+         '<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;'
+         'color:#1b1f24}}li{{margin:.3rem 0}}</style></head><body><h1>{title}</h1>{body}</body></html>')
+_LINKS = ('<ul><li><a href="/ehr">EHR simulator</a> - patient list, charts, app launch (sign in)</li>'
+          '<li><a href="/sample-app">Sample SMART app</a></li>'
+          '<li><a href="/fhir/metadata">FHIR CapabilityStatement</a> (the API is at /fhir)</li>'
+          '<li><a href="/fhir/.well-known/smart-configuration">SMART configuration</a></li></ul>')
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if _wants_page(request) and exc.status_code in (404, 405):
+        from html import escape
+
+        text = (f"<p>Nothing is served at <code>{escape(request.url.path)}</code>.</p>" if exc.status_code == 404
+                else f"<p>{escape(request.method)} is not allowed on <code>{escape(request.url.path)}</code>.</p>")
+        return HTMLResponse(_PAGE.format(title="Not found" if exc.status_code == 404 else "Not allowed",
+                                         body=text + "<p>Where to go:</p>" + _LINKS), exc.status_code)
     if exc.status_code == 404:
         err: FhirError = NotFound(f"Nothing is served at {request.url.path}.")
     elif exc.status_code == 405:
@@ -172,6 +201,10 @@ def create_app(settings: Settings, store: Store | None = None, engine: Any = Non
     fhir_route = FhirRoute("/fhir", ctx)
 
     async def root(request: Request) -> Response:
+        if "text/html" in request.headers.get("accept", ""):  # a person: where to go; a client: the API
+            from html import escape
+
+            return HTMLResponse(_PAGE.format(title="EHRGate", body=f"<p>FHIR base: <code>{escape(base)}</code></p>" + _LINKS))
         return RedirectResponse(url="/fhir/metadata")
 
     @asynccontextmanager

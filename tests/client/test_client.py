@@ -58,7 +58,7 @@ def test_ehr_launch(live_server: str, seeded: dict[str, Any], browser: Browser) 
     assert "launch=" in request.url and "scope=launch+" in request.url
     tokens = app.complete(request, browser.authorize(request.url, user="doctor"))
     remember(tokens.access_token, tokens.id_token)
-    assert tokens.patient == seeded["patient"] and tokens.raw["need_patient_banner"] is False
+    assert tokens.patient == seeded["patient"] and tokens.raw["need_patient_banner"] is True
     with pytest.raises(AuthorizationError):
         app.ehr_launch("http://127.0.0.1:9999/launch?iss=http://evil.example/fhir&launch=x", "openid")
 

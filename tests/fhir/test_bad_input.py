@@ -140,3 +140,18 @@ def test_method_not_allowed_is_outcome(client: Any) -> None:
 def test_unknown_path_is_outcome(client: Any) -> None:
     r = client.get("/nothing-here")
     assert r.status_code == 404
+
+
+def test_people_get_pages_and_clients_get_outcomes_outside_the_api(client: Any) -> None:
+    """A browser opening the server's root or a wrong address gets a page with where to go; an API
+    client (no text/html in Accept), and anything under the APIs, gets what it got before."""
+    html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    root = client.get("/", headers=html, follow_redirects=False)
+    assert root.status_code == 200 and 'href="/ehr"' in root.text and "/fhir" in root.text
+    assert client.get("/", follow_redirects=False).headers["location"] == "/fhir/metadata"
+    missing = client.get("/favicon.ico", headers=html)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "<script" not in client.get("/<script>x", headers=html).text  # the path is escaped
+    assert client.get("/nowhere").json()["resourceType"] == "OperationOutcome"
+    api = client.get("/fhir/Nosuch/1", headers=html)
+    assert api.status_code == 404 and api.json()["resourceType"] == "OperationOutcome"

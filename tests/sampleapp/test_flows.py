@@ -57,7 +57,7 @@ def test_ehr_launch_from_the_chart(registered: dict[str, Any], browser: Browser)
     assert "encounter-diagnosis" in text and "health-concern" in text  # both conditions
     assert "laboratory" in text and "social-history" not in text  # labs only
     assert "unavailable" not in text
-    assert 'class="banner"' not in summary.text  # launched from the chart: need_patient_banner is false
+    assert 'class="banner"' in summary.text  # the chart opens the app in its own tab: need_patient_banner is true
     assert summary.headers["cache-control"] == "no-store"
 
 
@@ -117,7 +117,7 @@ def test_forged_or_stale_callbacks(registered: dict[str, Any], browser: Browser)
     forged = browser.http.get(browser.origin + "/sample-app/callback?code=x&state=forged")
     assert "This sign-in does not belong to this app window" in _text(forged.text)
     unknown = browser.http.get(browser.origin + "/sample-app/patient/nothing")
-    assert unknown.status_code == 404 and "launch the app again" in _text(unknown.text)
+    assert unknown.status_code == 404 and "Start the app again" in _text(unknown.text)
 
 
 def test_launch_from_another_ehr_and_reused_launch(registered: dict[str, Any], browser: Browser) -> None:

@@ -51,7 +51,7 @@ def test_every_oauth_error_code_has_clinician_text() -> None:
     assert explain(TransportError("Cannot reach x")).title == "The app cannot reach the EHR"
     assert explain(AuthorizationError("invalid_request", "The launch came from a, not the configured server b.")).code == "wrong_ehr"
     unknown = explain("made_up_code", "detail")
-    assert unknown.code == "made_up_code" and "launch the app again" in unknown.advice
+    assert unknown.code == "made_up_code" and "Start the app again" in unknown.advice and "Sign in with EHRGate" in unknown.advice
 
 
 def test_rows_from_fhir() -> None:

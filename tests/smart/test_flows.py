@@ -138,7 +138,8 @@ def test_ehr_launch(world: World) -> None:
     got, verifier, _ = authorize_code(world, scope="launch openid fhirUser offline_access patient/*.rs", launch=handle)
     body = exchange(world.client, got["code"], verifier).json()
     assert body["patient"] == world.patient and body["encounter"] == world.encounter
-    assert body["need_patient_banner"] is False and body["smart_style_url"].endswith("/auth/style.json")
+    # the chart opens the app in a tab of its own (no chart banner beside it): the app shows one
+    assert body["need_patient_banner"] is True and body["smart_style_url"].endswith("/auth/style.json")
     assert world.client.get(f"/fhir/Encounter/{world.encounter}", headers=bearer(body["access_token"])).status_code == 200
 
 
@@ -156,11 +157,37 @@ def test_chart_lists_launchable_apps(world: World) -> None:
     assert r.headers["location"].startswith("http://127.0.0.1:9999/launch?x=1&iss=")
 
 
+def test_patient_search_takes_a_full_name_in_either_order(world: World) -> None:
+    from .conftest import sign_in
+
+    sign_in(world.client, "doctor")
+    for typed in ("Ada Nunez", "Nunez, Ada", "nunez ada", "Ada"):
+        page = world.client.get("/ehr", params={"q": typed})
+        assert "Ada Nunez" in page.text and "Okafor" not in page.text, typed
+    assert "Ada Nunez" not in world.client.get("/ehr", params={"q": "Ben Nunez"}).text  # every word must match
+
+
+def test_signing_in_again_from_a_launch_returns_to_the_chart(world: World) -> None:
+    """Pressing Launch after the session ended: sign-in, then back to the chart (before: the browser
+    came back to the launch form's target with GET - a 405)."""
+    from .conftest import sign_in
+
+    sign_in(world.client, "doctor")
+    chart = world.client.get(f"/ehr/patient/{world.patient}")
+    world.client.cookies.clear()
+    world.client.cookies.set("ehrgate_csrf", csrf_of(chart.text))
+    r = world.client.post("/ehr/launch", data={"csrf": csrf_of(chart.text), "client_id": "conf-app",
+                                               "patient": world.patient})
+    assert r.status_code == 303 and "next=%2Fehr%2Fpatient%2F" in r.headers["location"], r.headers["location"]
+
+
 def test_patient_users_cannot_open_charts(world: World) -> None:
     from .conftest import sign_in
 
     sign_in(world.client, "ada")
-    assert world.client.get("/ehr").status_code == 403
+    page = world.client.get("/ehr")
+    assert page.status_code == 403
+    assert 'action="/auth/logout"' in page.text and 'href="/sample-app"' in page.text  # not a dead end
 
 
 # -- Refresh, introspection, revocation ------------------------------------------------------------

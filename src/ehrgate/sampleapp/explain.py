@@ -21,7 +21,8 @@ from ..client import (
 
 __all__ = ["MESSAGES", "Explanation", "explain"]
 
-AGAIN = "Open the patient's chart in the EHR and launch the app again."
+AGAIN = ("Start the app again: from the patient's chart in the EHR, or, if you opened it yourself, with "
+         "Sign in with EHRGate on the app's home page.")
 ADMIN = "Ask your EHR administrator to check how this app is registered."
 
 

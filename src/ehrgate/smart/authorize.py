@@ -13,6 +13,7 @@ RFC 6749 §4.1.1–4.1.2 with SMART App Launch 2.2 (§App Launch: Launch and Aut
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -282,8 +283,10 @@ async def consent(srv: SmartServer, request: Request) -> Response:
                       patient=patient, description="The user denied access.")
             return None
         launched = bool(ctx.get("launched"))
+        # The EHR simulator opens a launched app in a tab of its own, with no chart banner beside it:
+        # the app must show which patient it is about (SMART: need_patient_banner), after any launch.
         context: dict[str, Any] = {"role": user.role, "fhir_user": user.fhir_user,
-                                   "need_patient_banner": not launched, "smart_style_url": srv.auth_base + "/style.json"}
+                                   "need_patient_banner": True, "smart_style_url": srv.auth_base + "/style.json"}
         practice = ctx.get("practice")
         if launched and practice:
             context["practice_id"] = practice
@@ -385,8 +388,10 @@ def search_patients(conn: Any, fhir_base: str, text: str, limit: int = 25) -> li
     from ..fhir.search.query import parse_query
 
     items = [("_count", str(limit)), ("_sort", "family")]
-    if text:
-        items.append(("name", text))
+    # Each word of what the user typed ("Aaliyah Harris", "Harris, Aaliyah") must start a part of
+    # the name: one name parameter per word (AND). The whole text as one value matched no name, and
+    # its comma meant OR.
+    items += [("name", word) for word in re.split(r"[\s,]+", text) if word]
     query = parse_query("Patient", items, base_url=fhir_base)
     found = run_search(conn, query, count=limit)
     out = []

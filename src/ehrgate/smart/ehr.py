@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -27,12 +27,24 @@ __all__ = ["chart", "home", "launch"]
 async def _clinician(srv: SmartServer, request: Request) -> Any:
     found = await _session_user(srv, request)
     if found is None:
-        return RedirectResponse(f"/auth/login?{urlencode({'next': request.url.path})}", status_code=303)
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":
+            # After signing in the browser GETs `next`: a form's target (the launch) would answer
+            # 405. Go back to the chart the form was on instead.
+            patient = str((await request.form()).get("patient") or "")
+            back = f"/ehr/patient/{quote(patient, safe='')}" if patient else "/ehr"
+        return RedirectResponse(f"/auth/login?{urlencode({'next': back})}", status_code=303)
     if found[2].role not in ("clinician", "admin"):
         return error_page(request, "Only clinicians can open charts",
-                          "You are signed in as a patient. Sign out and sign in with a clinician account.",
-                          status=403, secure=srv.secure_cookies)
+                          "You are signed in as a patient. Sign out and sign in with a clinician account, or open "
+                          "your own record with the sample app.", status=403, secure=srv.secure_cookies,
+                          link=("/sample-app", "Open the sample app"), user=found[2])
     return found
+
+
+def _chart_link(form: Any) -> tuple[str, str]:
+    patient = str(form.get("patient") or "")
+    return (f"/ehr/patient/{quote(patient, safe='')}", "Back to the chart") if patient else ("/ehr", "Back to the patient list")
 
 
 async def home(srv: SmartServer, request: Request) -> Response:
@@ -119,8 +131,8 @@ async def chart(srv: SmartServer, request: Request) -> Response:
 
     loaded = await srv.reading(load)
     if loaded is None:
-        return error_page(request, "Unknown patient", f"No patient with id {patient_id!r}. Go back to the patient list.",
-                          status=404, secure=srv.secure_cookies)
+        return error_page(request, "Unknown patient", f"No patient with id {patient_id!r}.",
+                          status=404, secure=srv.secure_cookies, link=("/ehr", "Back to the patient list"))
     resource, apps, encounters, choices = loaded
     patient = {"id": patient_id, "name": patient_name(resource), "birthDate": resource.get("birthDate", ""),
                "gender": resource.get("gender", "")}
@@ -136,14 +148,14 @@ async def launch(srv: SmartServer, request: Request) -> Response:
     form = await request.form()
     if not check_csrf(request, form.get("csrf")):
         return error_page(request, "The chart page has expired", "Reload the chart and launch the app again.",
-                          status=403, secure=srv.secure_cookies)
+                          status=403, secure=srv.secure_cookies, link=_chart_link(form))
     client_id = str(form.get("client_id") or "")
     patient = str(form.get("patient") or "") or None
     encounter = str(form.get("encounter") or "") or None
     app = await srv.app(client_id)
     if app is None or not app.launch_url:
         return error_page(request, "Unknown app", f"No launchable app {client_id!r} is registered.",
-                          status=404, secure=srv.secure_cookies)
+                          status=404, secure=srv.secure_cookies, link=_chart_link(form))
     wanted = [str(v) for v in form.getlist("context") if isinstance(v, str) and v]
     fhir_context = []
     for value in wanted:

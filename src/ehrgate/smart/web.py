@@ -103,5 +103,8 @@ def page(
     return response
 
 
-def error_page(request: Request, title: str, message: str, *, status: int = 400, secure: bool = False) -> HTMLResponse:
-    return page(request, "error.html", status=status, secure=secure, title=title, message=message)
+def error_page(request: Request, title: str, message: str, *, status: int = 400, secure: bool = False,
+               link: tuple[str, str] | None = None, user: Any = None) -> HTMLResponse:
+    """A page that says what went wrong and what to do; ``link`` (href, text): where to go next;
+    ``user``: signed in, so the page offers to sign out."""
+    return page(request, "error.html", status=status, secure=secure, title=title, message=message, link=link, user=user)
