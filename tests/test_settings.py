@@ -37,6 +37,10 @@ def test_bad_values_name_the_setting(tmp_path: Path) -> None:
         load_settings(cfg, environ={})
     with pytest.raises(SettingsError, match="cannot be read"):
         load_settings(tmp_path / "missing.yaml", environ={})
+    top = tmp_path / "top.yaml"
+    top.write_text("data_dir: /somewhere\n")  # a setting outside settings: was silently ignored
+    with pytest.raises(SettingsError, match="unknown top-level key 'data_dir'. Settings go under 'settings:'"):
+        load_settings(top, environ={})
 
 
 @pytest.mark.parametrize(("name", "value", "expected"), [

@@ -201,6 +201,8 @@ SETTINGS = tuple(
     for s in SETTINGS
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
+_SECTIONS = frozenset({"settings", "apps", "channels", "environments"})
+"""The top-level keys of ehrgate.yaml (a setting written at the top level was silently ignored)."""
 
 
 def _coerce(setting: Setting, value: Any, origin: str) -> Any:
@@ -300,6 +302,12 @@ def load_settings(
         if not isinstance(loaded, dict):
             raise SettingsError(f"Config file '{path}' must hold a mapping at the top level.")
         config = loaded
+        stray = sorted(str(k) for k in loaded if k not in _SECTIONS)
+        if stray:
+            hint = (f" Settings go under 'settings:' (settings: {{{stray[0]}: ...}})." if stray[0] in _BY_NAME
+                    else "")
+            raise SettingsError(f"Config file '{path}' has unknown top-level key '{stray[0]}'.{hint} Expected the "
+                                f"sections {', '.join(sorted(_SECTIONS))}.")
         for key, value in (loaded.get("settings") or {}).items():
             if key not in _BY_NAME:
                 raise SettingsError(

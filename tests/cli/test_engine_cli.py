@@ -263,3 +263,10 @@ def test_hl7_send_names_the_tls_file_it_cannot_read(tmp_path: Path) -> None:
     assert code == 2
     assert f"--ca {tmp_path / 'missing-ca.pem'}" in err and "No such file" in err
     assert "Traceback" not in err
+
+
+def test_invalid_channels_name_the_config_file_they_came_from(tmp_path: Path) -> None:
+    cfg = tmp_path / "lab-feeds.yaml"
+    cfg.write_text("channels:\n  lab:\n    source: {type: mllp, port: 0}\n    destinations: {x: {type: nosuch}}\n")
+    code, _, err = invoke("channel", "list", "--config", str(cfg), "--data-dir", str(tmp_path / "d"))
+    assert code == 2 and f"The channels of {cfg} are not valid" in err and "nosuch" in err

@@ -138,6 +138,39 @@ def test_an_app_without_a_value_for_this_environment_is_one_sentence(tmp_path: P
     assert "Traceback" not in out.stderr
 
 
+def test_a_port_in_use_is_one_sentence_before_anything_starts(tmp_path: Path) -> None:
+    """Before: uvicorn found the port taken after the database was opened (and, for demo, seeded),
+    logged an error and exited 3."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([*EHRGATE, "demo", "--port", str(port), "--mllp-port", "0", "--data-dir", str(tmp_path / "d")],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert f"Cannot listen on 127.0.0.1:{port}" in out.stderr and "--port" in out.stderr
+    assert "Seeded" not in out.stdout and not (tmp_path / "d" / "ehrgate.sqlite3").exists()
+
+
+@pytest.mark.slow
+def test_demo_refuses_a_database_it_did_not_create(tmp_path: Path) -> None:
+    """Before: on a database holding loaded data, the demo seeded no patients but added the users
+    doctor/patient/admin with the published password (patient linked to a real loaded record)."""
+    data = tmp_path / "data"
+    bundle = tmp_path / "p.ndjson"
+    bundle.write_text(json.dumps({"resourceType": "Patient", "id": "real-1", "name": [{"family": "Real"}]}) + "\n")
+    loaded = subprocess.run([*EHRGATE, "load", str(bundle), "--data-dir", str(data), "--quiet"],
+                            capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    out = subprocess.run([*EHRGATE, "demo", "--port", "0", "--mllp-port", "0", "--data-dir", str(data)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "did not create" in out.stderr and "ehrgate serve" in out.stderr, out.stderr
+    users = subprocess.run([*EHRGATE, "users", "list", "--data-dir", str(data)], capture_output=True, text=True, timeout=60)
+    assert "doctor" not in users.stdout
+
+
 def test_help_lists_commands() -> None:
     out = subprocess.run([*EHRGATE, "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0

@@ -54,7 +54,7 @@ def test_problems_name_the_value_and_the_fix(tmp_path: Path, spec: dict, expecte
     with pytest.raises(ChannelConfigError) as info:
         load_channels({"channels": {"adt-in": {**good(), **spec}}}, tmp_path)
     assert expected in str(info.value)
-    assert str(info.value).startswith("ehrgate.yaml channels are not valid:")
+    assert str(info.value).startswith("The channels of ehrgate.yaml are not valid:")
 
 
 def test_all_problems_are_reported_together_and_ports_are_unique(tmp_path: Path) -> None:

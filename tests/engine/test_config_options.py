@@ -28,7 +28,7 @@ def problems(spec: dict[str, Any], base: Path) -> str:
     with pytest.raises(ChannelConfigError) as info:
         load_channels({"channels": {"adt-in": spec}}, base)
     text = str(info.value)
-    assert text.startswith("ehrgate.yaml channels are not valid:")
+    assert text.startswith("The channels of ehrgate.yaml are not valid:")
     return text
 
 

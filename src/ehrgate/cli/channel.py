@@ -29,7 +29,7 @@ def channel() -> None:
 def _channels(settings: Settings) -> dict[str, Any]:
     base = Path(settings.path).resolve().parent if settings.path else Path.cwd()
     try:
-        return load_channels(settings.config, base)
+        return load_channels(settings.config, base, source=settings.path or "ehrgate.yaml")
     except ChannelConfigError as exc:
         raise CliError(exc.message) from None
 

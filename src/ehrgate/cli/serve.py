@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import inspect
 import logging
+import re
 import shutil
 import socket
 import sys
@@ -23,13 +25,12 @@ log = logging.getLogger("ehrgate")
 
 
 def _listen(settings: Settings) -> tuple[Settings, socket.socket | None]:
-    """With ``--port 0``, bind now and put the port the system picked into the settings: the base URL
-    (SMART issuer and ``aud``, CapabilityStatement, links, the demo app's redirect URI) must carry
-    the real port, not 0. Other ports are bound by uvicorn."""
-    if settings.port != 0:
-        return settings, None
-    sock = _bind(settings.host)
-    return settings.replace(port=sock.getsockname()[1]), sock
+    """Bind the HTTP port now, before the database is opened or seeded: a port in use stops the
+    command at once with a sentence (uvicorn found out after the start-up work and exited 3). With
+    ``--port 0`` the port the system picked goes into the settings: the base URL (SMART issuer and
+    ``aud``, CapabilityStatement, links, the demo app's redirect URI) must carry the real port."""
+    sock = _bind(settings.host, settings.port)
+    return (settings.replace(port=sock.getsockname()[1]) if settings.port == 0 else settings), sock
 
 
 def _run(
@@ -130,16 +131,17 @@ def _server_class() -> Any:
     return Server
 
 
-def _bind(host: str) -> socket.socket:
-    """A listening socket on ``host`` and a port the system picks (as uvicorn binds its own)."""
+def _bind(host: str, port: int = 0) -> socket.socket:
+    """A socket bound to ``host``:``port`` (0: a port the system picks), as uvicorn binds its own."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, 0))
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise CliError(f"Cannot listen on {host}:0: {exc.strerror}.") from None
+        hint = " Pick another --port (0: any free one), or stop what uses it." if exc.errno == errno.EADDRINUSE else ""
+        raise CliError(f"Cannot listen on {host}:{port}: {exc.strerror}.{hint}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -165,10 +167,17 @@ async def _serve(server: Any, settings: Settings, after_ready: Any, sock: socket
 def _open(settings: Settings) -> Any:
     from ..app import open_store
 
+    url = settings.effective_database_url
+    if not url.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+psycopg:")):
+        raise CliError(f"The database URL {_safe_url(settings)} is not one EHRGate uses. Expected "
+                       "postgresql://user@host/db, or no --database-url for SQLite in --data-dir.")
     try:
         return open_store(settings)
     except Exception as exc:  # noqa: BLE001 - shown as one sentence, never a traceback
-        raise CliError(f"Cannot open the database {_safe_url(settings)}: {str(exc).splitlines()[0]}") from None
+        reason = re.sub(r"^\([\w.]+\) ", "", str(exc).splitlines()[0])  # no "(psycopg.OperationalError)"
+        hint = (" Check that the PostgreSQL server runs and that --database-url (user, host, port, database) is right."
+                if url.startswith("postgres") else " Check that --data-dir is a directory you can write to.")
+        raise CliError(f"Cannot open the database {_safe_url(settings)}: {reason}.{hint}") from None
 
 
 def _safe_url(settings: Settings) -> str:
@@ -207,8 +216,20 @@ def demo(**flags: Any) -> None:
 
     settings, sock = _listen(settings_from(**flags))
     store = _open(settings)
+    from ..demo.seed import is_empty
     from ..smart.demo import seed_smart_demo
+    from ..smart.users import list_users
 
+    with store.reader() as conn:
+        has_users = bool(list_users(conn))
+    if not has_users and not is_empty(store):
+        # Not a demo database: its data came from elsewhere (ehrgate load, a feed, a client). The demo
+        # would add users with a published password to it, and its patients are not the demo's.
+        store.engine.dispose()
+        raise CliError(f"The database {_safe_url(settings)} already holds data that ehrgate demo did not create, and "
+                       "the demo would add users with the published password ehrgate-demo to it. Serve it with "
+                       "`ehrgate serve` (add users with `ehrgate users add`), or run the demo on an empty "
+                       "--data-dir.")
     summary = seed_demo(store, settings)
     if summary:
         click.echo(summary)

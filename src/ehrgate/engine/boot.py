@@ -59,7 +59,7 @@ def open_engine(settings: Any, fhir_store: Any, *, extra: Mapping[str, Any] | No
                 raise ChannelConfigError(f"Config file '{path}' cannot be read again: {exc}") from None
         channels = dict(config.get("channels") or {}) if isinstance(config, Mapping) else {}
         channels.update(extra or {})
-        return load_channels({"channels": channels}, base)
+        return load_channels({"channels": channels}, base, source=str(path) if path else "ehrgate.yaml")
 
     channels = loader()
     return Engine(open_messages(fhir_store), channels, fhir_store=fhir_store, settings=settings, loader=loader,

@@ -301,8 +301,10 @@ def _alerts(p: _Problems, where: str, value: Any) -> AlertRules:
                       num("error_window") or 300.0, webhook, num("repeat_after") or 3600.0)
 
 
-def load_channels(config: Mapping[str, Any], base_dir: Path | str = ".") -> dict[str, ChannelConfig]:
-    """Validate ``channels:`` of a parsed ehrgate.yaml. Raises ChannelConfigError listing every problem."""
+def load_channels(config: Mapping[str, Any], base_dir: Path | str = ".", *,
+                  source: str = "ehrgate.yaml") -> dict[str, ChannelConfig]:
+    """Validate ``channels:`` of a parsed ehrgate.yaml. Raises ChannelConfigError listing every
+    problem; ``source``: the file named in that error."""
     from .destinations import DESTINATIONS
     from .steps import resolve_steps
 
@@ -373,5 +375,5 @@ def load_channels(config: Mapping[str, Any], base_dir: Path | str = ".") -> dict
                       "Expected one MLLP channel per port.")
             ports[key] = cfg.name
     if p.items:
-        raise ChannelConfigError("ehrgate.yaml channels are not valid:\n  - " + "\n  - ".join(p.items))
+        raise ChannelConfigError(f"The channels of {source} are not valid:\n  - " + "\n  - ".join(p.items))
     return out
