@@ -270,3 +270,16 @@ def test_invalid_channels_name_the_config_file_they_came_from(tmp_path: Path) ->
     cfg.write_text("channels:\n  lab:\n    source: {type: mllp, port: 0}\n    destinations: {x: {type: nosuch}}\n")
     code, _, err = invoke("channel", "list", "--config", str(cfg), "--data-dir", str(tmp_path / "d"))
     assert code == 2 and f"The channels of {cfg} are not valid" in err and "nosuch" in err
+
+
+def test_reading_commands_do_not_create_a_database(tmp_path: Path) -> None:
+    """A mistyped --data-dir looked like an empty system (and left a new database behind)."""
+    empty = tmp_path / "typo"
+    for args in (["apps", "list"], ["messages", "search"], ["channel", "stats"]):
+        code, _, err = invoke(*args, "--data-dir", str(empty))
+        assert code == 2 and f"No database at {empty / 'ehrgate.sqlite3'}" in err, (args, err)
+    assert not (empty / "ehrgate.sqlite3").exists()
+    # registering an app before the first start still makes the database
+    code, _, _ = invoke("apps", "add", "--client-id", "early", "--name", "Early", "--type", "public",
+                        "--redirect-uri", "http://127.0.0.1:9/cb", "--data-dir", str(empty))
+    assert code == 0 and (empty / "ehrgate.sqlite3").exists()

@@ -15,10 +15,10 @@ from .common import CliError, database_options, settings_from
 __all__ = ["apps"]
 
 
-def _store(flags: dict[str, Any]) -> Any:
+def _store(flags: dict[str, Any], *, must_exist: bool = True) -> Any:
     from .serve import _open
 
-    return _open(settings_from(**flags))
+    return _open(settings_from(**flags), must_exist=must_exist)
 
 
 def _print(summary: dict[str, Any], as_json: bool) -> None:
@@ -68,7 +68,7 @@ def add(client_id: str, name: str, client_type: str, redirect_uris: tuple[str, .
     app = App(client_id=client_id, name=name, client_type=client_type, redirect_uris=redirect_uris, launch_url=launch_url,
               description=description, icon_url=icon_url, jwks=jwks, jwks_uri=jwks_uri,
               scopes=" ".join(scopes) if scopes else DEFAULT_SCOPES, source="cli")
-    store = _store(flags)
+    store = _store(flags, must_exist=False)  # apps may be registered before the first start
     try:
         with store.writer() as w:
             created, secret = add_app(w.conn, app, now=int(time.time()))

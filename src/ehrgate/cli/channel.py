@@ -34,10 +34,12 @@ def _channels(settings: Settings) -> dict[str, Any]:
         raise CliError(exc.message) from None
 
 
-def _messages(settings: Settings) -> Any:
+def _messages(settings: Settings, *, must_exist: bool = True) -> Any:
+    """The message store; ``must_exist=False`` for commands that record state (deploy, pause...),
+    which may come before the first start."""
     from .serve import _open
 
-    return open_messages(_open(settings))
+    return open_messages(_open(settings, must_exist=must_exist))
 
 
 def _pick(channels: dict[str, Any], name: str) -> Any:
@@ -99,7 +101,7 @@ def _control(name: str, flags: dict[str, Any], **change: Any) -> None:
 
     settings = settings_from(**flags)
     channels = _channels(settings)
-    ms = _messages(settings)
+    ms = _messages(settings, must_exist=False)
     try:
         if name not in channels and name != DEMO_CHANNEL and name not in ms.channel_states():
             _pick(channels, name)

@@ -164,9 +164,15 @@ async def _serve(server: Any, settings: Settings, after_ready: Any, sock: socket
     await task
 
 
-def _open(settings: Settings) -> Any:
+def _open(settings: Settings, *, must_exist: bool = False) -> Any:
+    """The store of ``settings``; ``must_exist`` (commands that only read or change what is there):
+    a SQLite file that is not there is an error, not a new empty database - a mistyped --data-dir
+    looked like an empty system, and left a database behind."""
     from ..app import open_store
 
+    if must_exist and not settings.database_url and not settings.sqlite_path.exists():
+        raise CliError(f"No database at {settings.sqlite_path}. Check --data-dir (or --database-url), or start "
+                       "`ehrgate serve` or `ehrgate demo` there first.")
     url = settings.effective_database_url
     if not url.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+psycopg:")):
         raise CliError(f"The database URL {_safe_url(settings)} is not one EHRGate uses. Expected "
