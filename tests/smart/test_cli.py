@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from joserfc.jwk import RSAKey
 
@@ -125,3 +126,30 @@ def test_the_sample_app_follows_the_demo_to_its_new_address(store: Any, smart_se
     assert app.redirect_uris == ("http://127.0.0.1:41002/sample-app/callback",)
     assert app.launch_url == "http://127.0.0.1:41002/sample-app/launch"
     assert app.client_type == "public" and app.description
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--scope", "bogus"], "scope 'bogus' is not a SMART scope"),
+    (["--scope", "patinet/*.rs"], "scope 'patinet/*.rs' is not a SMART scope"),
+    (["--scope", "patient/Nosuch.rs"], "'Nosuch', which is not a FHIR R4 resource type"),
+    (["--scope", "system/*.rs"], "a public client cannot use"),
+])
+def test_apps_add_refuses_scopes_that_would_allow_nothing(store: Any, tmp_path: Path, extra: list[str],
+                                                          expected: str) -> None:
+    r = _run(["apps", "add", "--client-id", "typo", "--name", "Typo", "--type", "public",
+              "--redirect-uri", "http://127.0.0.1:9/cb", *extra], store, tmp_path)
+    assert r.exit_code == 2 and expected in r.output, r.output
+
+
+def test_apps_add_explains_a_jwks_that_is_not_a_key_set(store: Any, tmp_path: Path) -> None:
+    from joserfc.jwk import ECKey
+
+    key = ECKey.generate_key("P-384", auto_kid=True)
+    for content, expected in ((json.dumps([key.as_dict(private=False)]), '{"keys": [<public JWK>, ...]}'),
+                              (json.dumps(key.as_dict(private=False)), '{"keys": [<public JWK>, ...]}'),
+                              (json.dumps({"keys": [key.as_dict(private=True)]}), "contains a private key")):
+        jwks = tmp_path / "k.json"
+        jwks.write_text(content)
+        r = _run(["apps", "add", "--client-id", "etl", "--name", "ETL", "--type", "confidential-asymmetric",
+                  "--jwks-file", str(jwks), "--scope", "system/*.rs"], store, tmp_path)
+        assert r.exit_code == 2 and expected in r.output and "list indices" not in r.output, r.output

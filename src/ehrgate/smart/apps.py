@@ -29,7 +29,7 @@ from joserfc.jwk import KeySet
 
 from .hashing import digest, digest_matches, new_token
 from .schema import apps
-from .scopes import ScopeError, ScopeSet, parse_scopes
+from .scopes import CONTEXT_SCOPES, ScopeError, ScopeSet, parse_scopes
 
 __all__ = [
     "CLIENT_TYPES",
@@ -109,6 +109,28 @@ def _url(app_id: str, name: str, value: str, *, https_or_loopback: bool = False)
     return value
 
 
+def _check_scopes(cid: str, client_type: str, scopes: ScopeSet) -> None:
+    """An app's allowed scopes: SMART scopes only. A token request may carry scopes a server does
+    not know (they are ignored), but in a registration an unknown one is a typo ('patinet/*.rs')
+    that would silently allow nothing."""
+    from ..fhir.validation import known_resource_types
+
+    types = known_resource_types()
+    for scope in scopes:
+        resource = scope.resource
+        if resource is None:
+            if scope.raw not in CONTEXT_SCOPES and not scope.raw.startswith("launch/"):
+                raise AppError(f"App {cid!r}: scope {scope.raw!r} is not a SMART scope. Expected context/Type.permissions "
+                               f"(patient/Observation.rs) or one of {', '.join(CONTEXT_SCOPES)}.")
+            continue
+        if resource.res_type != "*" and resource.res_type not in types:
+            raise AppError(f"App {cid!r}: scope {scope.raw!r} names {resource.res_type!r}, which is not a FHIR R4 "
+                           "resource type.")
+        if resource.context == "system" and client_type == "public":
+            raise AppError(f"App {cid!r}: scope {scope.raw!r} is a backend-services scope, which a public client "
+                           "cannot use (client_credentials needs a confidential client).")
+
+
 def validate(app: App) -> App:
     """Check one registration; returns it normalised."""
     cid = app.client_id
@@ -125,19 +147,24 @@ def validate(app: App) -> App:
     if app.icon_url:
         _url(cid, "icon_url", app.icon_url)
     try:
-        parse_scopes(app.scopes)
+        scopes = parse_scopes(app.scopes)
     except ScopeError as exc:
         raise AppError(f"App {cid!r}: {exc}") from None
+    _check_scopes(cid, app.client_type, scopes)
     if app.client_type == "confidential-asymmetric":
         if not app.jwks and not app.jwks_uri:
             raise AppError(f"App {cid!r}: a confidential-asymmetric client needs jwks or jwks_uri.")
         if app.jwks:
+            keys = app.jwks.get("keys") if isinstance(app.jwks, Mapping) else None
+            if not isinstance(keys, list) or not keys or not all(isinstance(k, Mapping) for k in keys):
+                raise AppError(f"App {cid!r}: jwks is not a JSON Web Key Set: expected {{\"keys\": [<public JWK>, ...]}} "
+                               "(a single JWK goes inside the keys list).")
+            if any("d" in k for k in keys):
+                raise AppError(f"App {cid!r}: jwks contains a private key; register the public keys only.")
             try:
                 KeySet.import_key_set(app.jwks)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - any malformed JWKS
                 raise AppError(f"App {cid!r}: jwks is not a valid JSON Web Key Set ({exc}).") from None
-            if any("d" in k for k in app.jwks.get("keys", [])):
-                raise AppError(f"App {cid!r}: jwks contains a private key; register the public keys only.")
         if app.jwks_uri:
             _url(cid, "jwks_uri", app.jwks_uri)
     elif app.jwks or app.jwks_uri:
