@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from .common import CliError
+from .token import check_http_url
 
 __all__ = ["bulk"]
 
@@ -20,25 +21,36 @@ def bulk() -> None:
 
 
 def _load_key(path: str, kid: str | None) -> Any:
-    """A private key from PEM (RSA or EC) or a private JWK (JSON); ``kid`` defaults to the JWK's
-    own, else the RFC 7638 thumbprint (what ``auto_kid`` keys registered with EHRGate use)."""
+    """A private key from PEM (RSA or EC) or a private JWK (JSON, or a JWKS: its first private key);
+    ``kid`` defaults to the JWK's own, else the RFC 7638 thumbprint (what ``auto_kid`` keys
+    registered with EHRGate use)."""
     from joserfc.jwk import ECKey, RSAKey
 
-    data = Path(path).read_bytes()
-    key: Any = None
     try:
-        if data.lstrip().startswith(b"{"):
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"--key {path}: cannot be read ({exc.strerror}).") from None
+    key: Any = None
+    if data.lstrip().startswith(b"{"):
+        try:
             jwk = json.loads(data)
-            key = (ECKey if jwk.get("kty") == "EC" else RSAKey).import_key(jwk)
-        else:
-            for cls in (RSAKey, ECKey):
-                try:
-                    key = cls.import_key(data)
-                    break
-                except Exception:  # noqa: BLE001 - try the other key type
-                    continue
-    except (ValueError, TypeError) as exc:
-        raise CliError(f"--key {path}: not a private key in PEM or JWK form ({exc}).") from None
+        except ValueError as exc:
+            raise CliError(f"--key {path}: not valid JSON ({exc}).") from None
+        if isinstance(jwk.get("keys"), list):
+            jwk = next((k for k in jwk["keys"] if isinstance(k, dict) and "d" in k), None)
+        if not isinstance(jwk, dict) or "d" not in jwk or jwk.get("kty") not in ("EC", "RSA"):
+            raise CliError(f"--key {path}: does not hold a private EC or RSA JWK (a JSON object with kty and d).")
+        try:
+            key = (ECKey if jwk["kty"] == "EC" else RSAKey).import_key(jwk)
+        except Exception as exc:  # noqa: BLE001 - joserfc's errors for a malformed key, as one sentence
+            raise CliError(f"--key {path}: the {jwk['kty']} JWK cannot be used ({exc}).") from None
+    else:
+        for cls in (RSAKey, ECKey):
+            try:
+                key = cls.import_key(data)
+                break
+            except Exception:  # noqa: BLE001 - try the other key type
+                continue
     if key is None or not key.is_private:
         raise CliError(f"--key {path}: not a private RSA or EC key in PEM or JWK form.")
     if kid:
@@ -136,9 +148,10 @@ class _Bars:
 @click.option("--since", help="Only resources changed after this FHIR instant, e.g. 2024-01-01T00:00:00Z.")
 @click.option("--type-filter", "type_filters", multiple=True, help="A _typeFilter query, e.g. 'Observation?category=laboratory'.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the NDJSON files.")
-@click.option("--parallel", default=4, show_default=True, help="Files downloaded at once.")
+@click.option("--parallel", default=4, show_default=True, type=click.IntRange(min=1), help="Files downloaded at once.")
 @click.option("--fresh", is_flag=True, help="Start a new export even if --out holds one still to be fetched.")
-@click.option("--max-wait", default=3600.0, show_default=True, help="Seconds to wait for the export to finish.")
+@click.option("--max-wait", default=3600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds to wait for the export to finish.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def export(base: str, client_id: str | None, key_path: str | None, kid: str | None, scope: str, token_url: str | None,
            group_id: str | None, level: str, types: tuple[str, ...], since: str | None, type_filters: tuple[str, ...],
@@ -162,6 +175,9 @@ def export(base: str, client_id: str | None, key_path: str | None, kid: str | No
 
     from ..bulk.client import BulkClient, BulkClientError, ExportRequest
 
+    check_http_url(base, "--base")
+    if token_url:
+        check_http_url(token_url, "--token-url", "http://127.0.0.1:8080/auth/token")
     if bool(client_id) != bool(key_path):
         raise CliError("Give both --client-id and --key (SMART Backend Services), or neither for a server without auth.")
     token = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import sys
 from collections import Counter
@@ -22,6 +23,19 @@ def hl7() -> None:
     """Send HL7 v2 messages over MLLP and read them."""
 
 
+def _warn(name: str, problems: list[str], found: bool) -> None:
+    """The reader's problems with FILE, one line each, except that segments before any MSH (every
+    line of a file that is not HL7, such as a README) make one line, and none when no message was
+    found at all: the caller says that."""
+    stray = [p for p in problems if "comes before any MSH" in p]
+    for problem in problems:
+        if problem not in stray:
+            click.echo(f"warning: {name}: {problem}", err=True)
+    if stray and found:
+        more = f"; so do {len(stray) - 1} more segment(s)" if len(stray) > 1 else ""
+        click.echo(f"warning: {name}: {stray[0]}{more}", err=True)
+
+
 def _read(files: tuple[str, ...]) -> list[tuple[str, int, str]]:
     """(file, number in file, ER7 text) of every message: batches and multi-message files are split."""
     out: list[tuple[str, int, str]] = []
@@ -31,8 +45,7 @@ def _read(files: tuple[str, ...]) -> list[tuple[str, int, str]]:
         except OSError as exc:
             raise CliError(f"File '{name}' cannot be read: {exc.strerror}.") from None
         batch = read_batch(data)
-        for problem in batch.problems:
-            click.echo(f"warning: {name}: {problem}", err=True)
+        _warn(name, batch.problems, bool(batch.messages))
         if not batch.messages:
             click.echo(f"warning: {name}: no HL7 message found (expected segments starting with MSH)", err=True)
         out.extend((name, n, text) for n, text in enumerate(batch.messages, start=1))
@@ -43,18 +56,55 @@ def _address(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not host:
         raise CliError(f"--to {value!r} is not host:port. Expected e.g. --to 127.0.0.1:2575.")
+    if not 1 <= int(port) <= 65535:
+        raise CliError(f"--to {value!r}: port {port} is out of range. Expected a port from 1 to 65535.")
     return host.strip("[]"), int(port)
+
+
+def _tls(tls: bool, ca: str | None, cert: str | None, key: str | None, insecure: bool) -> ssl.SSLContext | None:
+    """``--ca``, ``--cert`` and ``--insecure`` mean TLS (``--insecure`` alone once sent in plain
+    text); ``--key`` is only the private half of ``--cert``."""
+    if key and not cert:
+        raise CliError(f"--key {key} needs --cert (the client certificate it belongs to) for mutual TLS.")
+    if not (tls or ca or cert or insecure):
+        return None
+    try:
+        context = ssl.create_default_context(cafile=ca)
+        if cert:
+            context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        named = "; ".join(f"--{flag} {value}" for flag, value in (("ca", ca), ("cert", cert), ("key", key)) if value)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CliError(f"TLS files cannot be loaded ({named or 'the system CAs'}): {reason}. Expected readable "
+                       "PEM files: --ca the listener's CA, --cert and --key ours for mutual TLS.") from None
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _connect_error(host: str, port: int, exc: OSError | HL7Error, tls: bool) -> CliError:
+    """One sentence. A plain-text listener answers a TLS hello by closing the connection, which
+    arrives as a ConnectionResetError with no text at all, hence the type name and the TLS hint."""
+    if isinstance(exc, HL7Error):
+        detail = exc.message
+    else:
+        detail = exc.strerror or str(exc) or type(exc).__name__
+    unrelated = (ConnectionRefusedError, ssl.SSLCertVerificationError, socket.gaierror)
+    end = "; is the listener using TLS?" if tls and not isinstance(exc, unrelated) else "."
+    return CliError(f"Cannot connect to {host}:{port}: {detail}{end}")
 
 
 @hl7.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--to", "to", required=True, help="Listener as host:port, e.g. 127.0.0.1:2575.")
-@click.option("--tls", is_flag=True, help="Use TLS.")
+@click.option("--tls", is_flag=True, help="Use TLS (implied by --ca, --cert and --insecure).")
 @click.option("--ca", type=click.Path(dir_okay=False), help="CA file to verify the listener (TLS).")
 @click.option("--cert", type=click.Path(dir_okay=False), help="Client certificate for mutual TLS.")
-@click.option("--key", type=click.Path(dir_okay=False), help="Client key for mutual TLS.")
+@click.option("--key", type=click.Path(dir_okay=False), help="Client key for mutual TLS (with --cert).")
 @click.option("--insecure", is_flag=True, help="TLS without verifying the listener (tests only).")
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for each ACK.")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds to wait for each ACK.")
 @click.option("-v", "--verbose", is_flag=True, help="Print the ACK code of every message (default: problems only).")
 def send(files: tuple[str, ...], to: str, tls: bool, ca: str | None, cert: str | None, key: str | None,
          insecure: bool, timeout: float, verbose: bool) -> None:
@@ -63,23 +113,10 @@ def send(files: tuple[str, ...], to: str, tls: bool, ca: str | None, cert: str |
     Exit status 0 when every message got AA or CA, 1 otherwise.
     """
     host, port = _address(to)
+    context = _tls(tls, ca, cert, key, insecure)
     items = _read(files)
     if not items:
         raise CliError("No message to send.")
-    context = None
-    if tls or ca or cert:
-        try:
-            context = ssl.create_default_context(cafile=ca)
-            if cert:
-                context.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            named = "; ".join(f"--{flag} {value}" for flag, value in (("ca", ca), ("cert", cert), ("key", key)) if value)
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise CliError(f"TLS files cannot be loaded ({named or 'the system CAs'}): {reason}. Expected readable "
-                           "PEM files: --ca the listener's CA, --cert and --key ours for mutual TLS.") from None
-        if insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
     codes: Counter[str] = Counter()
     lines: list[str] = []
 
@@ -88,8 +125,7 @@ def send(files: tuple[str, ...], to: str, tls: bool, ca: str | None, cert: str |
             return await MLLPClient.connect(host, port, ssl=context, timeout=timeout,
                                             server_hostname=host if context else None)
         except (OSError, HL7Error) as exc:
-            detail = exc.message if isinstance(exc, HL7Error) else (exc.strerror or str(exc))
-            raise CliError(f"Cannot connect to {host}:{port}: {detail}.") from None
+            raise _connect_error(host, port, exc, context is not None) from None
 
     async def go(bar: Any) -> None:
         client: MLLPClient | None = await connect()
@@ -126,9 +162,14 @@ def send(files: tuple[str, ...], to: str, tls: bool, ca: str | None, cert: str |
 @hl7.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def show(files: tuple[str, ...]) -> None:
-    """Print each message of FILES as a tree: segment, field names, values (labels are terse paths)."""
+    """Print each message of FILES as a tree: segment, field names, values (labels are terse paths).
+
+    Exit status 1 when a message cannot be parsed or a file holds no HL7 message (as convert).
+    """
     bad = 0
-    for name, n, text in _read(files):
+    items = _read(files)
+    bad += len(set(files) - {name for name, _, _ in items})  # _read warned about each
+    for name, n, text in items:
         click.echo(f"== {name} message {n}")
         try:
             click.echo(format_tree(parse(text)), nl=False)

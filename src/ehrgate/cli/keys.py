@@ -27,22 +27,49 @@ def _ring(flags: dict[str, Any]) -> Any:
     return KeyRing(Path(settings.data_dir) / "keys", retire_after=max(settings.access_token_lifetime, 3600))
 
 
+def _failed(ring: Any, exc: OSError | RuntimeError, doing: str) -> CliError:
+    """One sentence naming the directory (a missing or read-only --data-dir was a traceback)."""
+    if isinstance(exc, RuntimeError):  # a key file that cannot be read: KeyRing's own sentence
+        return CliError(str(exc))
+    return CliError(f"Signing keys in {ring.dir} cannot be {doing}: {exc.strerror or exc}"
+                    + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(ring.dir) else "")
+                    + ". Check --data-dir.")
+
+
 @keys.command("rotate")
 @database_options
 def rotate(**flags: Any) -> None:
     """Make new signing keys active (RS256 and ES256); the old ones keep verifying until their tokens expire."""
     ring = _ring(flags)
-    ring.active  # noqa: B018 - creates the first keys if there are none
-    for new in ring.rotate():
-        click.echo(f"New {new.alg} signing key {new.kid} is active; running servers pick it up within a second.")
+    try:
+        if any(ring.dir.glob("*.json")):
+            new = ring.rotate()
+        else:  # the first keys: nothing to retire (rotating them at once left four keys)
+            new = ring.verifying_keys()
+    except (OSError, RuntimeError) as exc:
+        raise _failed(ring, exc, "written") from None
+    for entry in new:
+        click.echo(f"New {entry.alg} signing key {entry.kid} is active; running servers pick it up within a second.")
 
 
 @keys.command("list")
 @database_options
 def list_keys(**flags: Any) -> None:
-    """List the published signing keys."""
+    """List the published signing keys (without making any: the server makes the first ones on start)."""
     ring = _ring(flags)
-    for entry in ring.verifying_keys():
+    if not ring.dir.parent.is_dir():
+        raise CliError(f"Data directory {ring.dir.parent} does not exist; check --data-dir (ehrgate serve or demo "
+                       "makes it on first start).")
+    try:
+        if not any(ring.dir.glob("*.json")):
+            click.echo(f"No signing keys in {ring.dir} yet (they are made on the first start of ehrgate "
+                       "serve/demo, or with ehrgate keys rotate).", err=True)
+            return
+        ring.load()  # create=False, unlike the first use of a ring
+        entries = ring.verifying_keys()
+    except (OSError, RuntimeError) as exc:
+        raise _failed(ring, exc, "read") from None
+    for entry in entries:
         state = "active" if entry.retired is None else "retired (verifies until its tokens expire)"
         click.echo(f"{entry.kid}  {entry.alg}  {state}")
 

@@ -42,7 +42,8 @@ def _text(value: Any) -> str:
 @click.option("--since", help="Received since: 2h, 30m, 7d or an ISO date/time.")
 @click.option("--until", help="Received before: same forms as --since.")
 @click.option("--text", help="Words in the raw message (each word matches as a prefix; all must occur).")
-@click.option("--limit", default=100, show_default=True, help="Most rows to print (newest first).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10000),
+              help="Most rows to print (newest first).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def search(as_json: bool, limit: int, **flags: Any) -> None:
     """Search the message store (indexed: channel, status, time, type, control ID, patient, text)."""
@@ -131,23 +132,36 @@ def show(message_id: int, as_json: bool, **flags: Any) -> None:
 @click.option("--status", type=click.Choice(["ERROR", "FILTERED", "SENT"], case_sensitive=False),
               help="Reprocess every message with this status (with --channel; newest first, up to --limit).")
 @click.option("--since", help="With --status: received since (2h, 7d, ISO date).")
-@click.option("--limit", default=1000, show_default=True)
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 10000),
+              help="With --status: most messages to reprocess.")
 def reprocess(message_ids: tuple[int, ...], channel: str | None, status: str | None, since: str | None, limit: int,
               **flags: Any) -> None:
-    """Send finished messages through their channel again (by id, or every match of --status)."""
+    """Send finished messages through their channel again (by id, or every match of --status).
+
+    Exit status 2 when a message id is not in the store (nothing is queued then), 1 when a message
+    is still being processed (the others are queued).
+    """
     if not message_ids and not status:
         raise CliError("Give message ids, or --status (with --channel) to choose messages.")
+    if message_ids and (channel or since) and not status:
+        given = " and ".join(flag for flag, value in (("--channel", channel), ("--since", since)) if value)
+        raise CliError(f"{given} without --status cannot narrow message ids; give the ids alone, or "
+                       f"--status ERROR|FILTERED|SENT with {given}.")
     settings = settings_from(**flags)
     ms = _messages(settings)
     try:
         ids = list(message_ids)
+        unknown = sorted(set(ids) - set(ms.statuses(ids)))
+        if unknown:
+            which = f"Message {unknown[0]} is" if len(unknown) == 1 else f"Messages {', '.join(map(str, unknown))} are"
+            raise CliError(f"{which} not in the store (find ids with 'ehrgate messages search'); nothing was queued.")
         if status:
             try:
                 cutoff = parse_since(since, ms.clock()) if since else None
             except TimeError as exc:
                 raise CliError(str(exc)) from None
             ids += [r["id"] for r in ms.search(SearchQuery(channel=channel, status=status, since=cutoff, limit=limit))]
-        done, skipped = ms.reprocess(ids)
+        done, skipped = ms.reprocess(list(dict.fromkeys(ids)))
     finally:
         ms.close()
     for line in skipped:

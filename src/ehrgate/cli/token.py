@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -17,6 +18,19 @@ __all__ = ["token"]
 
 DEMO_CLIENT = "demo-backend"
 DEMO_KEY_FILE = "demo-backend-key.json"
+
+
+def check_http_url(value: str, option: str, example: str = "http://127.0.0.1:8080/fhir") -> str:
+    """``value`` if it is an absolute http(s) URL, else a sentence naming ``option`` (urllib's own
+    complaint, ``unknown url type``, came out as a traceback)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number or above 65535
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise CliError(f"{option} {value!r} is not a valid http(s) URL. Expected e.g. {option} {example}.")
+    return value
 
 
 def _private_key(path: Path) -> Any:
@@ -58,6 +72,8 @@ def token(client_id: str, key_file: str | None, scope: str, fhir_base: str | Non
     """
     from ..client import SmartClient, SmartClientError, TokenRequestError, TransportError
 
+    if fhir_base is not None:  # the settings check base_url themselves
+        check_http_url(fhir_base, "--fhir-base")
     settings = settings_from(**flags)
     if key_file is None:
         if client_id != DEMO_CLIENT:

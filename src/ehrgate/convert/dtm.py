@@ -32,7 +32,11 @@ def zone(name: str) -> ZoneInfo | timedelta:
     text = (name or "UTC").strip()
     m = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", text)
     if m:
-        delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
+        hours, minutes = int(m.group(2)), int(m.group(3))
+        if minutes > 59 or hours * 60 + minutes > 14 * 60:  # FHIR's dateTime pattern ends at ±14:00
+            raise ValueError(f"Time zone offset {name!r} is out of range (expected -14:00 to +14:00 with "
+                             "minutes below 60, or an IANA name such as 'America/New_York')")
+        delta = timedelta(hours=hours, minutes=minutes)
         return -delta if m.group(1) == "-" else delta
     if text.upper() in ("UTC", "Z", "GMT"):
         return timedelta(0)
