@@ -3,9 +3,7 @@ or clamped (token, bulk export, hl7 send|show|convert, keys, messages)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ehrgate.cli import cli
-from ehrgate.hl7 import Peer, start_mllp_server
 
-from .test_engine_cli import ADT, ORU, _db, _store_messages
+from .test_engine_cli import ADT, ORU, _db, _store_messages, mllp_listener
 
 SAMPLES = Path(__file__).resolve().parents[1] / "convert" / "samples"
 
@@ -96,29 +93,8 @@ def test_hl7_send_refuses_key_without_cert(hl7_file: Path, tmp_path: Path) -> No
 
 @pytest.fixture
 def plain_listener() -> Iterator[tuple[int, list[bytes]]]:
-    """An MLLP listener without TLS in a thread, answering AA."""
-    got: list[bytes] = []
-    ready = threading.Event()
-    box: dict[str, object] = {}
-
-    async def handler(raw: bytes, peer: Peer) -> bytes:
-        got.append(raw)
-        return b"MSH|^~\\&|EHR|HUB|LAB|FAC|20240401120000||ACK|A1|P|2.5.1\rMSA|AA|CLI1\r"
-
-    async def serve() -> None:
-        server = await start_mllp_server(handler, "127.0.0.1", 0)
-        box["port"], box["loop"], box["stop"] = server.port, asyncio.get_running_loop(), asyncio.Event()
-        ready.set()
-        await box["stop"].wait()  # type: ignore[attr-defined]
-        server.close()
-        await server.wait_closed()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield int(box["port"]), got  # type: ignore[call-overload]
-    box["loop"].call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
-    thread.join(10)
+    """An MLLP listener without TLS, answering AA."""
+    yield from mllp_listener(lambda raw: b"MSH|^~\\&|EHR|HUB|LAB|FAC|20240401120000||ACK|A1|P|2.5.1\rMSA|AA|CLI1\r")
 
 
 @pytest.mark.parametrize("flags", [["--tls"], ["--insecure"]])

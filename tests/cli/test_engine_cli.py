@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,19 +62,15 @@ def test_hl7_show_prints_a_tree(samples: Path) -> None:
     assert code == 1 and "cannot be parsed: Segment 2 starts 'not a segmen'" in out
 
 
-@pytest.fixture
-def receiver() -> Iterator[tuple[int, list[bytes]]]:
-    """Our MLLP listener in a thread: AA for ADT, AE for anything else."""
+def mllp_listener(reply: Callable[[bytes], bytes]) -> Iterator[tuple[int, list[bytes]]]:
+    """Our MLLP listener in a thread answering ``reply(message)``; yields (port, messages received)."""
     got: list[bytes] = []
     ready = threading.Event()
     box: dict[str, object] = {}
 
     async def handler(raw: bytes, peer: Peer) -> bytes:
         got.append(raw)
-        msg = parse(raw)
-        ack = accept_ack(msg, "accept" if msg.message_type == "ADT" else "error", control_id="X", timestamp="20240401")
-        assert ack is not None
-        return ack.to_bytes()
+        return reply(raw)
 
     async def serve() -> None:
         server = await start_mllp_server(handler, "127.0.0.1", 0)
@@ -90,6 +86,18 @@ def receiver() -> Iterator[tuple[int, list[bytes]]]:
     yield int(box["port"]), got  # type: ignore[call-overload]
     box["loop"].call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
     thread.join(10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[int, list[bytes]]]:
+    """AA for ADT, AE for anything else."""
+    def reply(raw: bytes) -> bytes:
+        msg = parse(raw)
+        ack = accept_ack(msg, "accept" if msg.message_type == "ADT" else "error", control_id="X", timestamp="20240401")
+        assert ack is not None
+        return ack.to_bytes()
+
+    yield from mllp_listener(reply)
 
 
 def test_hl7_send_prints_ack_codes(samples: Path, receiver: tuple[int, list[bytes]]) -> None:
