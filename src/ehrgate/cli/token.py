@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from .common import CliError, server_options, settings_from
+from .common import CliError, settings_from
 
 __all__ = ["token"]
 
@@ -56,7 +56,10 @@ def _private_key(path: Path) -> Any:
 
 
 @click.command()
-@server_options
+@click.option("--host", help="Host of the running server, for the default --fhir-base [127.0.0.1].")
+@click.option("--port", type=int, help="Port of the running server, for the default --fhir-base [8080].")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="The demo's data dir: where the demo key is [./ehrgate-data].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="ehrgate.yaml (for base_url, host, port).")
 @click.option("--client-id", default=DEMO_CLIENT, show_default=True, help="Backend-services client (confidential-asymmetric).")
 @click.option("--key", "key_file", type=click.Path(dir_okay=False),
               help=f"The client's private JWK (JSON) [<data-dir>/{DEMO_KEY_FILE} for {DEMO_CLIENT}].")
