@@ -291,3 +291,17 @@ def test_reading_commands_do_not_create_a_database(tmp_path: Path) -> None:
     code, _, _ = invoke("apps", "add", "--client-id", "early", "--name", "Early", "--type", "public",
                         "--redirect-uri", "http://127.0.0.1:9/cb", "--data-dir", str(empty))
     assert code == 0 and (empty / "ehrgate.sqlite3").exists()
+
+
+def test_users_list_says_when_there_are_none_and_speaks_json(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "d")]
+    assert invoke("apps", "add", "--client-id", "a1", "--name", "A", "--type", "public",
+                  "--redirect-uri", "http://127.0.0.1:9/cb", *data)[0] == 0  # makes the database
+    code, out, _ = invoke("users", "list", *data)
+    assert code == 0 and "No users" in out
+    added = CliRunner().invoke(cli, ["users", "add", "--username", "nurse", "--role", "clinician", "--password", "-",
+                                     *data], input="a-long-enough-password\n")
+    assert added.exit_code == 0, added.output
+    code, out, _ = invoke("users", "list", "--json", *data)
+    assert code == 0 and [json.loads(line) for line in out.splitlines()] == [
+        {"username": "nurse", "role": "clinician", "fhir_user": "", "display_name": ""}]

@@ -3,6 +3,7 @@ people who sign in."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -105,12 +106,20 @@ def add_user_cmd(username: str, role: str, fhir_user: str, display_name: str, pa
 
 @users.command("list")
 @database_options
-def list_users_cmd(**flags: Any) -> None:
-    """List users."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_users_cmd(as_json: bool, **flags: Any) -> None:
+    """List users (never their passwords)."""
     from ..smart.users import list_users
     from .serve import _open
 
-    store = _open(settings_from(**flags))
+    store = _open(settings_from(**flags), must_exist=True)
     with store.reader() as conn:
-        for user in list_users(conn):
+        found = list_users(conn)
+    for user in found:
+        if as_json:
+            click.echo(json.dumps({"username": user.username, "role": user.role, "fhir_user": user.fhir_user,
+                                   "display_name": user.display_name}))
+        else:
             click.echo(f"{user.username:<20} {user.role:<10} {user.fhir_user}")
+    if not found and not as_json:
+        click.echo("No users. Add one with `ehrgate users add` (or run `ehrgate demo` on an empty data dir).")
