@@ -98,3 +98,11 @@ def test_load_synthea_and_us_core(tmp_path: Path) -> None:
     problems = [line for line in result.output.splitlines() if line.startswith("  ") and ".json" in line]
     assert all("diagnosticreport-cbc" in p for p in problems), problems
     assert _count(data, "SELECT count(*) FROM resource") > 5000
+
+
+def test_load_of_an_empty_directory_says_there_is_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["load", str(empty), "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "No input in" in result.output and ".ndjson" in result.output
+    assert not (tmp_path / "d" / "ehrgate.sqlite3").exists()

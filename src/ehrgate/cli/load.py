@@ -28,8 +28,11 @@ def load(paths: tuple[str, ...], quiet: bool, workers: int | None, **flags: Any)
     from .serve import _open
 
     settings = settings_from(**flags)
-    store = _open(settings)
     total = count_load_units(list(paths))
+    if not total:  # before the database is opened: nothing to load is a mistake, not "Loaded 0"
+        raise CliError(f"No input in {', '.join(paths)}: expected FHIR Bundles or resources as .json, NDJSON as "
+                       ".ndjson/.jsonl (or their .gz), or directories holding them.")
+    store = _open(settings)
     started = time.perf_counter()
     with Progress(
         TextColumn("[bold]Loading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

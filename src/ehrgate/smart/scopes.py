@@ -41,7 +41,7 @@ CONTEXT_SCOPES: dict[str, str] = {
     "fhirUser": "Tell the app which person record you are (your FHIR user record).",
     "profile": "Tell the app your profile (legacy OpenID scope).",
     "launch": "Let the app receive the patient and encounter open in the chart.",
-    "launch/patient": "Let the app ask which patient to work with.",
+    "launch/patient": "Tell the app which patient you are working with.",
     "launch/encounter": "Let the app ask which encounter to work with.",
     "offline_access": "Keep access after you sign out, until you revoke it (offline access).",
     "online_access": "Keep access while you stay signed in.",
