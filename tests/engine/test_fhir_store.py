@@ -63,6 +63,12 @@ def count(store: Store, sql: str) -> int:
         return int(conn.exec_driver_sql(sql).scalar_one())
 
 
+async def tick_per_write(store: Store) -> None:
+    """Give every write session its own lastUpdated (milliseconds), so that counting distinct
+    timestamps counts transactions even when several commit within one millisecond."""
+    store.clock = itertools.count(now_ms()).__next__
+
+
 async def queue_while_paused(eng: Any, raws: list[bytes]) -> None:
     """Store ``raws`` while the channel is paused, then resume: the pipeline converts them in one
     batch and the destination worker claims them together."""
@@ -73,6 +79,8 @@ async def queue_while_paused(eng: Any, raws: list[bytes]) -> None:
 
 def test_a_batch_commits_once_and_a_refused_bundle_rolls_back_only_itself(messages: MessageStore,
                                                                           store: Store) -> None:
+    tick_per_write(store)
+
     async def body() -> None:
         async with running(messages, {"adt": channel()}, fhir_store=store) as eng:
             raws = [hl7("B1", patient="MRN-A"), hl7("B2", patient="MRN-A"), hl7("B3", patient="MRN-C", name="BAD^X"),
@@ -95,6 +103,8 @@ def test_a_batch_commits_once_and_a_refused_bundle_rolls_back_only_itself(messag
 
 
 def test_batch_1_delivers_one_message_per_transaction(messages: MessageStore, store: Store) -> None:
+    tick_per_write(store)
+
     async def body() -> None:
         async with running(messages, {"adt": channel(batch=1)}, fhir_store=store) as eng:
             await queue_while_paused(eng, [hl7(f"S{i}", patient="MRN-S") for i in range(3)])
