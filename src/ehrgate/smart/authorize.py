@@ -323,7 +323,8 @@ def _next_url(form_or_query: Any) -> str:
     if req:
         return f"/auth/continue?{urlencode({'req': str(req)})}"
     nxt = str(form_or_query.get("next") or "/ehr")
-    return nxt if nxt.startswith("/ehr") else "/ehr"
+    # the simulator's pages, the engine console's and connected apps (the management_endpoint)
+    return nxt if nxt.startswith(("/ehr", "/console", "/auth/apps")) else "/ehr"
 
 
 async def login(srv: SmartServer, request: Request) -> Response:

@@ -55,7 +55,7 @@ def smart_configuration_document(srv: SmartServer) -> dict[str, Any]:
         "token_endpoint": srv.token_url,
         "introspection_endpoint": auth + "/introspect",
         "revocation_endpoint": auth + "/revoke",
-        "management_endpoint": srv.origin + "/ehr",
+        "management_endpoint": srv.origin + "/auth/apps",
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],

@@ -128,7 +128,7 @@ class SmartServer:
                     {"url": "token", "valueUri": self.token_url},
                     {"url": "introspect", "valueUri": self.auth_base + "/introspect"},
                     {"url": "revoke", "valueUri": self.auth_base + "/revoke"},
-                    {"url": "manage", "valueUri": self.origin + "/ehr"},
+                    {"url": "manage", "valueUri": self.origin + "/auth/apps"},
                 ],
             }],
         }
@@ -148,7 +148,7 @@ def _bind(srv: SmartServer, fn: Callable[[SmartServer, Request], Awaitable[Respo
 def smart_routes(srv: SmartServer) -> list[Route]:
     """The authorization server's routes. Mount them BEFORE the FHIR routes: ``/fhir/{type}/{id}``
     would otherwise answer ``/fhir/.well-known/smart-configuration``."""
-    from . import admin, authorize, discovery, ehr, token
+    from . import account, admin, authorize, discovery, ehr, token
 
     table: list[tuple[str, Callable[[SmartServer, Request], Awaitable[Response]], list[str]]] = [
         ("/fhir/.well-known/smart-configuration", discovery.smart_configuration, ["GET", "OPTIONS"]),
@@ -166,6 +166,8 @@ def smart_routes(srv: SmartServer) -> list[Route]:
         (AUTH + "/token", token.token, ["POST", "OPTIONS"]),
         (AUTH + "/introspect", token.introspect, ["POST", "OPTIONS"]),
         (AUTH + "/revoke", token.revoke, ["POST", "OPTIONS"]),
+        (account.PATH, account.connected_apps, ["GET"]),
+        (account.PATH + "/revoke", account.revoke_app, ["POST"]),
         ("/ehr", ehr.home, ["GET"]),
         ("/ehr/patient/{id}", ehr.chart, ["GET"]),
         ("/ehr/launch", ehr.launch, ["POST"]),
