@@ -3,6 +3,7 @@ store transaction, each message all or nothing on its own (destinations/fhir_sto
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from ehrgate.engine.destinations.fhir_store import FhirStoreDestination
 from ehrgate.engine.errors import ChannelConfigError
 from ehrgate.engine.queue import Delivered, LeaseLost
 from ehrgate.engine.retry import RetryPolicy
-from ehrgate.fhir.store.service import Store, WriteSession
+from ehrgate.fhir.store.service import Store, WriteSession, now_ms
 from ehrgate.hl7 import Message
 from tests.convert.conftest import sample
 
