@@ -284,3 +284,24 @@ def test_unknown_path_is_404(client: Any, data: Any, path: str) -> None:
 def test_wrong_method_is_still_405(client: Any, data: Any) -> None:
     r = client.put("/fhir/Patient/p1/_history/1", json={}, headers=FJ)
     assert r.status_code == 405 and "allowed: GET" in r.json()["issue"][0]["diagnostics"], r.text
+
+
+# -- parameters of other interactions on a search: reported, never silently dropped -----------
+
+
+@pytest.mark.parametrize(("name", "value", "hint"), [
+    ("_since", "2020-01-01", "_lastUpdated=gt"),
+    ("_type", "Observation", "$everything and $export"),
+    ("_outputFormat", "ndjson", "$export"),
+])
+def test_everything_and_export_parameters_on_a_search_are_reported(client: Any, data: Any, name: str, value: str,
+                                                                   hint: str) -> None:
+    lenient = client.get("/fhir/Patient", params={name: value}).json()
+    assert len(matches(lenient)) == 2  # ignored, as an unknown parameter is
+    [said] = outcomes(lenient)
+    assert said.startswith(f"Ignored '{name}'") and hint in said
+    strict = client.get("/fhir/Patient", params={name: value}, headers=STRICT)
+    assert strict.status_code == 400 and hint in strict.json()["issue"][0]["diagnostics"]
+    # where they belong they still work
+    assert client.get("/fhir/Patient/p1/$everything", params={"_type": "Observation"}).status_code == 200
+    assert client.get("/fhir/Patient/_history", params={"_since": "2020-01-01T00:00:00Z"}).status_code == 200

@@ -94,11 +94,21 @@ def _include(value: str, name: str, searched: str | None = None) -> Problem | No
     return None
 
 
+def _elsewhere(where: str) -> Callable[[str], Problem]:
+    """A parameter of other interactions, which a search does not use: reported, never silently
+    dropped (a client that sent it expects it to narrow the result)."""
+    return lambda _value: ("not-supported", where)
+
+
 _CHECKS: dict[str, Callable[[str], Problem | None]] = {
     "_summary": _summary,
     "_total": _total,
     "_contained": _contained,
     "_containedType": _contained_type,
+    "_since": _elsewhere("_since belongs to history (/_history), Patient/$everything and $export; "
+                         "to search by change time use _lastUpdated=gt<instant>"),
+    "_type": _elsewhere("_type belongs to Patient/$everything and $export; a search returns the type in its path"),
+    "_outputFormat": _elsewhere("_outputFormat belongs to $export"),
 }
 _INCLUDES = frozenset({"_include", "_revinclude", "_include:iterate", "_revinclude:iterate", "_include:recurse",
                        "_revinclude:recurse"})
