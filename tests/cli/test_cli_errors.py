@@ -49,6 +49,14 @@ def test_token_refuses_a_base_that_is_not_http(tmp_path: Path, url: str) -> None
     assert f"--fhir-base {url!r} is not a valid http(s) URL" in result.output
 
 
+def test_token_and_bulk_export_take_the_base_under_either_name(tmp_path: Path) -> None:
+    # the same URL check runs whichever spelling is used: the option reached the command
+    result = run("token", "--key", str(_private_ec_jwk(tmp_path)), "--base", "notaurl")
+    assert result.exit_code == 2 and "'notaurl' is not a valid http(s) URL" in result.output
+    result = run("bulk", "export", "--fhir-base", "notaurl", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "'notaurl' is not a valid http(s) URL" in result.output
+
+
 def test_bulk_export_refuses_a_base_that_is_not_http(tmp_path: Path) -> None:
     result = run("bulk", "export", "--base", "notaurl", "--out", str(tmp_path / "out"))
     assert result.exit_code == 2 and "--base 'notaurl' is not a valid http(s) URL" in result.output

@@ -134,7 +134,8 @@ class _Bars:
 
 
 @bulk.command("export")
-@click.option("--base", required=True, help="FHIR base URL, e.g. http://127.0.0.1:8080/fhir.")
+@click.option("--base", "--fhir-base", "base", required=True,
+              help="FHIR base URL, e.g. http://127.0.0.1:8080/fhir (--fhir-base, as ehrgate token spells it, works too).")
 @click.option("--client-id", help="Backend service client id (SMART Backend Services). Omit for a server without auth.")
 @click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False),
               help="The client's private key (PEM or JWK) that signs the token request.")

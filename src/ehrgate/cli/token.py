@@ -64,7 +64,8 @@ def _private_key(path: Path) -> Any:
 @click.option("--key", "key_file", type=click.Path(dir_okay=False),
               help=f"The client's private JWK (JSON) [<data-dir>/{DEMO_KEY_FILE} for {DEMO_CLIENT}].")
 @click.option("--scope", default="system/*.rs", show_default=True, help="Scopes to ask for (system/…).")
-@click.option("--fhir-base", help="FHIR base of the running server [http://<host>:<port>/fhir from the settings].")
+@click.option("--fhir-base", "--base", "fhir_base",
+              help="FHIR base of the running server [http://<host>:<port>/fhir from the settings]; --base, as ehrgate bulk export spells it, works too.")
 @click.option("--json", "as_json", is_flag=True, help="Print the token response (token, expires_in, scope) as JSON.")
 def token(client_id: str, key_file: str | None, scope: str, fhir_base: str | None, as_json: bool, **flags: Any) -> None:
     """Print an access token from a running server (SMART Backend Services, client_credentials).
