@@ -102,7 +102,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                                 f"{sum(failures.values())} ConversionErrors naming their field:")
     for text, count in failures.most_common(12):
         terminalreporter.write_line(f"  {count:4d}  {text}")
-    for engine, limited in SUMMARY.get("store_limits", {}).items():
-        if limited:
-            terminalreporter.write_line(f"{engine}: the store refused {len(limited)} bundles for a string longer than "
-                                        f"its index column (a fhir/store limit), e.g. {limited[0]}")
