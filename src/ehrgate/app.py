@@ -102,10 +102,43 @@ class RequestIdMiddleware:
                 )
 
 
-def _engine_routes(engine: Any, settings: Settings) -> list[Any]:
+class _EngineUsers:
+    """EHRGate's users for the engine admin API (``engine.access.UserDirectory``): the engine does not
+    import the SMART package, so the two meet here. Passwords are checked (argon2, tens of
+    milliseconds) in a worker thread: the event loop also answers MLLP senders."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def role_of(self, username: str, password: str) -> str | None:
+        import anyio
+
+        from .smart.users import authenticate
+
+        def check() -> str | None:
+            with self.store.reader() as conn:
+                user = authenticate(conn, username, password)
+            return user.role if user else None
+
+        return await anyio.to_thread.run_sync(check)
+
+    async def has_engine_users(self) -> bool:
+        import anyio
+
+        from .engine.access import ENGINE_ROLES
+        from .smart.users import has_role
+
+        def check() -> bool:
+            with self.store.reader() as conn:
+                return has_role(conn, ENGINE_ROLES)
+
+        return await anyio.to_thread.run_sync(check)
+
+
+def _engine_routes(engine: Any, settings: Settings, store: Store) -> list[Any]:
     from .engine.http import engine_routes
 
-    return engine_routes(engine, settings.admin_token)
+    return engine_routes(engine, settings.admin_token, _EngineUsers(store))
 
 
 async def _fhir_error(request: Request, exc: Exception) -> Response:
@@ -130,6 +163,7 @@ _PAGE = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name=
          '<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;'
          'color:#1b1f24}}li{{margin:.3rem 0}}</style></head><body><h1>{title}</h1>{body}</body></html>')
 _LINKS = ('<ul><li><a href="/ehr">EHR simulator</a> - patient list, charts, app launch (sign in)</li>'
+          '<li><a href="/console">Engine console</a> - HL7 v2 channels, message search, reprocess (sign in)</li>'
           '<li><a href="/sample-app">Sample SMART app</a></li>'
           '<li><a href="/fhir/metadata">FHIR CapabilityStatement</a> (the API is at /fhir)</li>'
           '<li><a href="/fhir/.well-known/smart-configuration">SMART configuration</a></li></ul>')
@@ -156,6 +190,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings, store: Store | None = None, engine: Any = None) -> Starlette:
     """``engine`` (an ``ehrgate.engine.Engine``): its HTTP source, admin API and /metrics are mounted."""
+    from .console import console_routes
     from .fhir.operations.everything import NAME as EVERYTHING
     from .fhir.operations.everything import everything
     from .fhir.validation import known_resource_types
@@ -223,7 +258,8 @@ def create_app(settings: Settings, store: Store | None = None, engine: Any = Non
             *smart.routes(),
             *sample_app.routes(),  # /sample-app: the bundled SMART app (docs/smart.md)
             *bulk_routes(bulk),
-            *(_engine_routes(engine, settings) if engine is not None else []),
+            *console_routes(smart, engine),  # /console: the engine's web console (docs/engine.md)
+            *(_engine_routes(engine, settings, store) if engine is not None else []),
         ],
         exception_handlers={FhirError: _fhir_error, HTTPException: _http_error},
         middleware=[],

@@ -52,7 +52,8 @@ _BOUNDS: dict[str, tuple[int | None, int | None]] = {
     "bulk_workers": (0, None), "bulk_file_lines": (1, None), "bulk_file_ttl": (0, None), "bulk_max_jobs": (0, None),
     "bulk_retry_after": (0, None), "bulk_lease_seconds": (1, None),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR")}
+_CHOICES: dict[str, tuple[str, ...]] = {"tracing": ("off", "otlp", "console"),
+                                        "log_level": ("DEBUG", "INFO", "WARNING", "ERROR")}
 _URLS = frozenset({"base_url"})
 
 
@@ -171,12 +172,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("engine_poll_ms", 500, "How often idle workers look at the queue for work from other processes and retries (ms).", int),
     Setting("engine_alert_interval", 15, "Seconds between evaluations of channel alert thresholds.", int),
     Setting("engine_retention_interval", 3600, "Seconds between runs of channel retention (`retention_days`).", int),
+    Setting("tracing", "off", "OpenTelemetry traces of the engine, one per message: off, otlp (OTLP/HTTP to "
+            "OTEL_EXPORTER_OTLP_ENDPOINT; needs `pip install 'ehrgate[otel]'`) or console (standard output). "
+            "The standard OTEL_* variables configure the exporter, the service name, sampling and batching."),
     Setting(
         "admin_token",
         "",
-        "Bearer token for the engine admin API (`/admin/channels`, `/admin/messages`, `/admin/openapi.json`; "
-        "the app registry `/admin/apps` takes an admin user's sign-in instead). Empty: the engine admin API "
-        "answers only requests from the loopback address.",
+        "Bearer token with full access to the engine admin API (`/admin/channels`, `/admin/messages`, "
+        "`/admin/audit`; recorded in the audit trail as `admin_token`), besides HTTP Basic sign-in as a user with "
+        "the admin, operator or viewer role (the app registry `/admin/apps` takes an admin user's sign-in only). "
+        "While it is empty and no user has one of those roles, the engine admin API answers loopback requests "
+        "without credentials.",
     ),
     Setting("bulk_dir", "", "Directory of Bulk Data export files. Empty: `bulk` inside data_dir. With several "
             "EHRGate processes on one PostgreSQL database it must be shared by all of them."),

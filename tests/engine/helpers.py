@@ -20,9 +20,9 @@ FAST = SimpleNamespace(engine_poll_ms=50, engine_lease_seconds=30, engine_duplic
 
 @contextlib.asynccontextmanager
 async def running(messages: MessageStore, channels: dict[str, Any], *, fhir_store: Any = None,
-                  base: Path | None = None, settings: Any = FAST) -> AsyncIterator[Engine]:
+                  base: Path | None = None, settings: Any = FAST, tracing: Any = None) -> AsyncIterator[Engine]:
     cfgs = load_channels({"channels": channels}, base or Path("."))
-    engine = Engine(messages, cfgs, fhir_store=fhir_store, settings=settings, loader=lambda: cfgs)
+    engine = Engine(messages, cfgs, fhir_store=fhir_store, settings=settings, loader=lambda: cfgs, tracing=tracing)
     await engine.start()
     try:
         yield engine

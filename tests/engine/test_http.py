@@ -84,7 +84,9 @@ def test_admin_api_access(messages: MessageStore) -> None:
                 bad = await http.get("/admin/channels", headers={"authorization": "Bearer wrong"})
                 assert bad.status_code == 401 and "admin_token" in bad.json()["error"]
             async with client_for(eng, token="", host="10.1.2.3") as http:
-                assert (await http.get("/admin/channels")).status_code == 403
+                # was 403; now 401 with a challenge: credentials (a user's Basic sign-in) would do
+                refused = await http.get("/admin/channels")
+                assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic ")
             async with client_for(eng, token="", host="127.0.0.1") as http:
                 assert (await http.get("/admin/channels")).status_code == 200
     run(body())

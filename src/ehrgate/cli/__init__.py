@@ -10,6 +10,7 @@ import click
 from ..settings import SettingsError
 from . import convert as _convert  # noqa: F401  (registers 'ehrgate hl7 convert')
 from .apps import apps
+from .audit import audit
 from .bulk import bulk
 from .channel import channel
 from .common import CliError
@@ -37,6 +38,7 @@ def cli() -> None:
       ehrgate token                an access token for curl (the demo backend service)
       ehrgate hl7 send FILE --to 127.0.0.1:2575   send HL7 v2 messages over MLLP
       ehrgate messages search      find stored HL7 messages
+      ehrgate audit list           who deployed, paused, reprocessed or pruned what
     """
 
 
@@ -51,6 +53,7 @@ cli.add_command(channel)
 cli.add_command(messages)
 cli.add_command(token)
 cli.add_command(bulk)
+cli.add_command(audit)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -1,7 +1,8 @@
 """``ehrgate channel test|list|deploy|undeploy|pause|resume|stats``.
 
 Control commands record the desired state in the database; a running server (any number of them
-on that database) applies it within a second, so they work whether the server runs or not.
+on that database) applies it within a second, so they work whether the server runs or not. Each is
+recorded in the audit trail as ``cli:<OS user>`` (``ehrgate audit list``), in the same transaction.
 """
 
 from __future__ import annotations
@@ -96,8 +97,9 @@ def list_(as_json: bool, **flags: Any) -> None:
                        f"{', '.join(row['destinations']) or '-'}")
 
 
-def _control(name: str, flags: dict[str, Any], **change: Any) -> None:
+def _control(name: str, action: str, flags: dict[str, Any], **change: Any) -> None:
     from ..engine import DEMO_CHANNEL
+    from ..engine.audit import cli_actor
 
     settings = settings_from(**flags)
     channels = _channels(settings)
@@ -105,7 +107,7 @@ def _control(name: str, flags: dict[str, Any], **change: Any) -> None:
     try:
         if name not in channels and name != DEMO_CHANNEL and name not in ms.channel_states():
             _pick(channels, name)
-        state = ms.set_channel_state(name, **change)
+        state = ms.set_channel_state(name, **change, actor=cli_actor(), action=action)
     finally:
         ms.close()
     what = "deployed" if state["deployed"] else "undeployed"
@@ -118,7 +120,7 @@ def _control(name: str, flags: dict[str, Any], **change: Any) -> None:
 @database_options
 def deploy(name: str, **flags: Any) -> None:
     """(Re)deploy NAME: running servers re-read it from their ehrgate.yaml and restart it."""
-    _control(name, flags, deployed=True, bump=True)
+    _control(name, "deploy", flags, deployed=True, bump=True)
 
 
 @channel.command()
@@ -126,7 +128,7 @@ def deploy(name: str, **flags: Any) -> None:
 @database_options
 def undeploy(name: str, **flags: Any) -> None:
     """Stop NAME (its source closes; queued messages stay queued)."""
-    _control(name, flags, deployed=False)
+    _control(name, "undeploy", flags, deployed=False)
 
 
 @channel.command()
@@ -134,7 +136,7 @@ def undeploy(name: str, **flags: Any) -> None:
 @database_options
 def pause(name: str, **flags: Any) -> None:
     """Pause processing and delivery of NAME; its source keeps receiving and storing."""
-    _control(name, flags, paused=True)
+    _control(name, "pause", flags, paused=True)
 
 
 @channel.command()
@@ -142,7 +144,7 @@ def pause(name: str, **flags: Any) -> None:
 @database_options
 def resume(name: str, **flags: Any) -> None:
     """Resume NAME: queued messages are processed and delivered."""
-    _control(name, flags, paused=False)
+    _control(name, "resume", flags, paused=False)
 
 
 @channel.command()

@@ -77,13 +77,15 @@ def list_keys(**flags: Any) -> None:
 
 @click.group()
 def users() -> None:
-    """People who sign in (clinicians, patients, admins)."""
+    """People who sign in (clinicians, patients, admins; the engine's operators and viewers)."""
 
 
 @users.command("add")
 @database_options
 @click.option("--username", required=True)
-@click.option("--role", required=True, type=click.Choice(["clinician", "patient", "admin"]))
+@click.option("--role", required=True, type=click.Choice(["clinician", "patient", "admin", "operator", "viewer"]),
+              help="clinician or patient: SMART apps and the EHR; admin: also /admin/apps and the whole engine admin "
+                   "API; operator: engine read, control, reprocess; viewer: engine read only.")
 @click.option("--fhir-user", default="", help="Linked record, e.g. Practitioner/123 or Patient/456.")
 @click.option("--display-name", default="")
 @click.password_option("--password", help="Prompted for when not given; use --password - to read it from stdin.")

@@ -1,4 +1,5 @@
-"""``ehrgate messages search|show|reprocess|prune``: the message store, server running or not."""
+"""``ehrgate messages search|show|reprocess|prune``: the message store, server running or not.
+Reprocess and prune are recorded in the audit trail as ``cli:<OS user>`` (``ehrgate audit list``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import click
 
 from ..engine import STATUSES, SearchQuery
+from ..engine.audit import cli_actor
 from ..engine.timeparse import TimeError, parse_duration, parse_since
 from .channel import _messages
 from .common import CliError, database_options, settings_from
@@ -161,7 +163,9 @@ def reprocess(message_ids: tuple[int, ...], channel: str | None, status: str | N
             except TimeError as exc:
                 raise CliError(str(exc)) from None
             ids += [r["id"] for r in ms.search(SearchQuery(channel=channel, status=status, since=cutoff, limit=limit))]
-        done, skipped = ms.reprocess(list(dict.fromkeys(ids)))
+        criteria = ({k: v for k, v in (("channel", channel), ("status", status), ("since", since), ("limit", limit))
+                     if v is not None} if status else None)
+        done, skipped = ms.reprocess(list(dict.fromkeys(ids)), actor=cli_actor(), criteria=criteria)
     finally:
         ms.close()
     for line in skipped:
@@ -184,7 +188,7 @@ def prune(older_than: str, channel: str | None, **flags: Any) -> None:
     settings = settings_from(**flags)
     ms = _messages(settings)
     try:
-        n = ms.prune(channel, ms.clock() - int(age * 1000))
+        n = ms.prune(channel, ms.clock() - int(age * 1000), actor=cli_actor(), criteria={"older_than": older_than})
     finally:
         ms.close()
     click.echo(f"Pruned {n} message(s) older than {older_than}" + (f" in channel '{channel}'." if channel else "."))

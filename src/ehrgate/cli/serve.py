@@ -45,11 +45,12 @@ def _run(
 
     from ..app import create_app
     from ..engine import ChannelConfigError, open_engine
+    from ..engine.tracing import TracingError
     from ..smart.apps import AppError
 
     try:
         engine = open_engine(settings, store, extra=channels)
-    except ChannelConfigError as exc:
+    except (ChannelConfigError, TracingError) as exc:
         raise CliError(exc.message) from None
     try:
         app = create_app(settings, store, engine)
@@ -262,7 +263,9 @@ def demo(**flags: Any) -> None:
             + (f"HL7 v2 in (an ADT^A04 registering patient {SAMPLE_MRN}; the channel converts it into the FHIR store):\n"
                f"  {exe} hl7 send {shlex.quote(_shown_path(sample))} --to {settings.host}:{mllp} -v\n"
                f"  curl {auth}'{base}/fhir/Patient?identifier={SAMPLE_MRN}'\n"
-               f"  {exe} messages search --channel {DEMO_CHANNEL}{data_flags}\n" if mllp is not None else "")
+               f"  {exe} messages search --channel {DEMO_CHANNEL}{data_flags}\n"
+               f"  open {base}/console (sign in as admin): the channel, the message, every stage\n"
+               if mllp is not None else "")
             + "Stop with Ctrl+C; the data stays in the data directory."
         )
 

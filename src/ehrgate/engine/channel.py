@@ -23,6 +23,7 @@ from .config import ChannelConfig
 from .destinations import DESTINATIONS, Context, Destination, Payload
 from .pipeline import Pipeline
 from .queue import PIPELINE, Delivered, Item, LeaseLost
+from .tracing import StepRun
 
 if TYPE_CHECKING:
     from .runner import Engine
@@ -185,13 +186,29 @@ class ChannelRuntime:
         if not items:
             return 0
         m = t.message.c
+        tr = eng.tracing
+        columns = [m.id, m.raw, m.received_at]
+        if tr is not None:  # the trace context and the header facts its spans show
+            columns += [m.traceparent, m.msg_type, m.control_id, m.sender]
         with eng.messages.read() as conn:
-            stored = {int(r[0]): (bytes(r[1]), int(r[2])) for r in conn.execute(
-                sa.select(m.id, m.raw, m.received_at).where(m.id.in_([i.message_id for i in items])))}
+            stored = {int(r[0]): r for r in conn.execute(
+                sa.select(*columns).where(m.id.in_([i.message_id for i in items])))}
         results = []
+        spans: dict[int, Any] = {}  # queue row id → the message's process span (tracing on)
         for item in items:
-            raw, received_at = stored.get(item.message_id, (b"", None))
-            results.append((item, self.pipeline.run(raw, message_id=item.message_id, received_at=received_at)))
+            row = stored.get(item.message_id)
+            raw, received_at = (bytes(row[1]), int(row[2])) if row is not None else (b"", None)
+            span = (tr.processing(self.name, item.message_id, row[3], row[4:7], time.time_ns())
+                    if tr is not None and row is not None else None)
+            if span is None:
+                r = self.pipeline.run(raw, message_id=item.message_id, received_at=received_at)
+            else:
+                runs: list[StepRun] = []
+                r = self.pipeline.run(raw, message_id=item.message_id, received_at=received_at, on_step=runs.append)
+                assert tr is not None
+                tr.steps(span, runs, raw)
+                spans[item.id] = (span, raw)
+            results.append((item, r))
         counts = {"FILTERED": 0, "ERROR": 0}
         with eng.messages.fast.write() as conn:
             for item, r in results:
@@ -206,15 +223,35 @@ class ChannelRuntime:
                         eng.queue.finish_pipeline(conn, item, status="QUEUED", transformed=out.raw, bundle=out.bundle,
                                                   destinations=out.destinations)
                     else:
-                        eng.queue.finish_pipeline(conn, item, status="TRANSFORMED", children=[
+                        children = [
                             {"raw": o.raw, "bundle": o.bundle, "destinations": o.destinations, "msg_type": o.msg_type,
                              "control_id": o.control_id, "sender": o.sender, "patient_ids": o.patient_ids}
-                            for o in r.outputs])
+                            for o in r.outputs]
+                        traced = spans.get(item.id)
+                        kids = [] if traced is None or tr is None else [
+                            tr.split(traced[0], self.name, item.message_id, n, (o.msg_type, o.control_id, o.sender))
+                            for n, o in enumerate(r.outputs, start=1)]
+                        for child, kid in zip(children, kids, strict=False):
+                            child["trace"] = tr.traceparent(kid) if tr is not None else None
+                        ids: list[int] = []
+                        try:
+                            ids = eng.queue.finish_pipeline(conn, item, status="TRANSFORMED", children=children)
+                        finally:
+                            if tr is not None:
+                                for n, kid in enumerate(kids):
+                                    tr.split_stored(kid, ids[n] if n < len(ids) else None)
                 except LeaseLost:
                     log.warning("channel %s: message %d was taken over by another worker", self.name, item.message_id)
+                    spans.pop(item.id, None)
                     continue
                 if r.status in counts:
                     counts[r.status] += 1
+        if tr is not None:  # committed
+            for item, r in results:
+                traced = spans.get(item.id)
+                if traced is not None:
+                    dests = r.outputs[0].destinations if r.status == "QUEUED" else ()
+                    tr.processed(traced[0], r.status, r.error, dests, traced[1])
         if counts["FILTERED"]:
             eng.stats.filtered.labels(self.name).inc(counts["FILTERED"])
         if counts["ERROR"]:
@@ -290,6 +327,7 @@ class ChannelRuntime:
         def finish(conn: Any, n: int, result: Delivered) -> str:
             return finishers[n][0](conn, result)
 
+        start_ns = time.time_ns()
         try:
             outcomes = await asyncio.to_thread(dest.deliver_many_in, [p for _item, p in group], finish)
         except Exception as exc:  # noqa: BLE001 - the transaction did not commit: nothing of it happened
@@ -302,12 +340,12 @@ class ChannelRuntime:
             outcomes = [Delivered(False, error=f"Database busy or unavailable: {reason}") for _ in group]
         if not outcomes:  # a destination breaking its contract: record the first as failed, not lose it
             outcomes = [Delivered(False, error=f"Destination {dest.name} returned no outcome")]
-        for (item, _payload), (finish1, done), outcome in zip(group, finishers, outcomes, strict=False):
+        for (item, payload), (finish1, done), outcome in zip(group, finishers, outcomes, strict=False):
             if isinstance(outcome, Exception):
                 await self._failed(dest, item, outcome)
                 continue
             try:
-                await self._record(dest, item, outcome, finish1, done)
+                await self._record(dest, item, outcome, finish1, done, payload, start_ns, len(group))
             except Exception as exc:  # noqa: BLE001
                 await self._failed(dest, item, exc)
         return min(len(outcomes), len(group))
@@ -316,10 +354,10 @@ class ChannelRuntime:
         m = t.message.c
         with self.engine.messages.read() as conn:
             rows = conn.execute(sa.select(m.id, m.channel, sa.func.coalesce(m.transformed, m.raw), m.bundle,
-                                          m.msg_type, m.control_id)
+                                          m.msg_type, m.control_id, m.traceparent)
                                 .where(m.id.in_([i.message_id for i in items]))).all()
         return {int(r[0]): Payload(int(r[0]), r[1], bytes(r[2]), bytes(r[3]) if r[3] is not None else None,
-                                   r[4], r[5]) for r in rows}
+                                   r[4], r[5], r[6]) for r in rows}
 
     def _finisher(self, dest: Destination, item: Item) -> tuple[Callable[[Any, Delivered], str], list[str]]:
         policy = dest.cfg.retry
@@ -336,6 +374,7 @@ class ChannelRuntime:
 
     async def _deliver_one(self, dest: Destination, item: Item, payload: Payload | None) -> None:
         finish, done = self._finisher(dest, item)
+        start_ns = time.time_ns()
         started = time.perf_counter()
         if payload is None:
             result = Delivered(False, error=f"Message {item.message_id} is no longer in the store", retry=False)
@@ -352,11 +391,14 @@ class ChannelRuntime:
                 result = Delivered(False, error=f"Unexpected {type(exc).__name__} in the destination")
         if not result.duration_ms:
             result.duration_ms = int((time.perf_counter() - started) * 1000)
-        await self._record(dest, item, result, finish, done)
+        await self._record(dest, item, result, finish, done, payload, start_ns)
 
     async def _record(self, dest: Destination, item: Item, result: Delivered,
-                      finish: Callable[[Any, Delivered], str], done: list[str]) -> None:
-        """Settle an outcome the destination did not finish itself (its own transaction); count it."""
+                      finish: Callable[[Any, Delivered], str], done: list[str], payload: Payload | None = None,
+                      start_ns: int = 0, batch: int = 1) -> None:
+        """Settle an outcome the destination did not finish itself (its own transaction); count it (and,
+        tracing on, add the attempt's span to the message's trace: it started at ``start_ns``, in a
+        transaction of ``batch`` messages)."""
         eng = self.engine
         if not done:
             def settle() -> None:
@@ -366,6 +408,8 @@ class ChannelRuntime:
         status = done[0]
         outcome = {"SENT": "sent", "ERROR": "error"}.get(status, "retry")
         eng.stats.deliveries.labels(self.name, dest.name, outcome).inc()
+        if eng.tracing is not None and payload is not None and payload.trace is not None:
+            eng.tracing.delivered(self.name, dest, item, payload, result, status, start_ns, batch)
         if status == "ERROR":
             log.warning("channel %s destination %s: message %d failed for good after %d attempt(s)", self.name,
                         dest.name, item.message_id, item.attempts + 1)

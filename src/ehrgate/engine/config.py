@@ -67,7 +67,8 @@ class ChannelConfig:
     ack_timeout: float = 30.0
     ordered: bool = False
     order_by: str | None = None
-    workers: int = 4
+    workers: int | None = None
+    """The channel's ``workers``: the default of its destinations that set none (1 when neither does)."""
     duplicates: str = "skip"
     retention_days: float | None = None
     filters: tuple[Any, ...] = ()
@@ -214,7 +215,8 @@ _DEST_KEYS_COMMON = {"type", "retry", "workers", "timeout"}
 
 
 def _destinations(p: _Problems, where: str, value: Any, known: Mapping[str, Any],
-                  base: Path) -> tuple[DestinationConfig, ...]:
+                  base: Path, workers: int | None = None) -> tuple[DestinationConfig, ...]:
+    """``workers``: the channel's, the default of destinations that set none (else 1)."""
     if not isinstance(value, Mapping) or not value:
         p.add(f"{where} has value {value!r}. Expected a mapping of destination name to its settings, e.g. "
               "{store: {type: fhir_store}}.")
@@ -232,7 +234,7 @@ def _destinations(p: _Problems, where: str, value: Any, known: Mapping[str, Any]
         if not isinstance(kind, str) or kind not in known:
             p.add(f"{here}.type has value {kind!r}. Expected one of: {', '.join(sorted(known))}.")
             continue
-        workers = _number(p, f"{here}.workers", spec.get("workers", 1), minimum=1, integer=True) or 1
+        n = _number(p, f"{here}.workers", spec["workers"], minimum=1, integer=True) if "workers" in spec else None
         timeout = _number(p, f"{here}.timeout", spec.get("timeout", 30), minimum=0.1) or 30.0
         options = {k: v for k, v in spec.items() if k not in _DEST_KEYS_COMMON}
         try:
@@ -242,7 +244,7 @@ def _destinations(p: _Problems, where: str, value: Any, known: Mapping[str, Any]
         for option, path in known[kind].files(options).items():
             _readable(p, f"{here}.{option}", path, base)
         out.append(DestinationConfig(name, kind, options, _retry(p, f"{here}.retry", spec.get("retry")),
-                                     workers, timeout))
+                                     n or workers or 1, timeout))
     return tuple(out)
 
 
@@ -343,7 +345,9 @@ def load_channels(config: Mapping[str, Any], base_dir: Path | str = ".", *,
             retention = _number(p, f"{where}: retention_days", retention, minimum=0.0001)
         filters = _steps(p, f"{where}: filter", spec.get("filter"))
         transformers = _steps(p, f"{where}: transform", spec.get("transform"))
-        dests = _destinations(p, f"{where}: destinations", spec.get("destinations"), DESTINATIONS, base)
+        workers = (_number(p, f"{where}: workers", spec["workers"], minimum=1, integer=True)
+                   if spec.get("workers") is not None else None)
+        dests = _destinations(p, f"{where}: destinations", spec.get("destinations"), DESTINATIONS, base, workers)
         cfg = ChannelConfig(
             name=name,
             source=_source(p, f"{where}: source", spec.get("source"), base),
@@ -351,7 +355,7 @@ def load_channels(config: Mapping[str, Any], base_dir: Path | str = ".", *,
             ack_timeout=_number(p, f"{where}: ack_timeout", spec.get("ack_timeout", 30), minimum=0.1) or 30.0,
             ordered=ordered,
             order_by=order_by,
-            workers=_number(p, f"{where}: workers", spec.get("workers", 4), minimum=1, integer=True) or 4,
+            workers=workers,
             duplicates=duplicates,
             retention_days=retention,
             filters=filters,

@@ -1,14 +1,16 @@
 """HTTP edges of the engine: the HTTP source, the admin API (with its OpenAPI description) and
 ``/metrics``. Handlers are thin: they parse, call the Engine or the MessageStore, render JSON.
 
-Admin API access: with the ``admin_token`` setting, a ``Bearer`` token equal to it; without, only
-requests from the loopback address. (Role-based access comes with the SMART package.)
+Admin API access (``access.py``): HTTP Basic as a user whose role allows the call (viewer: read;
+operator: also control and reprocess; admin: also prune and the audit trail), ``Bearer
+<admin_token>`` as admin, or - while neither an admin_token nor a user with an engine role exists -
+no credentials from the loopback address. Every control, reprocess and prune, and every refusal of
+one, is recorded in the audit trail (``audit.py``, ``GET /admin/audit``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,16 +18,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .access import Actor, Denied, Gate, UserDirectory, roles_for
+from .audit import ACTIONS, AuditQuery
 from .errors import ChannelConfigError, UnknownChannel
 from .runner import Engine
 from .stats import CONTENT_TYPE
 from .store import STATUSES, SearchQuery
-from .timeparse import TimeError, parse_since
+from .timeparse import TimeError, parse_duration, parse_since
 
 __all__ = ["engine_routes"]
 
 HL7_TYPE = "application/hl7-v2; charset=utf-8"
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 def _error(status: int, text: str) -> JSONResponse:
@@ -41,20 +44,30 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def engine_routes(engine: Engine, admin_token: str = "") -> list[Route]:
+def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | None = None) -> list[Route]:
+    """``users``: the accounts that may sign in with HTTP Basic (``app.py`` passes EHRGate's users)."""
     store = engine.messages
+    gate = Gate(admin_token, users)
 
-    def guarded(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    def guarded(permission: str, fn: Callable[[Request, Actor], Awaitable[Response]],
+                action: Callable[[Request], tuple[str, str]] | None = None) -> Callable[[Request], Awaitable[Response]]:
+        """``action(request)`` → (action, target) of a call that changes something: a refusal of it
+        is recorded too."""
         async def wrapper(request: Request) -> Response:
-            if admin_token:
-                given = request.headers.get("authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Bearer {admin_token}".encode()):
-                    return _error(401, "The admin API needs 'Authorization: Bearer <admin_token>'.")
-            elif (request.client.host if request.client else "") not in _LOOPBACK:
-                return _error(403, "The admin API answers only loopback requests; set the admin_token setting "
-                              "to use it from elsewhere.")
+            request_id = str(request.scope.get("state", {}).get("request_id", ""))
+            who = await gate.identify(request.headers.get("authorization", ""),
+                                      request.client.host if request.client else "", request_id)
+            if isinstance(who, Denied):
+                return _denied(who, gate)
+            refused = gate.refuse(who, permission)
+            if refused is not None:
+                if action is not None:
+                    verb, target = action(request)
+                    if verb in ACTIONS:
+                        await asyncio.to_thread(store.audit, who, verb, target, "denied", {"status": 403})
+                return _denied(refused, gate)
             try:
-                return await fn(request)
+                return await fn(request, who)
             except UnknownChannel as exc:
                 return _error(404, exc.message)
             except ChannelConfigError as exc:
@@ -80,22 +93,31 @@ def engine_routes(engine: Engine, admin_token: str = "") -> list[Route]:
         data = await asyncio.to_thread(engine.stats.exposition)
         return Response(data, media_type=CONTENT_TYPE)
 
-    async def channels(request: Request) -> Response:
+    async def channels(request: Request, who: Actor) -> Response:
         return JSONResponse({"channels": engine.channel_list()})
 
-    async def channel(request: Request) -> Response:
+    async def channel(request: Request, who: Actor) -> Response:
         stats = await asyncio.to_thread(engine.channel_stats, request.path_params["name"])
         return JSONResponse(stats)
 
-    async def control(request: Request) -> Response:
+    async def control(request: Request, who: Actor) -> Response:
         name, action = request.path_params["name"], request.path_params["action"]
         actions = {"deploy": engine.deploy, "undeploy": engine.undeploy, "pause": engine.pause, "resume": engine.resume}
         if action not in actions:
             return _error(404, f"Unknown action {action!r}. Expected one of: {', '.join(actions)}.")
-        state = await actions[action](name)
+        # The Engine changes the state in its own transaction; the audit row follows it at once.
+        try:
+            state = await actions[action](name)
+        except (UnknownChannel, ChannelConfigError) as exc:
+            status, reason = ((404, "unknown channel") if isinstance(exc, UnknownChannel)
+                              else (422, "channel declaration not valid"))
+            await asyncio.to_thread(store.audit, who, action, name, "failure", {"status": status, "reason": reason})
+            raise
+        await asyncio.to_thread(store.audit, who, action, name, "success", {"state": {
+            k: state.get(k) for k in ("deployed", "paused", "generation")}})
         return JSONResponse({"channel": name, "action": action, "state": state})
 
-    async def search(request: Request) -> Response:
+    async def search(request: Request, who: Actor) -> Response:
         p = request.query_params
         status = p.get("status")
         if status and status.upper() not in STATUSES:
@@ -113,7 +135,7 @@ def engine_routes(engine: Engine, admin_token: str = "") -> list[Route]:
         rows = await asyncio.to_thread(store.search, q)
         return JSONResponse({"messages": [_row(r) for r in rows]})
 
-    async def show(request: Request) -> Response:
+    async def show(request: Request, who: Actor) -> Response:
         try:
             mid = int(request.path_params["id"])
         except ValueError:
@@ -124,77 +146,151 @@ def engine_routes(engine: Engine, admin_token: str = "") -> list[Route]:
         found["deliveries"] = [_row(d) for d in found["deliveries"]]
         return JSONResponse(_row(found))
 
-    async def reprocess(request: Request) -> Response:
+    async def reprocess(request: Request, who: Actor) -> Response:
         try:
             body = await request.json()
             ids = [int(i) for i in body["ids"]]
         except (ValueError, KeyError, TypeError):
             return _error(400, "Expected a JSON body {\"ids\": [message ids]}.")
-        done, skipped = await asyncio.to_thread(store.reprocess, ids)
+        done, skipped = await asyncio.to_thread(lambda: store.reprocess(ids, actor=who))
         for name in {r.name for r in engine.runtimes.values()}:
             engine.runtimes[name].wake_pipeline.set()
         return JSONResponse({"reprocessed": done, "skipped": skipped})
 
+    async def prune(request: Request, who: Actor) -> Response:
+        try:
+            body = await request.json()
+            older_than = str(body["older_than"])
+            channel = body.get("channel")
+            if channel is not None and not isinstance(channel, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return _error(400, "Expected a JSON body {\"older_than\": \"30d\", \"channel\": name (optional)}.")
+        try:
+            age = parse_duration(older_than)
+        except TimeError as exc:
+            return _error(400, str(exc))
+        cutoff = store.clock() - int(age * 1000)
+        n = await asyncio.to_thread(lambda: store.prune(channel or None, cutoff, actor=who,
+                                                        criteria={"older_than": older_than}))
+        return JSONResponse({"pruned": n, "older_than": older_than, "channel": channel or None})
+
+    async def audit(request: Request, who: Actor) -> Response:
+        p = request.query_params
+        action = p.get("action")
+        if action and action not in ACTIONS:
+            return _error(400, f"action {action!r} is not an audited action. Expected one of: {', '.join(ACTIONS)}.")
+        try:
+            since = parse_since(p["since"], store.clock()) if p.get("since") else None
+            until = parse_since(p["until"], store.clock()) if p.get("until") else None
+            limit = int(p.get("limit", "100"))
+            before = int(p["before_id"]) if p.get("before_id") else None
+        except (TimeError, ValueError) as exc:
+            return _error(400, str(exc) if isinstance(exc, TimeError) else "limit and before_id must be whole numbers.")
+        rows = await asyncio.to_thread(store.audit_log, AuditQuery(
+            since=since, until=until, actor=p.get("actor") or None, action=action or None,
+            target=p.get("target") or None, before_id=before, limit=limit))
+        return JSONResponse({"audit": rows})
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
+
+    def control_action(request: Request) -> tuple[str, str]:
+        return request.path_params["action"], request.path_params["name"]
+
+    def messages_action(verb: str) -> Callable[[Request], tuple[str, str]]:
+        return lambda request: (verb, "messages")
 
     return [
         Route("/channels/{name}/messages", receive, methods=["POST"]),
         Route("/metrics", metrics),
         Route("/admin/openapi.json", openapi),
-        Route("/admin/channels", guarded(channels)),
-        Route("/admin/channels/{name}", guarded(channel)),
-        Route("/admin/channels/{name}/{action}", guarded(control), methods=["POST"]),
-        Route("/admin/messages", guarded(search)),
-        Route("/admin/messages/reprocess", guarded(reprocess), methods=["POST"]),
-        Route("/admin/messages/{id}", guarded(show)),
+        Route("/admin/channels", guarded("read", channels)),
+        Route("/admin/channels/{name}", guarded("read", channel)),
+        Route("/admin/channels/{name}/{action}", guarded("control", control, control_action), methods=["POST"]),
+        Route("/admin/messages", guarded("read", search)),
+        Route("/admin/messages/reprocess", guarded("reprocess", reprocess, messages_action("reprocess")),
+              methods=["POST"]),
+        Route("/admin/messages/prune", guarded("prune", prune, messages_action("prune")), methods=["POST"]),
+        Route("/admin/messages/{id}", guarded("read", show)),
+        Route("/admin/audit", guarded("audit", audit)),
     ]
 
 
-def _op(summary: str, params: list[tuple[str, str, str]] | None = None, body: bool = False,
-        responses: dict[str, str] | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary,
-                          "responses": {code: {"description": text} for code, text in
-                                        (responses or {"200": "OK"}).items()}}
+def _denied(d: Denied, gate: Gate) -> JSONResponse:
+    return JSONResponse({"error": d.message}, status_code=d.status,
+                        headers={"WWW-Authenticate": gate.challenge()} if d.challenge else None)
+
+
+def _op(summary: str, params: list[tuple[str, str, str]] | None = None, body: dict[str, Any] | None = None,
+        responses: dict[str, str] | None = None, permission: str | None = None) -> dict[str, Any]:
+    """``permission``: the operation needs a sign-in, and one of the roles that hold it."""
+    codes = dict(responses or {"200": "OK"})
+    op: dict[str, Any] = {"summary": summary}
+    if permission:
+        roles = roles_for(permission)
+        op["description"] = f"Roles: {', '.join(roles)}."
+        op["x-ehrgate-roles"] = list(roles)
+        codes.setdefault("401", "No or wrong credentials (WWW-Authenticate says how to sign in)")
+        codes.setdefault("403", f"The user's role is not one of: {', '.join(roles)}")
+    op["responses"] = {code: {"description": text} for code, text in codes.items()}
     if params:
         op["parameters"] = [{"name": n, "in": where, "required": where == "path", "schema": {"type": kind}}
                             for n, where, kind in params]
     if body:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "properties": {"ids": {"type": "array", "items": {"type": "integer"}}}}}}}
+            "type": "object", "properties": body}}}}
     return op
 
 
 _NAME = ("name", "path", "string")
+_SINCE = ("since", "query", "string")
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "EHRGate engine admin API", "version": "1",
              "description": "Channels, statistics and the message store of the HL7 v2 engine. Errors are "
-                            "{\"error\": sentence}."},
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-    "security": [{"bearer": []}],
+                            "{\"error\": sentence}. Sign in with HTTP Basic as a user with the viewer, operator or "
+                            "admin role, or send 'Bearer <admin_token>' (full access). Deploy, undeploy, pause, "
+                            "resume, reprocess and prune are recorded in the audit trail (GET /admin/audit)."},
+    "components": {"securitySchemes": {"basic": {"type": "http", "scheme": "basic"},
+                                       "bearer": {"type": "http", "scheme": "bearer",
+                                                  "description": "The admin_token setting"}}},
+    "security": [{"basic": []}, {"bearer": []}],
     "paths": {
         "/channels/{name}/messages": {"post": {**_op("HTTP source: send one HL7 v2 message, get its ACK",
                                                      [_NAME], responses={"200": "The ACK (ER7)",
                                                                          "404": "No such HTTP channel"}),
                                                "security": []}},
         "/metrics": {"get": {**_op("Prometheus metrics"), "security": []}},
-        "/admin/channels": {"get": _op("List channels and their state")},
+        "/admin/channels": {"get": _op("List channels and their state", permission="read")},
         "/admin/channels/{name}": {"get": _op("Statistics of one channel", [_NAME],
-                                              responses={"200": "OK", "404": "Unknown channel"})},
+                                              responses={"200": "OK", "404": "Unknown channel"}, permission="read")},
         "/admin/channels/{name}/{action}": {"post": _op(
-            "deploy (re-read ehrgate.yaml), undeploy, pause or resume a channel",
+            "deploy (re-read ehrgate.yaml), undeploy, pause or resume a channel (audited)",
             [_NAME, ("action", "path", "string")],
             responses={"200": "Applied (other processes follow within a second)", "404": "Unknown channel",
-                       "422": "The channel declaration is not valid"})},
+                       "422": "The channel declaration is not valid"}, permission="control")},
         "/admin/messages": {"get": _op("Search messages (newest first)", [
-            ("channel", "query", "string"), ("status", "query", "string"), ("since", "query", "string"),
+            ("channel", "query", "string"), ("status", "query", "string"), _SINCE,
             ("until", "query", "string"), ("type", "query", "string"), ("control_id", "query", "string"),
             ("patient", "query", "string"), ("text", "query", "string"), ("limit", "query", "integer"),
-            ("before_id", "query", "integer")])},
+            ("before_id", "query", "integer")], permission="read")},
         "/admin/messages/{id}": {"get": _op("One message: every stage's content, deliveries and attempts",
                                             [("id", "path", "integer")],
-                                            responses={"200": "OK", "404": "Not in the store"})},
-        "/admin/messages/reprocess": {"post": _op("Reprocess finished messages", body=True)},
+                                            responses={"200": "OK", "404": "Not in the store"}, permission="read")},
+        "/admin/messages/reprocess": {"post": _op(
+            "Reprocess finished messages (audited: the ids)",
+            body={"ids": {"type": "array", "items": {"type": "integer"}}}, permission="reprocess")},
+        "/admin/messages/prune": {"post": _op(
+            "Delete finished messages older than older_than (30d, 12h), optionally of one channel (audited: "
+            "criteria and count)",
+            body={"older_than": {"type": "string"}, "channel": {"type": "string"}},
+            responses={"200": "{\"pruned\": count}", "400": "older_than is missing or not a duration"},
+            permission="prune")},
+        "/admin/audit": {"get": _op(
+            "The audit trail (newest first): time (epoch ms), actor, via, role, action, target, outcome, detail",
+            [_SINCE, ("until", "query", "string"), ("actor", "query", "string"), ("action", "query", "string"),
+             ("target", "query", "string"), ("limit", "query", "integer"), ("before_id", "query", "integer")],
+            permission="audit")},
     },
 }

@@ -7,6 +7,8 @@ retried (steps are deterministic), but can be reprocessed after the channel is f
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,7 @@ from ..hl7 import HL7Error, parse
 from .config import ChannelConfig
 from .errors import StepError
 from .steps import ResolvedStep, Work, resolve_steps
+from .tracing import StepRun
 
 __all__ = ["Output", "Pipeline", "PipelineResult"]
 
@@ -52,7 +55,9 @@ class Pipeline:
         self.destinations = [d.name for d in cfg.destinations]
 
     def run(self, raw: bytes, *, trace: bool = False, message_id: int | None = None,
-            received_at: int | None = None) -> PipelineResult:
+            received_at: int | None = None, on_step: Callable[[StepRun], Any] | None = None) -> PipelineResult:
+        """``trace``: keep each stage's text (``channel test``); ``on_step``: called with a ``StepRun``
+        (times, outputs, problem) after each step (the step spans of tracing)."""
         stages: list[tuple[str, str]] = []
         try:
             msg = parse(raw)
@@ -63,7 +68,10 @@ class Pipeline:
             stages.append(("received", msg.to_er7()))
         for kind, steps in (("filter", self.filters), ("transform", self.transformers)):
             for n, step in enumerate(steps, start=1):
+                start_ns = time.time_ns() if on_step is not None else 0
                 works, problem = self._apply(step, works)
+                if on_step is not None:
+                    on_step(StepRun(kind, n, step.label, start_ns, time.time_ns(), len(works), problem))
                 label = f"{kind} {n} ({step.label})"
                 if problem:
                     return PipelineResult("ERROR", error=f"{label} failed: {problem}", stages=stages)

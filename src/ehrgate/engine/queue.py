@@ -154,7 +154,7 @@ class Queue:
                          f"split of message {item.message_id}", item.message_id, None, item.order_key,
                          child["raw"], child["raw"], child.get("bundle"),
                          None if child["destinations"] else "No destination matched",
-                         patients_json(child.get("patient_ids") or ())))
+                         patients_json(child.get("patient_ids") or ()), child.get("trace")))
             if pg:  # SQLite: index_pending writes them, as for received messages (migration e0003)
                 patients.extend((cid, p) for p in child.get("patient_ids") or ())
         cur.executemany(q.INSERT_MESSAGE(pg), rows)

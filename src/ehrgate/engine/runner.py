@@ -37,6 +37,7 @@ from .ingest import GroupCommitter
 from .queue import Queue, new_owner
 from .stats import EngineStats
 from .store import Incoming, MessageStore, Receipt
+from .tracing import Tracing, configure
 
 __all__ = ["Engine"]
 
@@ -50,7 +51,9 @@ class Engine:
     def __init__(self, messages: MessageStore, channels: Mapping[str, ChannelConfig], *, fhir_store: Any = None,
                  known_types: frozenset[str] | None = None, settings: Any = None,
                  loader: Callable[[], Mapping[str, ChannelConfig]] | None = None,
-                 owns_messages: bool = False) -> None:
+                 owns_messages: bool = False, tracing: Tracing | None = None) -> None:
+        """``tracing``: spans per message on a provider of the caller's (tests); else from the ``tracing``
+        setting (None when off: nothing is traced). Raises TracingError when that setting cannot work."""
         def opt(name: str, default: Any) -> Any:
             return getattr(settings, name, default) if settings is not None else default
 
@@ -77,6 +80,7 @@ class Engine:
                                      writers=4 if messages.pg else 1)
         self.alerts = Alerts(self)
         self.acks = Acks()
+        self.tracing = tracing if tracing is not None else configure(str(opt("tracing", "off")))
         self._metrics: dict[str, tuple[Any, Any, Any, Any]] = {}
         self.runtimes: dict[str, ChannelRuntime] = {}
         self._generations: dict[str, int] = {}
@@ -110,6 +114,8 @@ class Engine:
             await self._stop_channel(name)
         await self.ingest.close()
         await self.alerts.close()
+        if self.tracing is not None and self.tracing.owned:
+            await asyncio.to_thread(self.tracing.shutdown)  # export what is left
         if self.owns_messages:
             self.messages.close()
         self.started = False
@@ -322,6 +328,8 @@ class Engine:
         info = describe(raw, cfg.order_by)
         item = Incoming(channel, raw, source, info.msg_type, info.control_id, info.sender, info.patient_ids,
                         info.order_key, info.error, check_duplicates=cfg.duplicates == "skip")
+        if self.tracing is not None:
+            self.tracing.receiving(item)
         return cfg, info, item
 
     async def _submit(self, item: Incoming) -> Receipt | None:
@@ -346,17 +354,23 @@ class Engine:
         """Original mode (HL7 v2.5 section 2.9.2), or a message that cannot be parsed: one ACK."""
         receipt = await self._submit(item)
         raw = item.raw
-        if receipt is None:
-            return self.acks.reject(raw, HL7Error(self._NOT_STORED, code=207))
+        tr = self.tracing if item.span is not None else None
+        if tr is not None:
+            tr.stored(item, receipt, event=cfg.ack != "on_receive")
         msg = info.message
-        if msg is None:
-            return self.acks.reject(raw, HL7Error(f"Message {receipt.id} cannot be parsed: {info.error}", code=100))
-        if cfg.ack == "on_receive":
-            result = self.acks.accepted(msg, application=False)
+        if receipt is None:
+            result = self.acks.reject(raw, HL7Error(self._NOT_STORED, code=207))
+        elif msg is None:
+            result = self.acks.reject(raw, HL7Error(f"Message {receipt.id} cannot be parsed: {info.error}", code=100))
         else:
-            outcome, errors = await self._processed(cfg, receipt)
-            result = self.acks.outcome(msg, outcome, errors, application=True)
-        self.metrics(item.channel)[3].observe(time.perf_counter() - started)
+            if cfg.ack == "on_receive":
+                result = self.acks.accepted(msg, application=False)
+            else:
+                outcome, errors = await self._processed(cfg, receipt)
+                result = self.acks.outcome(msg, outcome, errors, application=True)
+            self.metrics(item.channel)[3].observe(time.perf_counter() - started)
+        if tr is not None:
+            tr.acked(item, result[1])
         return result
 
     async def _original_frame(self, cfg: ChannelConfig, info: MessageInfo, item: Incoming, started: float) -> bytes:
@@ -381,22 +395,44 @@ class Engine:
         return self._enhanced(cfg, msg, item, started)
 
     async def _enhanced(self, cfg: ChannelConfig, msg: Message, item: Incoming, started: float) -> AsyncIterator[bytes]:
-        receipt = await self._submit(item)
-        if receipt is None:
-            errors = [AckError(ErrorCode.APPLICATION_INTERNAL_ERROR, self._NOT_STORED)]
-            if wants_accept_ack(msg, "error"):
-                yield self.acks.outcome(msg, "error", errors, application=False)[0]
-            elif wants_application_ack(msg, "error"):
-                yield self.acks.outcome(msg, "error", errors, application=True)[0]
-            return
-        if wants_accept_ack(msg, "accept"):
-            ack = self.acks.accepted(msg, application=False)
-            self.metrics(item.channel)[3].observe(time.perf_counter() - started)
-            yield ack[0]
-        if wants_application_ack(msg, "accept") or wants_application_ack(msg, "error"):
-            outcome, errors = await self._processed(cfg, receipt)
-            if wants_application_ack(msg, outcome):
-                yield self.acks.outcome(msg, outcome, errors, application=True)[0]
+        tr = self.tracing if item.span is not None else None
+        ended = tr is None
+        try:
+            receipt = await self._submit(item)
+            if tr is not None:
+                tr.stored(item, receipt, event=True)
+            if receipt is None:
+                errors = [AckError(ErrorCode.APPLICATION_INTERNAL_ERROR, self._NOT_STORED)]
+                if wants_accept_ack(msg, "error"):
+                    ack = self.acks.outcome(msg, "error", errors, application=False)
+                elif wants_application_ack(msg, "error"):
+                    ack = self.acks.outcome(msg, "error", errors, application=True)
+                else:
+                    return
+                if tr is not None:
+                    tr.acked(item, ack[1])
+                    ended = True
+                yield ack[0]
+                return
+            more = wants_application_ack(msg, "accept") or wants_application_ack(msg, "error")
+            if wants_accept_ack(msg, "accept"):
+                ack = self.acks.accepted(msg, application=False)
+                self.metrics(item.channel)[3].observe(time.perf_counter() - started)
+                if tr is not None:
+                    tr.acked(item, ack[1], final=not more)
+                    ended = not more
+                yield ack[0]
+            if more:
+                outcome, errors = await self._processed(cfg, receipt)
+                if wants_application_ack(msg, outcome):
+                    ack = self.acks.outcome(msg, outcome, errors, application=True)
+                    if tr is not None:
+                        tr.acked(item, ack[1])
+                        ended = True
+                    yield ack[0]
+        finally:
+            if not ended and tr is not None:
+                tr.unanswered(item)
 
     async def _processed(self, cfg: ChannelConfig, receipt: Receipt) -> tuple[Outcome, list[AckError]]:
         """Wait (up to ``ack_timeout``) until the message - or the one it duplicates - is processed."""

@@ -5,6 +5,7 @@ Changes need a new revision in ``migrations/versions`` (branch label ``engine``)
 * ``eng_message`` - one row per message received (and per child of a split): its metadata,
   status and each stage's content (``raw`` bytes exactly as received, ``transformed`` ER7,
   ``bundle`` FHIR JSON when a step produced one).
+  ``traceparent``: the W3C trace context of the message's trace when tracing is on (``tracing.py``).
 * ``eng_message_patient`` - patient identifiers (PID-3) of each message, for indexed search. The
   message row keeps them too (``patients``, a JSON array): on SQLite the index rows are written
   after receipt, in batches, with the text index (``MessageStore.index_pending``).
@@ -14,6 +15,9 @@ Changes need a new revision in ``migrations/versions`` (branch label ``engine``)
   ``step`` is ``''`` for the channel pipeline (filter, transform, route) or a destination name.
 * ``eng_channel_state`` - desired runtime state per channel (deployed, paused), shared by every
   process on the database so ``ehrgate channel pause`` works with or without a running server.
+* ``eng_audit`` - the audit trail of administrative actions (deploy, undeploy, pause, resume,
+  reprocess, prune) from the admin API and the CLI: when, who, how identified, what, on what, the
+  outcome and a JSON detail (ids, counts, criteria; never message content or credentials).
 
 Text search: SQLite keeps a contentless FTS5 table ``eng_message_fts`` (rowid = message id);
 PostgreSQL a ``tsvector`` column ``eng_message.search`` with a GIN index. See docs/engine.md.
@@ -25,6 +29,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "attempt",
+    "audit",
     "channel_state",
     "delivery",
     "message",
@@ -58,6 +63,7 @@ message = sa.Table(
     sa.Column("bundle", sa.LargeBinary, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("patients", sa.Text, nullable=True),
+    sa.Column("traceparent", sa.String(55), nullable=True),
 )
 
 message_patient = sa.Table(
@@ -117,4 +123,20 @@ channel_state = sa.Table(
     sa.Column("paused", sa.Boolean, nullable=False),
     sa.Column("generation", sa.Integer, nullable=False),
     sa.Column("updated_at", BIG, nullable=False),
+)
+
+audit = sa.Table(
+    "eng_audit",
+    metadata,
+    sa.Column("id", PK, primary_key=True, autoincrement=True),
+    sa.Column("at", BIG, nullable=False),
+    sa.Column("actor", sa.String(160), nullable=False),
+    sa.Column("via", sa.String(16), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("target", sa.String(160), nullable=False),
+    sa.Column("outcome", sa.String(12), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("peer", sa.String(160), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False),
 )

@@ -22,9 +22,9 @@ from ..fhir.store.sql import Q
 __all__ = ["Connections", "Q"]
 
 MESSAGE_COLUMNS = ("id, channel, received_at, updated_at, status, msg_type, control_id, sender, source, parent_id, "
-                   "duplicate_of, order_key, raw, transformed, bundle, error, patients")
-INSERT_MESSAGE = Q(f"INSERT INTO eng_message ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})")
-INSERT_MESSAGE_PG = Q(f"INSERT INTO eng_message ({MESSAGE_COLUMNS}, search) VALUES ({', '.join('?' * 17)}, "
+                   "duplicate_of, order_key, raw, transformed, bundle, error, patients, traceparent")
+INSERT_MESSAGE = Q(f"INSERT INTO eng_message ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 18)})")
+INSERT_MESSAGE_PG = Q(f"INSERT INTO eng_message ({MESSAGE_COLUMNS}, search) VALUES ({', '.join('?' * 18)}, "
                       "to_tsvector('simple'::regconfig, ?))")
 MAX_MESSAGE_ID = Q("SELECT COALESCE(MAX(id), 0) FROM eng_message")
 NEXT_MESSAGE_IDS_PG = Q("SELECT nextval(pg_get_serial_sequence('eng_message', 'id')) FROM generate_series(1, ?)")

@@ -22,8 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..fhir.store.engine import WRITE_OPTION, create_engine
+from . import audit as A
 from . import schema as t
 from . import sql as q
+from .access import Actor
 from .info import query_words, search_text
 
 __all__ = [
@@ -72,6 +74,10 @@ class Incoming:
     order_key: str = ""
     error: str | None = None
     check_duplicates: bool = True
+    trace: str | None = None
+    """W3C traceparent of the message's ``receive`` span (tracing on), stored with the message."""
+    span: Any = None
+    """That span, while the message is being received (``tracing.py``); never stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +193,7 @@ class MessageStore:
                 pids = item.patient_ids
                 row = (mid, item.channel, now, now, status, item.msg_type, item.control_id, item.sender,
                        item.source[:160], None, dup, item.order_key, item.raw, None, None, error,
-                       patients_json(pids))
+                       patients_json(pids), item.trace)
                 receipts.append(Receipt(mid, status, dup))
                 if pg:
                     rows.append(row + (search_text(item.raw),))
@@ -390,9 +396,11 @@ class MessageStore:
 
     # -- reprocess and retention ----------------------------------------------------------
 
-    def reprocess(self, ids: Sequence[int]) -> tuple[list[int], list[str]]:
+    def reprocess(self, ids: Sequence[int], *, actor: Actor | None = None,
+                  criteria: dict[str, Any] | None = None) -> tuple[list[int], list[str]]:
         """Send finished messages through their channel again (same row; attempt history kept).
-        Returns (ids queued, one sentence per message skipped)."""
+        Returns (ids queued, one sentence per message skipped). With ``actor``, the audit row
+        (``criteria``: how the messages were chosen) commits in the same transaction."""
         done: list[int] = []
         skipped: list[str] = []
         now = self.clock()
@@ -414,12 +422,35 @@ class MessageStore:
                 conn.execute(t.queue.insert().values(message_id=mid, channel=row[1], step="", order_key=row[2],
                                                      seq=mid, enqueued_at=now, next_at=now, attempts=0))
                 done.append(mid)
+            if actor is not None:
+                outcome = "success" if not skipped else ("partial" if done else "failure")
+                detail = {**A.ids_detail(done), "requested": len(ids), "skipped": len(skipped)}
+                if criteria:
+                    detail["criteria"] = criteria
+                A.record(conn, actor, "reprocess", "messages", outcome, detail, at=now)
         return done, skipped
 
     def prune(self, channel: str | None, older_than_ms: int, *, batch: int = 500,
-              max_batches: int = 1_000_000) -> int:
+              max_batches: int = 1_000_000, actor: Actor | None = None,
+              criteria: dict[str, Any] | None = None) -> int:
         """Delete finished messages received before ``older_than_ms`` (epoch ms), ``batch`` per
-        transaction so the database is never locked for long. Queued messages are never pruned."""
+        transaction so the database is never locked for long. Queued messages are never pruned.
+        With ``actor``, an audit row records the criteria and the count once it is done (or failed:
+        then the count so far)."""
+        if actor is None:
+            return self._prune(channel, older_than_ms, batch, max_batches, [0])
+        done = [0]
+        detail: dict[str, Any] = {**(criteria or {}), "channel": channel, "received_before": older_than_ms}
+        try:
+            total = self._prune(channel, older_than_ms, batch, max_batches, done)
+        except Exception:
+            self.audit(actor, "prune", channel or "messages", "failure", {**detail, "count": done[0],
+                                                                        "reason": "database error"})
+            raise
+        self.audit(actor, "prune", channel or "messages", "success", {**detail, "count": total})
+        return total
+
+    def _prune(self, channel: str | None, older_than_ms: int, batch: int, max_batches: int, done: list[int]) -> int:
         total = 0
         m = t.message.c
         for _ in range(max_batches):
@@ -445,6 +476,7 @@ class MessageStore:
                                    (t.queue, t.queue.c.message_id), (t.message, m.id)):
                     conn.execute(sa.delete(table).where(col.in_(ids)))
                 total += len(ids)
+            done[0] = total
             if len(rows) < batch:
                 break
         return total
@@ -458,25 +490,45 @@ class MessageStore:
                                                     t.channel_state.c.paused, t.channel_state.c.generation))}
 
     def set_channel_state(self, name: str, *, deployed: bool | None = None, paused: bool | None = None,
-                          bump: bool = False) -> dict[str, Any]:
-        """Record the desired state of a channel; every running process follows within a second."""
+                          bump: bool = False, actor: Actor | None = None, action: str = "") -> dict[str, Any]:
+        """Record the desired state of a channel; every running process follows within a second.
+        With ``actor``, the audit row of ``action`` commits in the same transaction."""
         now = self.clock()
-        c = t.channel_state.c
         with self.write() as conn:
-            row = conn.execute(sa.select(c.deployed, c.paused, c.generation).where(c.name == name)).first()
-            if row is None:
-                # A channel without a row runs as generation 0 (as declared): only a deploy (bump)
-                # asks for a new one. Pausing it must not look like a redeploy - that restarted the
-                # channel, dropping its senders' connections (and, with port 0, moving the port).
-                values = {"name": name, "deployed": True if deployed is None else deployed,
-                          "paused": bool(paused), "generation": 1 if bump else 0, "updated_at": now}
-                conn.execute(t.channel_state.insert().values(**values))
-                return values
-            values = {"deployed": bool(row[0]) if deployed is None else deployed,
-                      "paused": bool(row[1]) if paused is None else paused,
-                      "generation": int(row[2]) + (1 if bump else 0), "updated_at": now}
-            conn.execute(sa.update(t.channel_state).where(c.name == name).values(**values))
-            return {"name": name, **values}
+            state = self._set_state(conn, name, deployed, paused, bump, now)
+            if actor is not None:
+                A.record(conn, actor, action, name, "success", {"state": {
+                    k: state[k] for k in ("deployed", "paused", "generation")}}, at=now)
+        return state
+
+    def _set_state(self, conn: sa.Connection, name: str, deployed: bool | None, paused: bool | None, bump: bool,
+                   now: int) -> dict[str, Any]:
+        c = t.channel_state.c
+        row = conn.execute(sa.select(c.deployed, c.paused, c.generation).where(c.name == name)).first()
+        if row is None:
+            # A channel without a row runs as generation 0 (as declared): only a deploy (bump)
+            # asks for a new one. Pausing it must not look like a redeploy - that restarted the
+            # channel, dropping its senders' connections (and, with port 0, moving the port).
+            values = {"name": name, "deployed": True if deployed is None else deployed,
+                      "paused": bool(paused), "generation": 1 if bump else 0, "updated_at": now}
+            conn.execute(t.channel_state.insert().values(**values))
+            return values
+        values = {"deployed": bool(row[0]) if deployed is None else deployed,
+                  "paused": bool(row[1]) if paused is None else paused,
+                  "generation": int(row[2]) + (1 if bump else 0), "updated_at": now}
+        conn.execute(sa.update(t.channel_state).where(c.name == name).values(**values))
+        return {"name": name, **values}
+
+    # -- audit trail ------------------------------------------------------------------------
+
+    def audit(self, actor: Actor, action: str, target: str, outcome: str, detail: dict[str, Any]) -> None:
+        """Record one administrative action in a transaction of its own (``engine/audit.py``)."""
+        with self.write() as conn:
+            A.record(conn, actor, action, target, outcome, detail, at=self.clock())
+
+    def audit_log(self, query: A.AuditQuery) -> list[dict[str, Any]]:
+        with self.read() as conn:
+            return A.query(conn, query)
 
     def queue_stats(self) -> dict[tuple[str, str], tuple[int, int | None]]:
         """(channel, step) → (queued count, enqueued_at of the oldest). The queue holds only pending work."""

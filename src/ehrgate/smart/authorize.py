@@ -35,7 +35,7 @@ from .sessions import (
     new_session,
     update_pending,
 )
-from .users import User, authenticate, get_user
+from .users import ENGINE_ONLY_ROLES, User, authenticate, get_user
 from .web import SESSION_COOKIE, check_csrf, error_page, page, set_cookie
 
 if TYPE_CHECKING:
@@ -164,6 +164,11 @@ async def _advance(srv: SmartServer, request: Request, pid: str) -> Response:
     if found is None:
         return _redirect(f"/auth/login?{urlencode({'req': pid})}")
     _sid, session, user = found
+    if user.role in ENGINE_ONLY_ROLES:  # engine staff, not clinicians: no access to records through apps
+        return error_page(request, "This account cannot authorize apps",
+                          f"You are signed in as an engine {user.role}: that account is for the engine admin API "
+                          "only. Sign out and sign in with a clinician or patient account.", status=403,
+                          secure=srv.secure_cookies, user=user)
     if pending.session_hash is None:
         await srv.writing(lambda w: update_pending(w.conn, pid, session_hash=session.id_hash))
     elif pending.session_hash != session.id_hash:

@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from .apps import list_apps
 from .authorize import _session_user, patient_name, search_patients
 from .launch import new_launch
+from .users import ENGINE_ONLY_ROLES
 from .web import check_csrf, error_page, page
 
 if TYPE_CHECKING:
@@ -34,6 +35,11 @@ async def _clinician(srv: SmartServer, request: Request) -> Any:
             patient = str((await request.form()).get("patient") or "")
             back = f"/ehr/patient/{quote(patient, safe='')}" if patient else "/ehr"
         return RedirectResponse(f"/auth/login?{urlencode({'next': back})}", status_code=303)
+    if found[2].role in ENGINE_ONLY_ROLES:
+        return error_page(request, "Only clinicians can open charts",
+                          f"You are signed in as an engine {found[2].role}: that account is for the HL7 v2 engine's "
+                          "console (/console) and admin API. Sign out and sign in with a clinician account.", status=403,
+                          secure=srv.secure_cookies, user=found[2])
     if found[2].role not in ("clinician", "admin"):
         return error_page(request, "Only clinicians can open charts",
                           "You are signed in as a patient. Sign out and sign in with a clinician account, or open "

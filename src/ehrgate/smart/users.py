@@ -1,4 +1,18 @@
-"""People who sign in: clinicians, patients and admins, each linked to a FHIR record (``fhirUser``)."""
+"""People who sign in: clinicians, patients and admins, each linked to a FHIR record (``fhirUser``),
+and the engine's operators and viewers.
+
+Roles (docs/smart.md, docs/engine.md "Access, roles and audit"):
+
+* ``clinician`` - signs in to the EHR simulator, opens charts, authorizes SMART apps.
+* ``patient`` - authorizes SMART apps for their own record.
+* ``admin`` - a clinician who also manages the app registry (``/admin/apps``) and may do
+  everything in the engine admin API.
+* ``operator`` - engine admin API only: read, control channels, reprocess; not prune, not audit.
+* ``viewer`` - engine admin API only: read channels, statistics and messages.
+
+Operators and viewers are staff of the interface engine, not clinicians: they cannot sign in to
+authorize SMART apps or open charts (``ENGINE_ONLY_ROLES``).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +24,12 @@ import sqlalchemy as sa
 from .hashing import hash_password, verify_password
 from .schema import users
 
-__all__ = ["ROLES", "User", "UserError", "add_user", "authenticate", "get_user", "list_users"]
+__all__ = [
+    "ENGINE_ONLY_ROLES", "ROLES", "User", "UserError", "add_user", "authenticate", "get_user", "has_role", "list_users",
+]
 
-ROLES = ("clinician", "patient", "admin")
+ROLES = ("clinician", "patient", "admin", "operator", "viewer")
+ENGINE_ONLY_ROLES = ("operator", "viewer")
 FHIR_USER_TYPES = ("Practitioner", "Patient", "RelatedPerson", "Person")
 
 
@@ -72,6 +89,11 @@ def get_user(conn: sa.Connection, user_id: str) -> User | None:
 
 def list_users(conn: sa.Connection) -> list[User]:
     return [_row(r) for r in conn.execute(sa.select(users).order_by(users.c.username))]
+
+
+def has_role(conn: sa.Connection, roles: tuple[str, ...]) -> bool:
+    """Whether any user has one of ``roles``."""
+    return conn.execute(sa.select(users.c.id).where(users.c.role.in_(roles)).limit(1)).first() is not None
 
 
 def authenticate(conn: sa.Connection, username: str, password: str) -> User | None:

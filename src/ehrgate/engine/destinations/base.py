@@ -28,6 +28,8 @@ class Payload:
     bundle: bytes | None
     msg_type: str
     control_id: str
+    trace: str | None = None
+    """The message's stored W3C traceparent (tracing on): its delivery spans join that trace."""
 
 
 @dataclass
