@@ -55,8 +55,10 @@ def test_mllp_source_with_mutual_tls(messages: MessageStore, certificates: Certi
 class Web:
     """A real HTTP server on 127.0.0.1 recording requests; answers by the path's last segment (a status)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: dict[str, Any] | None = None) -> None:
+        """``tls``: uvicorn's ssl_* settings (HTTPS; with ssl_cert_reqs, client certificates)."""
         self.requests: list[dict[str, Any]] = []
+        self.tls = tls or {}
 
         async def any_(request: Request) -> Response:
             self.requests.append({"path": request.url.path, "headers": dict(request.headers),
@@ -69,11 +71,11 @@ class Web:
     async def __aenter__(self) -> str:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="critical", lifespan="off", **self.tls))
         self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
         while not self.server.started:
             await asyncio.sleep(0.02)
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{sock.getsockname()[1]}"
 
     async def __aexit__(self, *exc: object) -> None:
         self.server.should_exit = True
@@ -112,6 +114,55 @@ def test_http_and_fhir_http_destinations(messages: MessageStore, tmp_path: Path)
         assert by["down"]["status"] == "ERROR" and by["down"]["attempts"] == 2
         assert by["refused"]["status"] == "ERROR" and by["refused"]["last_error"] == "HTTP 400 from the destination"
     run(body())
+
+
+def test_http_destinations_present_a_client_certificate(messages: MessageStore, certificates: Certificates,
+                                                        tmp_path: Path) -> None:
+    """A partner endpoint that demands mutual TLS: fhir_http and http with tls.cert/key get through;
+    the same destination without them is refused in the handshake and retried, then ERROR."""
+    web = Web({"ssl_certfile": str(certificates.server_cert), "ssl_keyfile": str(certificates.server_key),
+               "ssl_ca_certs": str(certificates.ca), "ssl_cert_reqs": ssl.CERT_REQUIRED})
+
+    async def body() -> None:
+        async with web as base:
+            mine = {"ca": str(certificates.ca), "cert": str(certificates.client_cert),
+                    "key": str(certificates.client_key)}
+            once = {"max_attempts": 1}
+            chan = {"source": "http", "transform": ["tests.engine.channels.sample:to_bundle"], "destinations": {
+                "fhir": {"type": "fhir_http", "url": base + "/fhir/200", "tls": mine},
+                "hook": {"type": "http", "url": base + "/hl7/200", "tls": mine},
+                "anonymous": {"type": "http", "url": base + "/anon/200", "tls": {"ca": str(certificates.ca)},
+                              "retry": once},
+                "rogue": {"type": "http", "url": base + "/rogue/200", "retry": once,
+                          "tls": {**mine, "cert": str(certificates.rogue_cert), "key": str(certificates.rogue_key)}},
+            }}
+            async with running(messages, {"web": chan}, base=tmp_path) as eng:
+                ack, code = await eng.handle("web", hl7("T1"), "test")
+                assert code == "AA"
+                await until(lambda: [r["status"] for r in messages.search(SearchQuery(channel="web"))] == ["ERROR"],
+                            what="final status")
+        assert sorted(r["path"] for r in web.requests) == ["/fhir/200", "/hl7/200"]
+        got = messages.get(messages.search(SearchQuery(channel="web"))[0]["id"])
+        assert got is not None
+        by = {d["destination"]: d for d in got["deliveries"]}
+        assert by["fhir"]["status"] == "SENT" and by["hook"]["status"] == "SENT"
+        for refused in ("anonymous", "rogue"):
+            assert by[refused]["status"] == "ERROR" and by[refused]["last_error"].startswith("Cannot reach https://")
+    run(body())
+
+
+def test_tls_and_token_files_are_checked_at_deploy(tmp_path: Path) -> None:
+    from ehrgate.engine import ChannelConfigError, load_channels
+
+    def problems(dest: dict[str, Any]) -> str:
+        with pytest.raises(ChannelConfigError) as caught:
+            load_channels({"channels": {"c": {"source": "http", "destinations": {"d": dest}}}}, tmp_path)
+        return caught.value.message
+
+    url = "https://partner.example/fhir"
+    assert "token_file" in problems({"type": "fhir_http", "url": url, "token_file": "missing-token"})
+    assert "tls.cert" in problems({"type": "http", "url": url, "tls": {"cert": "missing.pem", "key": "k.pem"}})
+    assert "tls.client_auth" in problems({"type": "fhir_http", "url": url, "tls": {"client_auth": True}})
 
 
 def test_hook_url_values_are_percent_encoded(messages: MessageStore) -> None:

@@ -22,10 +22,13 @@ import httpx
 from ..config import DestinationConfig, check_tls, known_options
 from ..errors import ChannelConfigError
 from ..queue import Delivered
-from .base import Context, Destination, Payload, check_template, render, require
+from .base import Context, Destination, Payload, check_template, render, require, tls_context
 from .smart import BackendToken, TokenError, check_auth
 
 _RETRY_STATUS = {408, 425, 429}
+TLS_KEYS = ("ca", "cert", "key", "verify")
+"""``tls:`` of both: ``ca`` (verify the server with it), ``cert`` and ``key`` (our client certificate,
+for servers that demand mutual TLS), ``verify: false`` (tests only)."""
 
 
 def _outcome(resp: httpx.Response, request: bytes, started: float) -> Delivered:
@@ -41,14 +44,11 @@ def _outcome(resp: httpx.Response, request: bytes, started: float) -> Delivered:
 class _HttpBase(Destination):
     def __init__(self, cfg: DestinationConfig, ctx: Context) -> None:
         super().__init__(cfg, ctx)
-        verify: Any = True
-        tls = cfg.options.get("tls") or {}
-        if isinstance(tls, Mapping):
-            if tls.get("verify") is False:
-                verify = False
-            elif tls.get("ca"):
-                p = Path(str(tls["ca"]))
-                verify = str(p if p.is_absolute() else ctx.base_dir / p)
+        # tls: {ca, cert, key, verify}: the same client context as the mllp destination's - ``ca``
+        # verifies the server (system CAs when absent), ``cert``/``key`` present ours (mutual TLS).
+        tls = cfg.options.get("tls")
+        verify: Any = (tls_context(tls, server=False, base=ctx.base_dir, where=f"destinations.{cfg.name}.tls")
+                       if isinstance(tls, Mapping) and tls else True)
         self.client = httpx.AsyncClient(timeout=cfg.timeout, verify=verify, follow_redirects=False)
 
     async def _send(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> Delivered:
@@ -79,7 +79,7 @@ class HttpDestination(_HttpBase):
         headers = options.get("headers", {})
         if not isinstance(headers, Mapping):
             raise ChannelConfigError(f"option 'headers' has value {headers!r}. Expected a mapping of name to value.")
-        check_tls(options.get("tls"), ("ca", "verify"), "the http destination")
+        check_tls(options.get("tls"), TLS_KEYS, "the http destination")
 
     async def deliver(self, payload: Payload) -> Delivered:
         o = self.cfg.options
@@ -111,13 +111,14 @@ class FhirHttpDestination(_HttpBase):
                 raise ChannelConfigError("options 'auth' and 'token'/'token_file' are both set. Expected one way to "
                                          "authenticate: a fixed token, or SMART Backend Services (auth).")
             check_auth(options["auth"])
-        check_tls(options.get("tls"), ("ca", "verify"), "the fhir_http destination")
+        check_tls(options.get("tls"), TLS_KEYS, "the fhir_http destination")
 
     @classmethod
     def files(cls, options: Mapping[str, Any]) -> dict[str, Any]:
         auth = options.get("auth")
         key = {"auth.key": auth["key"]} if isinstance(auth, Mapping) and auth.get("key") is not None else {}
-        return {**super().files(options), **key}
+        token = {"token_file": options["token_file"]} if isinstance(options.get("token_file"), str) else {}
+        return {**super().files(options), **key, **token}
 
     def _token(self) -> str | None:
         o = self.cfg.options
