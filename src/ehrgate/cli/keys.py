@@ -106,6 +106,55 @@ def add_user_cmd(username: str, role: str, fhir_user: str, display_name: str, pa
     click.echo(f"Added {user.role} {user.username}" + (f" ({user.fhir_user})" if user.fhir_user else "") + ".")
 
 
+def _ended(done: Any) -> str:
+    parts = []
+    if done.sessions:
+        parts.append(f"{done.sessions} sign-in{'s' if done.sessions != 1 else ''} ended")
+    if done.grants:
+        parts.append(f"{done.grants} app grant{'s' if done.grants != 1 else ''} revoked")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+@users.command("remove")
+@database_options
+@click.argument("username")
+def remove_user_cmd(username: str, **flags: Any) -> None:
+    """Remove a user: they can no longer sign in, their sign-ins end and every app they authorized
+    loses access (offline access too). Their FHIR record and the audit trail stay."""
+    from ..smart.users import UserError, remove_user
+    from .serve import _open
+
+    store = _open(settings_from(**flags), must_exist=True)
+    try:
+        with store.writer() as w:
+            done = remove_user(w.conn, username, now=int(time.time()))
+    except UserError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"Removed {done.user.role} {done.user.username}{_ended(done)}.")
+
+
+@users.command("set-password")
+@database_options
+@click.argument("username")
+@click.password_option("--password", help="Prompted for when not given; use --password - to read it from stdin.")
+@click.option("--revoke-apps", is_flag=True, help="Also end the apps' offline access (refresh tokens) this user gave.")
+def set_password_cmd(username: str, password: str, revoke_apps: bool, **flags: Any) -> None:
+    """Set a user's password. Their sign-ins end (and with them the apps' online access), so whoever
+    knew the old one is signed out."""
+    from ..smart.users import UserError, set_password
+    from .serve import _open
+
+    if password == "-":
+        password = sys.stdin.readline().rstrip("\n")
+    store = _open(settings_from(**flags), must_exist=True)
+    try:
+        with store.writer() as w:
+            done = set_password(w.conn, username, password, now=int(time.time()), revoke_apps=revoke_apps)
+    except UserError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"Password of {done.user.username} changed{_ended(done)}.")
+
+
 @users.command("list")
 @database_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")

@@ -1,0 +1,100 @@
+"""Offboarding and password changes (``ehrgate users remove | set-password``) against a running
+server: who was signed in is signed out, the apps they authorized lose access (online only, or
+offline too), and a removed user can sign in nowhere - web pages or the engine admin API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ehrgate.smart import users as U
+
+from .conftest import PASSWORD, World, bearer, remember, sign_in, standalone_tokens
+from .test_cli import _run
+
+NEW_PASSWORD = "a-new-long-password"
+
+
+@pytest.fixture
+def smart_settings(settings: Any) -> Any:
+    # the server re-reads a grant at every request: a revocation by the CLI (another process) shows at once
+    return settings.replace(auth_required=True, revocation_check_seconds=0)
+
+
+def _refresh(world: World, token: str) -> int:
+    return world.client.post("/auth/token", data={"grant_type": "refresh_token", "refresh_token": token,
+                                                  "client_id": "public-app"}).status_code
+
+
+def _reads(world: World, token: str) -> int:
+    return world.client.get(f"/fhir/Patient/{world.patient}", headers=bearer(token)).status_code
+
+
+def test_set_password_signs_out_and_ends_online_access(world: World, store: Any, tmp_path: Path) -> None:
+    remember(NEW_PASSWORD)
+    online = standalone_tokens(world, user="ada", scope="launch/patient openid fhirUser patient/*.rs")
+    offline = standalone_tokens(world, user="ada")  # offline_access: outlives the sign-in
+    assert world.client.get("/auth/apps").status_code == 200  # signed in
+    assert _reads(world, online["access_token"]) == 200 and _reads(world, offline["access_token"]) == 200
+
+    r = _run(["users", "set-password", "ada", "--password", "-"], store, tmp_path, input=NEW_PASSWORD + "\n")
+    assert r.exit_code == 0, r.output
+    assert r.output.strip() == "Password of ada changed (1 sign-in ended, 1 app grant revoked)."
+    assert NEW_PASSWORD not in r.output
+
+    assert world.client.get("/auth/apps").status_code == 303  # the browser's session ended: sign in again
+    assert _reads(world, online["access_token"]) == 401
+    assert _reads(world, offline["access_token"]) == 200 and _refresh(world, offline["refresh_token"]) == 200
+    with store.reader() as conn:
+        assert U.authenticate(conn, "ada", PASSWORD) is None and U.authenticate(conn, "ada", NEW_PASSWORD)
+
+    # --revoke-apps: offline access ends too
+    r = _run(["users", "set-password", "ada", "--password", "-", "--revoke-apps"], store, tmp_path,
+             input=PASSWORD + "\n")
+    assert r.exit_code == 0 and "1 app grant revoked" in r.output, r.output
+    assert _reads(world, offline["access_token"]) == 401 and _refresh(world, offline["refresh_token"]) in (400, 401)
+
+    short = _run(["users", "set-password", "ada", "--password", "-"], store, tmp_path, input="short\n")
+    assert short.exit_code == 2 and "too short" in short.output
+    nobody = _run(["users", "set-password", "nobody", "--password", "-"], store, tmp_path, input=NEW_PASSWORD + "\n")
+    assert nobody.exit_code == 2 and "No user named 'nobody'; see `ehrgate users list`." in nobody.output
+
+
+def test_remove_ends_everything_the_user_had(world: World, store: Any, tmp_path: Path) -> None:
+    offline = standalone_tokens(world, user="ada")
+    r = _run(["users", "remove", "ada"], store, tmp_path)
+    assert r.exit_code == 0 and r.output.strip() == "Removed patient ada (1 sign-in ended, 1 app grant revoked).", \
+        r.output
+    assert _reads(world, offline["access_token"]) == 401 and _refresh(world, offline["refresh_token"]) in (400, 401)
+    assert world.client.get("/auth/apps").status_code == 303
+    page = sign_in(world.client, "ada")
+    assert page.status_code != 303 and "The username or password is not right" in page.text
+    assert "ada" not in {u.username for u in _users(store)}
+    # the Patient record stays
+    token = standalone_tokens(world, user="doctor")["access_token"]
+    assert _reads(world, token) == 200
+    again = _run(["users", "remove", "ada"], store, tmp_path)
+    assert again.exit_code == 2 and "No user named 'ada'" in again.output
+
+
+def test_a_removed_engine_user_is_refused_by_the_admin_api(world: World, store: Any, tmp_path: Path) -> None:
+    """The engine admin API checks HTTP Basic credentials through ``app._EngineUsers`` (the server's
+    wiring): a removed operator's password stops working at once."""
+    import asyncio
+
+    from ehrgate.app import _EngineUsers
+
+    directory = _EngineUsers(store)
+    r = _run(["users", "add", "--username", "ops", "--role", "operator", "--password", "-"], store, tmp_path,
+             input=NEW_PASSWORD + "\n")
+    assert r.exit_code == 0, r.output
+    assert asyncio.run(directory.role_of("ops", NEW_PASSWORD)) == "operator"
+    assert _run(["users", "remove", "ops"], store, tmp_path).output.strip() == "Removed operator ops."
+    assert asyncio.run(directory.role_of("ops", NEW_PASSWORD)) is None
+
+
+def _users(store: Any) -> list[U.User]:
+    with store.reader() as conn:
+        return U.list_users(conn)
