@@ -62,6 +62,9 @@ def problems(spec: dict[str, Any], base: Path) -> str:
      "filename."),
     (channel(source={"type": "mllp", "port": 0, "tls": {"cert": "c.pem", "key": "k.pem", "client_auht": True}}),
      "source: option 'tls.client_auht' is not known to the mllp source. Expected ca, cert, client_auth or key."),
+    (channel(source={"type": "mllp", "port": 0, "tls": {"cert": "c.pem", "key": "k.pem", "client_auth": True}}),
+     "source.tls has 'client_auth: true' without 'ca'. Expected 'ca': the CA file that signed your senders' client "
+     "certificates"),
     (channel(destinations={"lab": {"type": "mllp", "host": "h", "port": 1, "tls": {"verfy": False}}}),
      "destinations.lab: option 'tls.verfy' is not known to the mllp destination. Expected ca, cert, key or verify."),
     (channel(filter=[{"function": "tests.engine.channels.sample:only_adt", "negate": True}]),

@@ -274,6 +274,10 @@ def _source(p: _Problems, where: str, value: Any, base: Path) -> SourceConfig:
                 check_tls(tls, SERVER_TLS, "the mllp source")
             except ChannelConfigError as exc:
                 p.add(f"{where}: {exc.message}")
+            if tls.get("client_auth") is True and not tls.get("ca"):
+                p.add(f"{where}.tls has 'client_auth: true' without 'ca'. Expected 'ca': the CA file that signed "
+                      "your senders' client certificates (without it, no certificate can be checked and every "
+                      "sender is refused in the TLS handshake).")
             for option, path in tls_files(tls).items():
                 _readable(p, f"{where}.{option}", path, base)
     elif kind == "directory":
