@@ -6,7 +6,8 @@ An app holds access while a grant of the person's is not revoked and either has 
 that can still be used (``offline_access`` ones outlive the session) or was made so recently that
 its access tokens may not have expired yet. Revoking here is what RFC 7009 revocation does: the
 grant and every token issued under it end at once, in this process's token cache too, and an
-AuditEvent records who did it.
+AuditEvent records who did it - and the app's remembered approval (consent page: "do not ask me
+again") is forgotten with it. Remembered approvals are listed too, each with "Ask me again".
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.responses import RedirectResponse, Response
 
 from . import grants as G
 from .authorize import _patient_label, _session_user
-from .schema import apps, grants, refresh_tokens
+from .schema import apps, consents, grants, refresh_tokens
 from .scopes import describe, parse_scope
 from .web import check_csrf, error_page, page
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from ..fhir.store.service import WriteSession
     from .server import SmartServer
 
-__all__ = ["PATH", "active_grants", "connected_apps", "revoke_app"]
+__all__ = ["PATH", "active_grants", "connected_apps", "forget_approval", "remembered_approvals", "revoke_app"]
 
 PATH = "/auth/apps"
 
@@ -83,19 +84,48 @@ async def connected_apps(srv: SmartServer, request: Request) -> Response:
     user = found[2]
     now = srv.now()
 
-    def look(conn: Any) -> list[dict[str, Any]]:
+    def look(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         items = active_grants(conn, user.id, now=now, access_lifetime=srv.settings.access_token_lifetime)
         for item in items:
             item["patient_label"] = _patient_label(srv, conn, item["patient"]) if item["patient"] else ""
             item["access"] = _scope_lines(item["scope"])
             item["since"] = _when(item["created"])
-        return items
+        return items, remembered_approvals(conn, user.id)
 
-    items = await srv.reading(look)
+    items, remembered = await srv.reading(look)
     notice = {"revoked": "Access ended. The app can no longer read or change your data; to use it again, "
                          "launch it and approve it again.",
-              "gone": "That app no longer had access."}.get(request.query_params.get("done", ""))
-    return page(request, "account_apps.html", secure=srv.secure_cookies, user=user, items=items, notice=notice)
+              "gone": "That app no longer had access.",
+              "forgotten": "Done: the app will ask for your approval again next time."}.get(
+        request.query_params.get("done", ""))
+    return page(request, "account_apps.html", secure=srv.secure_cookies, user=user, items=items, notice=notice,
+                remembered=remembered)
+
+
+def remembered_approvals(conn: sa.Connection, user_id: str) -> list[dict[str, Any]]:
+    """The apps the user told not to ask again, with what they approved, newest first."""
+    rows = conn.execute(
+        sa.select(consents, apps.c.name.label("app_name"))
+        .select_from(consents.outerjoin(apps, apps.c.client_id == consents.c.client_id))
+        .where(consents.c.user_id == user_id).order_by(consents.c.created.desc())
+    ).all()
+    return [{"client_id": r.client_id, "app": r.app_name or r.client_id, "access": _scope_lines(r.scope),
+             "since": _when(int(r.created))} for r in rows]
+
+
+async def forget_approval(srv: SmartServer, request: Request) -> Response:
+    """'Ask me again': forget the user's remembered approval of one app (their own only)."""
+    found = await _signed_in(srv, request)
+    if isinstance(found, Response):
+        return found
+    user = found[2]
+    form = await request.form()
+    if not check_csrf(request, form.get("csrf")):
+        return error_page(request, "The form has expired", "Reload the connected apps page and try again.",
+                          status=403, secure=srv.secure_cookies, link=(PATH, "Back to connected apps"), user=user)
+    client_id = str(form.get("client_id") or "")
+    await srv.writing(lambda w: G.forget_consent(w.conn, user.id, client_id))
+    return RedirectResponse(f"{PATH}?done=forgotten", status_code=303)
 
 
 async def revoke_app(srv: SmartServer, request: Request) -> Response:
@@ -115,6 +145,7 @@ async def revoke_app(srv: SmartServer, request: Request) -> Response:
             return None
         if not G.revoke_grant(w.conn, grant.id, reason="revoked-by-user", now=srv.now()):
             return None
+        G.forget_consent(w.conn, user.id, grant.client_id)  # and the app asks again next time
         srv.audit(w, "token-revoke", request, client_id=grant.client_id, user=user.fhir_user or None,
                   patient=grant.patient, grant_id=grant.id,
                   description="Access ended by the user on the connected apps page; the grant and all its tokens ended.")

@@ -93,6 +93,8 @@ def _validate(srv: SmartServer, app: App, params: dict[str, str]) -> dict[str, A
         "scope": str(requested), "code_challenge": params["code_challenge"],
         "code_challenge_method": params["code_challenge_method"], "nonce": params.get("nonce") or None,
         "launch": params.get("launch") or None,
+        # OpenID Connect: prompt=consent asks again even when the user's approval is remembered
+        "prompt_consent": "consent" in params.get("prompt", "").split(),
     }
 
 
@@ -208,6 +210,14 @@ async def _advance(srv: SmartServer, request: Request, pid: str) -> Response:
     app = await srv.app(params["client_id"])
     if app is None:
         return _expired(srv, request)
+    if not params.get("prompt_consent"):
+        remembered = await srv.reading(lambda conn: G.remembered_consent(conn, user.id, app.client_id))
+        requested = scopes.restrict_to(app.allowed_scopes)
+        if remembered is not None and len(requested) and not requested.uncovered_by(parse_scopes(remembered)):
+            # approved before with "do not ask me again", and the app asks for no more than that
+            code = await srv.writing(lambda w: _grant_code(srv, w, request, pid, params, ctx, app, user, session,
+                                                           requested, patient, remembered=True))
+            return _redirect(_with_query(params["redirect_uri"], urlencode({"code": code, "state": params["state"]})))
     label = await srv.reading(lambda conn: _patient_label(srv, conn, patient)) if patient else None
     return _consent_page(srv, request, pid, app, scopes, user, patient, label)
 
@@ -248,6 +258,42 @@ def _consent_page(
                 req=pid, user=user, patient=patient, patient_label=patient_label or patient)
 
 
+def _grant_code(srv: SmartServer, w: WriteSession, request: Request, pid: str, params: dict[str, Any],
+                ctx: dict[str, Any], app: App, user: User, session: Any, granted: ScopeSet, patient: str | None,
+                *, remembered: bool = False) -> str:
+    """The authorization's grant and its code, in ``w``: after the consent page's Allow, or at once
+    when the user's remembered approval covers what the app asks (``remembered``)."""
+    delete_pending(w.conn, pid)
+    if user.role == "patient":
+        patient = user.patient_id
+    redirect_uri = params["redirect_uri"]
+    launched = bool(ctx.get("launched"))
+    # The EHR simulator opens a launched app in a tab of its own, with no chart banner beside it:
+    # the app must show which patient it is about (SMART: need_patient_banner), after any launch.
+    context: dict[str, Any] = {"role": user.role, "fhir_user": user.fhir_user,
+                               "need_patient_banner": True, "smart_style_url": srv.auth_base + "/style.json"}
+    practice = ctx.get("practice")
+    if launched and practice:
+        context["practice_id"] = practice
+    if launched and ctx.get("fhir_context"):
+        context["fhirContext"] = ctx["fhir_context"]  # SMART 2.2: objects with reference, type (role)
+    keep_patient = patient if (launched or "launch/patient" in granted or user.role == "patient"
+                               or any(s.context == "patient" for s in granted.resource_scopes)) else None
+    encounter = ctx.get("encounter") if launched else None
+    grant = G.create_grant(
+        w.conn, client_id=app.client_id, user_id=user.id, scope=str(granted), patient=keep_patient,
+        encounter=encounter, context=context, session_hash=session.id_hash, offline="offline_access" in granted,
+        now=srv.now(),
+    )
+    code = G.issue_code(w.conn, grant, redirect_uri=redirect_uri, code_challenge=params["code_challenge"],
+                        challenge_method=params["code_challenge_method"], nonce=params.get("nonce"),
+                        auth_time=session.created, now=srv.now(), lifetime=srv.settings.auth_code_lifetime)
+    how = "The user's remembered approval granted" if remembered else "The user granted"
+    srv.audit(w, "authorize", request, client_id=app.client_id, user=user.fhir_user or None, patient=keep_patient,
+              grant_id=grant.id, description=f"{how}: {granted}.")
+    return code
+
+
 async def consent(srv: SmartServer, request: Request) -> Response:
     form = await request.form()
     if not check_csrf(request, form.get("csrf")):
@@ -281,36 +327,17 @@ async def consent(srv: SmartServer, request: Request) -> Response:
         patient = user.patient_id
     denied = form.get("decision") != "allow" or not len(granted)
 
+    remember = form.get("remember") == "yes"
+
     def decide(w: WriteSession) -> str | None:
-        delete_pending(w.conn, pid)
         if denied:
+            delete_pending(w.conn, pid)
             srv.audit(w, "authorize", request, outcome="minor", client_id=app.client_id, user=user.fhir_user or None,
                       patient=patient, description="The user denied access.")
             return None
-        launched = bool(ctx.get("launched"))
-        # The EHR simulator opens a launched app in a tab of its own, with no chart banner beside it:
-        # the app must show which patient it is about (SMART: need_patient_banner), after any launch.
-        context: dict[str, Any] = {"role": user.role, "fhir_user": user.fhir_user,
-                                   "need_patient_banner": True, "smart_style_url": srv.auth_base + "/style.json"}
-        practice = ctx.get("practice")
-        if launched and practice:
-            context["practice_id"] = practice
-        if launched and ctx.get("fhir_context"):
-            context["fhirContext"] = ctx["fhir_context"]  # SMART 2.2: objects with reference, type (role)
-        keep_patient = patient if (launched or "launch/patient" in granted or user.role == "patient"
-                                   or any(s.context == "patient" for s in granted.resource_scopes)) else None
-        encounter = ctx.get("encounter") if launched else None
-        grant = G.create_grant(
-            w.conn, client_id=app.client_id, user_id=user.id, scope=str(granted), patient=keep_patient,
-            encounter=encounter, context=context, session_hash=session.id_hash, offline="offline_access" in granted,
-            now=srv.now(),
-        )
-        code = G.issue_code(w.conn, grant, redirect_uri=redirect_uri, code_challenge=params["code_challenge"],
-                            challenge_method=params["code_challenge_method"], nonce=params.get("nonce"),
-                            auth_time=session.created, now=srv.now(), lifetime=srv.settings.auth_code_lifetime)
-        srv.audit(w, "authorize", request, client_id=app.client_id, user=user.fhir_user or None, patient=keep_patient,
-                  grant_id=grant.id, description=f"The user granted: {granted}.")
-        return code
+        if remember:
+            G.remember_consent(w.conn, user.id, app.client_id, str(granted), now=srv.now())
+        return _grant_code(srv, w, request, pid, params, ctx, app, user, session, granted, patient)
 
     code = await srv.writing(decide)
     if code is None:

@@ -9,6 +9,8 @@ online_access grant) ends every token issued under it.
 - Refresh tokens rotate on every use; presenting a rotated one again is treated as theft (OAuth 2.0
   Security BCP §4.14) and revokes the grant.
 - ``jti`` of client assertions are remembered until the assertion's expiry (RFC 7523 §3, item 7).
+- Remembered approvals: a user who ticks "do not ask me again" on the consent page is not asked
+  again by that app while it asks for no more than they approved (``smart_consent``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .hashing import digest, new_token
-from .schema import codes, grants, jtis, refresh_tokens
+from .schema import codes, consents, grants, jtis, refresh_tokens
 
 __all__ = [
     "CodeUse",
@@ -29,9 +31,12 @@ __all__ = [
     "GrantError",
     "active_grant",
     "create_grant",
+    "forget_consent",
     "issue_code",
     "issue_refresh",
     "record_jti",
+    "remember_consent",
+    "remembered_consent",
     "revoke_grant",
     "use_code",
     "use_refresh",
@@ -94,6 +99,30 @@ def revoke_grant(conn: sa.Connection, grant_id: str, *, reason: str, now: int) -
     )
     conn.execute(refresh_tokens.update().where(refresh_tokens.c.grant_id == grant_id, refresh_tokens.c.used.is_(None)).values(used=now))
     return done.rowcount == 1
+
+
+# -- remembered approvals -------------------------------------------------------------------------
+
+
+def remember_consent(conn: sa.Connection, user_id: str, client_id: str, scope: str, *, now: int) -> None:
+    """Remember (replacing what was) that the user approved ``scope`` for the app."""
+    conn.execute(consents.delete().where(consents.c.user_id == user_id, consents.c.client_id == client_id))
+    conn.execute(consents.insert().values(user_id=user_id, client_id=client_id, scope=scope, created=now))
+
+
+def remembered_consent(conn: sa.Connection, user_id: str, client_id: str) -> str | None:
+    """The scopes the user approved for the app once and for all, or None."""
+    row = conn.execute(sa.select(consents.c.scope).where(consents.c.user_id == user_id,
+                                                         consents.c.client_id == client_id)).first()
+    return str(row[0]) if row else None
+
+
+def forget_consent(conn: sa.Connection, user_id: str, client_id: str | None = None) -> int:
+    """Forget the user's remembered approval of one app (all apps when ``client_id`` is None)."""
+    where = [consents.c.user_id == user_id]
+    if client_id is not None:
+        where.append(consents.c.client_id == client_id)
+    return int(conn.execute(consents.delete().where(*where)).rowcount or 0)
 
 
 # -- authorization codes --------------------------------------------------------------------------

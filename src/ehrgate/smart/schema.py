@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
-    "apps", "codes", "grants", "jtis", "launches", "metadata", "pending", "refresh_tokens", "sessions", "users",
+    "apps", "codes", "consents", "grants", "jtis", "launches", "metadata", "pending", "refresh_tokens", "sessions",
+    "users",
 ]
 
 metadata = sa.MetaData()
@@ -92,6 +93,14 @@ grants = sa.Table(
     sa.Column("created", T, nullable=False),
     sa.Column("revoked", T, nullable=True),
     sa.Column("revoke_reason", sa.String(64), nullable=True),
+)
+
+consents = sa.Table(  # migration s003: "do not ask me again" for an app, with the scopes approved
+    "smart_consent", metadata,
+    sa.Column("user_id", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("created", T, nullable=False),
 )
 
 codes = sa.Table(

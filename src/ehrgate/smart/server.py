@@ -168,6 +168,7 @@ def smart_routes(srv: SmartServer) -> list[Route]:
         (AUTH + "/revoke", token.revoke, ["POST", "OPTIONS"]),
         (account.PATH, account.connected_apps, ["GET"]),
         (account.PATH + "/revoke", account.revoke_app, ["POST"]),
+        (account.PATH + "/forget", account.forget_approval, ["POST"]),
         ("/ehr", ehr.home, ["GET"]),
         ("/ehr/patient/{id}", ehr.chart, ["GET"]),
         ("/ehr/launch", ehr.launch, ["POST"]),

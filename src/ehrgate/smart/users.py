@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from .hashing import hash_password, verify_password
-from .schema import grants, refresh_tokens, sessions, users
+from .schema import consents, grants, refresh_tokens, sessions, users
 
 __all__ = [
     "ENGINE_ONLY_ROLES", "ROLES", "Offboarded", "User", "UserError", "add_user", "authenticate", "get_user", "has_role",
@@ -118,6 +118,8 @@ def _end_sessions(conn: sa.Connection, user_id: str, *, now: int, all_grants: bo
     if not all_grants:
         which.append(grants.c.offline.is_(False))
     ids = [r[0] for r in conn.execute(sa.select(grants.c.id).where(*which))]
+    if all_grants:  # remembered approvals too: the apps ask again
+        conn.execute(consents.delete().where(consents.c.user_id == user_id))
     for gid in ids:
         conn.execute(grants.update().where(grants.c.id == gid).values(revoked=now, revoke_reason=reason))
         conn.execute(refresh_tokens.update().where(refresh_tokens.c.grant_id == gid, refresh_tokens.c.used.is_(None))
