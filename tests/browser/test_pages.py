@@ -89,3 +89,27 @@ def test_sample_app_denied(context: Any, sample_app: str, shots: Any) -> None:
     app.screenshot(path=str(shots / "sample-app-denied.png"), full_page=True)
     assert app.get_by_role("heading", name="The app was not given access").is_visible()
     assert not app.locator("details").evaluate("d => d.open")  # the technical code stays folded away
+
+
+def test_remembered_approval_launches_straight_into_the_app(context: Any, sample_app: str, shots: Any) -> None:
+    app = _launch_sample_app(context, sample_app, shots)
+    remember = app.get_by_label("Do not ask me again when EHRGate sample app asks for no more than this", exact=False)
+    assert not remember.is_checked()  # nothing is remembered unless the user says so
+    remember.check()
+    app.get_by_role("button", name="Allow").click()
+    app.wait_for_url("**/sample-app/patient/**")
+    app.close()
+
+    chart = context.pages[0]  # the EHR tab: launch again
+    card = chart.locator("li", has_text="EHRGate sample app")
+    with context.expect_page() as opened:
+        card.get_by_role("button", name="Launch EHRGate sample app").click()
+    again = opened.value
+    again.wait_for_url("**/sample-app/patient/**")  # no consent page this time
+    assert again.locator(".patient-name").inner_text() == "Ada Nunez"
+
+    again.goto(sample_app + "/auth/apps")
+    assert again.get_by_role("heading", name="Apps that do not ask again").is_visible()
+    again.get_by_role("button", name="Ask me again: EHRGate sample app").click()
+    assert "will ask for your approval again" in again.get_by_role("status").inner_text()
+    again.screenshot(path=str(shots / "connected-apps-forgotten.png"), full_page=True)
