@@ -163,6 +163,11 @@ def test_messages_commands_without_a_server(tmp_path: Path) -> None:
     first = rows[1]["id"]
     code, out, _ = invoke("messages", "show", str(first), *_db(tmp_path))
     assert code == 0 and "control id CLI1" in out and "PID|1||MRN-501" in out
+    code, out, _ = invoke("messages", "show", str(first), *_db(tmp_path), "--json")
+    shown = json.loads(out)  # the same names and time format as `search --json`
+    assert code == 0 and {k: shown[k] for k in rows[1]} == rows[1]
+    assert "msg_type" not in shown and shown["raw"].startswith("MSH|") and "PID|1||MRN-501" in shown["raw"]
+    assert shown["updated_at"].endswith("+00:00") and shown["received_at"] == rows[1]["received_at"]
     code, _, err = invoke("messages", "show", "999", *_db(tmp_path))
     assert code == 2 and "Message 999 is not in the store" in err
     code, out, err = invoke("messages", "reprocess", *_db(tmp_path), "--status", "ERROR", "--channel", "adt-in")

@@ -28,6 +28,24 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") if ms else ""
 
 
+_TIMES = ("received_at", "updated_at", "at", "next_at")
+
+
+def _json_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored message (or one of its deliveries, attempts, queue entries) as ``messages search
+    --json`` shows messages: ``type`` for the message type, times as ISO 8601 UTC, content as text."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            value = _text(value)
+        elif key in _TIMES and isinstance(value, int):
+            value = _when(value)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            value = [_json_record(v) for v in value]
+        out["type" if key == "msg_type" else key] = value
+    return out
+
+
 def _text(value: Any) -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8", "replace")
@@ -91,10 +109,7 @@ def show(message_id: int, as_json: bool, **flags: Any) -> None:
     if m is None:
         raise CliError(f"Message {message_id} is not in the store (find ids with 'ehrgate messages search').")
     if as_json:
-        clean = {k: _text(v) if isinstance(v, (bytes, bytearray, memoryview)) else v for k, v in m.items()}
-        clean["deliveries"] = [{k: _text(v) if isinstance(v, (bytes, bytearray, memoryview)) else v for k, v in d.items()}
-                               for d in m["deliveries"]]
-        click.echo(json.dumps(clean, indent=2, default=str))
+        click.echo(json.dumps(_json_record(m), indent=2, default=str))
         return
     click.echo(f"message {m['id']}  channel {m['channel']}  status {m['status']}")
     click.echo(f"received {_when(m['received_at'])}  updated {_when(m['updated_at'])}  from {m['source']}")
