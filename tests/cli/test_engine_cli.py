@@ -310,3 +310,18 @@ def test_users_list_says_when_there_are_none_and_speaks_json(tmp_path: Path) -> 
     code, out, _ = invoke("users", "list", "--json", *data)
     assert code == 0 and [json.loads(line) for line in out.splitlines()] == [
         {"username": "nurse", "role": "clinician", "fhir_user": "", "display_name": ""}]
+
+
+def test_show_json_names_and_times_of_nested_records() -> None:
+    from ehrgate.cli.messages import _json_record
+
+    record = {"id": 7, "msg_type": "ADT^A01", "received_at": 1_733_555_103_120, "raw": b"MSH|x",
+              "deliveries": [{"destination": "out", "updated_at": 1_733_555_103_120, "response": memoryview(b"ok")}],
+              "attempts": [{"number": 1, "at": 1_733_555_103_120, "error": None}],
+              "queued": [{"step": "", "next_at": 1_733_555_103_120}], "children": [8, 9], "patient_ids": ["M1"]}
+    when = "2024-12-07T07:05:03.120+00:00"
+    assert _json_record(record) == {
+        "id": 7, "type": "ADT^A01", "received_at": when, "raw": "MSH|x",
+        "deliveries": [{"destination": "out", "updated_at": when, "response": "ok"}],
+        "attempts": [{"number": 1, "at": when, "error": None}],
+        "queued": [{"step": "", "next_at": when}], "children": [8, 9], "patient_ids": ["M1"]}
