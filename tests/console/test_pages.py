@@ -178,6 +178,26 @@ def test_channel_buttons_pause_resume_undeploy_deploy(store: Any, messages: Mess
     run(body())
 
 
+def test_odd_input_is_answered_not_a_server_error(store: Any, messages: MessageStore, people: Any,
+                                                  console_settings: Any, tmp_path: Path) -> None:
+    """Digits that are not ASCII (str.isdigit accepts them, int() does not) and a non-ASCII CSRF value
+    were 500s, one before sign-in."""
+    async def body() -> None:
+        async with console(store, messages, console_settings, channels_of(tmp_path)) as (http, eng):
+            anonymous = await http.post("/console/messages/%C2%B2/reprocess", data={"csrf": "x"})
+            assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/auth/login")
+            await sign_in(http, "admin")
+            assert (await http.get("/console", params={"refresh": "\u00b2"})).status_code == 200
+            assert (await http.get("/console/messages", params={"before_id": "\u00b2"})).status_code == 400
+            assert (await http.get("/console/messages/%C2%B2")).status_code == 404
+            r = await http.post("/console/messages/%C2%B2/reprocess", data={"csrf": csrf_of((await http.get(
+                "/console")).text)})
+            assert r.status_code == 303
+            r = await press(http, "/console", "/console/channels/web/pause", csrf="\u00e9t\u00e9-forged-value")
+            assert r.status_code == 403 and h1(r.text) == "The console page has expired"
+    run(body())
+
+
 def test_buttons_need_the_pages_csrf_value(store: Any, messages: MessageStore, people: Any,
                                            console_settings: Any, tmp_path: Path) -> None:
     async def body() -> None:

@@ -78,6 +78,9 @@ def test_read_search() -> None:
     assert not s.errors and s.query is not None
     q = s.query
     assert (q.channel, q.status, q.since, q.msg_type, q.before_id, q.limit) == ("adt", "SENT", now - 7_200_000, "ADT", 40, 51)
+    for odd in ("\u00b2", "\u0663", "9" * 30):  # superscript two, Arabic-Indic three: isdigit() but not ids
+        assert read_search({"before_id": odd}, now).errors == [f"before_id {odd!r} is not a message id (a whole "
+                                                                 "number)."]
     bad = read_search({"status": "x", "until": "soon", "before_id": "-1"}, now)
     assert bad.query is None and len(bad.errors) == 3 and bad.form["until"] == "soon"
     assert bad.errors[0].startswith("Status 'x' is not a status. Expected one of: RECEIVED")

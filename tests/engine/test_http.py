@@ -77,6 +77,32 @@ def test_admin_api_control_search_show_reprocess(messages: MessageStore, tmp_pat
     run(body())
 
 
+def test_admin_api_refuses_what_is_not_a_message_id(messages: MessageStore, tmp_path: Path) -> None:
+    """A string, an object, booleans or fractions as ids are refused (a string was read character by
+    character: "12" reprocessed messages 1 and 2); duplicates count once; numbers beyond what the
+    database holds are a 400, not a 500."""
+    async def body() -> None:
+        chan = {"source": "http", "destinations": {"out": {"type": "file", "directory": str(tmp_path)}}}
+        async with running(messages, {"web": chan}) as eng, client_for(eng) as http:
+            for n in range(1, 4):
+                assert (await http.post("/channels/web/messages", content=hl7(f"N{n}"))).status_code == 200
+            await until(lambda: len(messages.search(SearchQuery(status="SENT"))) == 3, what="all sent")
+            for bad in ({"ids": "12"}, {"ids": {"1": 2}}, {"ids": [True]}, {"ids": [1.7]}, {"ids": []}, [1, 2],
+                        {"ids": [10**30]}, {"ids": [-1]}):
+                r = await http.post("/admin/messages/reprocess", json=bad)
+                assert r.status_code == 400 and "a list of whole numbers" in r.json()["error"], bad
+            assert len(messages.search(SearchQuery(status="SENT"))) == 3  # nothing was reprocessed
+            r = await http.post("/admin/messages/reprocess", json={"ids": [2, 2]})
+            assert r.json() == {"reprocessed": [2], "skipped": []}
+            for path in ("/admin/messages?before_id=99999999999999999999999", "/admin/audit?before_id=1e3",
+                         "/admin/messages?limit=%C2%B2", "/admin/messages/%C2%B2", "/admin/messages/99999999999999999999"):
+                r = await http.get(path)
+                assert r.status_code == 400 and ("whole number" in r.text or "is not a number" in r.text), (path, r.text)
+            r = await http.post("/admin/messages/prune", json={"older_than": "99999999999999999d"})
+            assert r.status_code == 200 and r.json()["pruned"] == 0
+    run(body())
+
+
 def test_admin_api_access(messages: MessageStore) -> None:
     async def body() -> None:
         async with running(messages, {"web": {"source": "http", "destinations": {"o": {"type": "file", "directory": "x"}}}}) as eng:

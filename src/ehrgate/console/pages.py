@@ -90,7 +90,7 @@ class Console:
 
         rows = await asyncio.to_thread(gather)
         refresh = request.query_params.get("refresh", "")
-        every = int(refresh) if refresh.isdigit() and int(refresh) in REFRESH_CHOICES else None
+        every = next((n for n in REFRESH_CHOICES if refresh == str(n)), None)
         return render(request, "channels.html", secure=self.secure, visitor=who, user=who.user, channels=rows,
                       refresh=every, refresh_choices=REFRESH_CHOICES, section="channels")
 
@@ -154,7 +154,7 @@ class Console:
 
     def _message_id(self, request: Request) -> int | None:
         text = request.path_params["id"]
-        return int(text) if text.isdigit() and len(text) < 19 else None
+        return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
 
     async def message(self, request: Request) -> Response:
         who = await visitor(self.srv, request)

@@ -159,9 +159,10 @@ def read_search(params: Mapping[str, str], now_ms: int, *, limit: int = PAGE_SIZ
             moments[name] = None
             out.errors.append(f"{name.capitalize()}: {exc}")
     before = str(params.get("before_id") or "").strip()
-    if before and not before.isdigit():
+    good = before.isascii() and before.isdigit() and len(before) < 19
+    if before and not good:
         out.errors.append(f"before_id {before!r} is not a message id (a whole number).")
-    out.before = int(before) if before.isdigit() else None
+    out.before = int(before) if before and good else None
     if out.errors:
         return out
     out.query = SearchQuery(channel=form["channel"] or None, status=status or None, since=moments["since"],

@@ -35,6 +35,25 @@ def _error(status: int, text: str) -> JSONResponse:
     return JSONResponse({"error": text}, status_code=status)
 
 
+MAX_ID = 2**63 - 1
+
+
+def _whole(text: str, name: str) -> int:
+    """A query parameter that must be a whole number a database column holds (ASCII digits)."""
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_ID:
+        raise ValueError(f"{name} must be a whole number (0 to {MAX_ID}).")
+    return int(text)
+
+
+def _message_ids(body: Any) -> list[int]:
+    """``{"ids": [...]}``: a list of message ids (JSON integers, not booleans), duplicates dropped."""
+    ids = body.get("ids") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not ids or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID for i in ids):
+        raise ValueError
+    return list(dict.fromkeys(ids))
+
+
 def _row(row: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in row.items():
@@ -125,10 +144,10 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
         try:
             since = parse_since(p["since"], store.clock()) if p.get("since") else None
             until = parse_since(p["until"], store.clock()) if p.get("until") else None
-            limit = int(p.get("limit", "100"))
-            before = int(p["before_id"]) if p.get("before_id") else None
+            limit = _whole(p.get("limit", "100"), "limit")
+            before = _whole(p["before_id"], "before_id") if p.get("before_id") else None
         except (TimeError, ValueError) as exc:
-            return _error(400, str(exc) if isinstance(exc, TimeError) else "limit and before_id must be whole numbers.")
+            return _error(400, str(exc))
         q = SearchQuery(channel=p.get("channel"), status=status, since=since, until=until, msg_type=p.get("type"),
                         control_id=p.get("control_id"), patient=p.get("patient"), text=p.get("text"),
                         before_id=before, limit=limit)
@@ -137,7 +156,7 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
 
     async def show(request: Request, who: Actor) -> Response:
         try:
-            mid = int(request.path_params["id"])
+            mid = _whole(request.path_params["id"], "id")
         except ValueError:
             return _error(400, f"Message id {request.path_params['id']!r} is not a number.")
         found = await asyncio.to_thread(store.get, mid)
@@ -148,10 +167,9 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
 
     async def reprocess(request: Request, who: Actor) -> Response:
         try:
-            body = await request.json()
-            ids = [int(i) for i in body["ids"]]
-        except (ValueError, KeyError, TypeError):
-            return _error(400, "Expected a JSON body {\"ids\": [message ids]}.")
+            ids = _message_ids(await request.json())
+        except ValueError:
+            return _error(400, "Expected a JSON body {\"ids\": [message ids]}: a list of whole numbers.")
         done, skipped = await asyncio.to_thread(lambda: store.reprocess(ids, actor=who))
         for name in {r.name for r in engine.runtimes.values()}:
             engine.runtimes[name].wake_pipeline.set()
@@ -170,7 +188,7 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
             age = parse_duration(older_than)
         except TimeError as exc:
             return _error(400, str(exc))
-        cutoff = store.clock() - int(age * 1000)
+        cutoff = max(0, store.clock() - int(min(age, 1e12) * 1000))  # older than the epoch: nothing to prune
         n = await asyncio.to_thread(lambda: store.prune(channel or None, cutoff, actor=who,
                                                         criteria={"older_than": older_than}))
         return JSONResponse({"pruned": n, "older_than": older_than, "channel": channel or None})
@@ -183,10 +201,10 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
         try:
             since = parse_since(p["since"], store.clock()) if p.get("since") else None
             until = parse_since(p["until"], store.clock()) if p.get("until") else None
-            limit = int(p.get("limit", "100"))
-            before = int(p["before_id"]) if p.get("before_id") else None
+            limit = _whole(p.get("limit", "100"), "limit")
+            before = _whole(p["before_id"], "before_id") if p.get("before_id") else None
         except (TimeError, ValueError) as exc:
-            return _error(400, str(exc) if isinstance(exc, TimeError) else "limit and before_id must be whole numbers.")
+            return _error(400, str(exc))
         rows = await asyncio.to_thread(store.audit_log, AuditQuery(
             since=since, until=until, actor=p.get("actor") or None, action=action or None,
             target=p.get("target") or None, before_id=before, limit=limit))

@@ -85,7 +85,8 @@ def csrf_token(request: Request) -> tuple[str, bool]:
 def check_csrf(request: Request, form_value: Any) -> bool:
     cookie = request.cookies.get(CSRF_COOKIE) or ""
     value = form_value if isinstance(form_value, str) else ""
-    return bool(cookie) and bool(value) and hmac.compare_digest(cookie, value)
+    # as bytes: compare_digest refuses str with non-ASCII characters (a forged value could hold any)
+    return bool(cookie) and bool(value) and hmac.compare_digest(cookie.encode(), value.encode())
 
 
 def page(
