@@ -278,10 +278,15 @@ def test_tracing_settings_name_what_to_do(monkeypatch: pytest.MonkeyPatch) -> No
     ("PID-7: '19800101' is not a valid HL7 date\nsecond line", "PID-7: '…' is not a valid HL7 date"),
     ("AE from receiver: unknown patient Everywoman MRN7731", "AE from receiver: unknown patient … …"),
     ("No answer within 30.0s", "No answer within 30.0s"),
+    ("Mailbox unavailable: eve.everywoman@example.org", "Mailbox unavailable: ….…@….…"),
+    ("address 12 main st springfield rejected", "address … … … … rejected"),
+    ("bad SSN 123-45-6789 in PID segment", "bad SSN …-…-… in PID segment"),
+    ("EVE has no visit", "… has no visit"),  # a three-letter name is not a segment id
     (None, ""),
 ])
 def test_redact_keeps_the_error_and_drops_the_content(text: str | None, expected: str) -> None:
-    message = hl7("X1", patient=MRN, name=f"{FAMILY}^Eve")
+    message = hl7("X1", patient=MRN, name=f"{FAMILY}^Eve") + (
+        b"PID|1||123-45-6789^^^SSA^SS||||||||12 Main St^^Springfield||eve.everywoman@example.org\r")
     assert redact(text, message, None) == expected
 
 

@@ -83,7 +83,8 @@ class AuditQuery:
 
 
 def query(conn: sa.Connection, q: AuditQuery) -> list[dict[str, Any]]:
-    """Newest first; each criterion uses an index (time; actor, time; action, time)."""
+    """Newest first. Time, actor and action use an index (time; actor, time; action, time); a target
+    narrows what those found (the trail is small: one row per administrative action)."""
     a = t.audit.c
     stmt = sa.select(t.audit)
     if q.since is not None:

@@ -65,30 +65,48 @@ class StepRun:
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s?#]+)[/?#]\S*?(?=[.,:;)\]]*(?:\s|$))")
-_SEGMENT = re.compile(r"[A-Z][A-Z0-9]{2}")  # a segment id (PID, OBX, ZPI): structure, not content
-_WORD = re.compile(r"[^\W_]{3,}")
+_WORD = re.compile(r"[^\W_]{2,}")
+_SEGMENT_ID = re.compile(rb"(?:^|[\r\n])([A-Z][A-Z0-9]{2})(?=[^A-Za-z0-9\r\n]|$)")
 
 
 def redact(text: str | None, *contents: bytes | None, limit: int = 300) -> str:
     """``text`` (an error) fit for a trace: its first line, at most ``limit`` characters, with quoted
-    values, URL paths and queries (templates may put identifiers there) and every word of three or more
-    letters or digits with a digit or a capital in it that also occurs in ``contents`` (the message,
-    its Bundle) replaced by ``…`` - but segment ids (``PID``), which say where, not what. Errors quote values from the message (``PID-7: '19800101' is not a
-    valid date``, a remote system's ERR text); a trace backend is no place for them."""
+    values, URL paths and queries (templates may put identifiers there), and every word of two or
+    more letters or digits that is also a word of ``contents`` (the message, its Bundle) - whatever
+    its case: a name, an MRN, an e-mail address's parts, a street - replaced by ``…``; the message's
+    own segment ids (``PID``) stay, they say where, not what. Errors quote values from the message
+    (``PID-7: '19800101' is not a valid date``, a remote system's ERR text); a trace backend is no
+    place for them. A word of the error's own that the message happens to hold (free text) is
+    dropped too: a less readable span, never a leak."""
     if not text:
         return ""
     line = text.splitlines()[0][:limit]
-    line = _URL.sub(r"\1/…", line)
+    hosts: list[str] = []  # a URL's scheme and host are configuration, kept whole: set aside meanwhile
+
+    def host(m: re.Match[str]) -> str:
+        hosts.append(m.group(1))
+        return "\x00" + "\x01" * len(hosts) + "\x00/…"
+
+    line = _URL.sub(host, line)
     line = _QUOTED.sub("'…'", line)
-    hay = b"\n".join(c for c in contents if c).lower()
-    if not hay:
-        return line
+    present = [c for c in contents if c]
+    if present:
+        line = _redact_words(line, present)
+    for n, kept in enumerate(hosts, start=1):
+        line = line.replace("\x00" + "\x01" * n + "\x00", kept, 1)
+    return line
+
+
+def _redact_words(line: str, present: list[bytes]) -> str:
+    """``line`` with each word that is also a word of ``present`` replaced by ``…`` (see ``redact``)."""
+    words = {w.lower() for c in present for w in _WORD.findall(c.decode("utf-8", "replace"))}
+    segments = {m.decode("ascii") for c in present for m in _SEGMENT_ID.findall(c)}
 
     def word(m: re.Match[str]) -> str:
         w = m.group()
-        if (w.islower() and not any(ch.isdigit() for ch in w)) or _SEGMENT.fullmatch(w):
+        if w in segments or w.lower() not in words:
             return w
-        return "…" if w.lower().encode() in hay else w
+        return "…"
 
     return _WORD.sub(word, line)
 
