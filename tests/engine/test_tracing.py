@@ -235,6 +235,42 @@ def test_on_processed_marks_the_commit_and_an_error_ack(messages: MessageStore, 
     run(body())
 
 
+def test_spans_end_when_the_sender_leaves_or_a_worker_loses_the_message(
+        messages: MessageStore, tracing: Tracing, exporter: InMemorySpanExporter,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ack: on_processed and the caller cancelled while waiting (the sender left): the receive span
+    ends; a pipeline run whose outcome could not be recorded ends its process span, saying why."""
+    from ehrgate.engine.queue import LeaseLost, Queue
+
+    async def body() -> None:
+        chan = mllp_in(ack="on_processed", destinations={"out": {"type": "file", "directory": "unused"}})
+        async with running(messages, {"adt": chan}, tracing=tracing) as eng:
+            await eng.pause("adt")
+            task = asyncio.create_task(eng.handle("adt", hl7("C1"), "test"))
+            await until(lambda: messages.search(SearchQuery(control_id="C1")) != [], what="C1 stored")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            (receive,) = spans(exporter, "receive")
+            assert receive.end_time is not None and "hl7.ack_code" not in attrs(receive)
+
+            real = Queue.finish_pipeline
+            calls = {"n": 0}
+
+            def lose_once(self: Any, *a: Any, **k: Any) -> Any:
+                calls["n"] += 1
+                if calls["n"] == 1:
+                    raise LeaseLost("taken over")
+                return real(self, *a, **k)
+
+            monkeypatch.setattr(Queue, "finish_pipeline", lose_once)
+            await eng.resume("adt")
+            await until(lambda: calls["n"] >= 1, what="the pipeline ran")
+        (process, *_rest) = spans(exporter, "process")
+        assert [(e.name, dict(e.attributes or {})) for e in process.events] == [
+            ("not recorded", {"ehrgate.reason": "another worker took the message over"})]
+    run(body())
+
+
 def test_tracing_off_makes_no_span_and_stores_no_context(messages: MessageStore, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[str] = []

@@ -210,6 +210,30 @@ class ChannelRuntime:
                 spans[item.id] = (span, raw)
             results.append((item, r))
         counts = {"FILTERED": 0, "ERROR": 0}
+        try:
+            self._record_pipeline(results, spans, counts)
+        except BaseException:  # nothing was recorded: the messages run again, their spans end here
+            if tr is not None:
+                for span, _raw in spans.values():
+                    tr.abandoned(span, "the write failed; the message runs again")
+            raise
+        if tr is not None:  # committed
+            for item, r in results:
+                traced = spans.get(item.id)
+                if traced is not None:
+                    dests = r.outputs[0].destinations if r.status == "QUEUED" else ()
+                    tr.processed(traced[0], r.status, r.error, dests, traced[1])
+        if counts["FILTERED"]:
+            eng.stats.filtered.labels(self.name).inc(counts["FILTERED"])
+        if counts["ERROR"]:
+            eng.stats.errored.labels(self.name).inc(counts["ERROR"])
+        return len(items)
+
+    def _record_pipeline(self, results: list[tuple[Any, Any]], spans: dict[int, Any], counts: dict[str, int]) -> None:
+        """Record each run's outcome in one transaction (a message another worker took over is left
+        to it: its span ends and leaves ``spans``)."""
+        eng = self.engine
+        tr = eng.tracing
         with eng.messages.fast.write() as conn:
             for item, r in results:
                 try:
@@ -242,21 +266,12 @@ class ChannelRuntime:
                                     tr.split_stored(kid, ids[n] if n < len(ids) else None)
                 except LeaseLost:
                     log.warning("channel %s: message %d was taken over by another worker", self.name, item.message_id)
-                    spans.pop(item.id, None)
+                    lost = spans.pop(item.id, None)
+                    if lost is not None and tr is not None:
+                        tr.abandoned(lost[0], "another worker took the message over")
                     continue
                 if r.status in counts:
                     counts[r.status] += 1
-        if tr is not None:  # committed
-            for item, r in results:
-                traced = spans.get(item.id)
-                if traced is not None:
-                    dests = r.outputs[0].destinations if r.status == "QUEUED" else ()
-                    tr.processed(traced[0], r.status, r.error, dests, traced[1])
-        if counts["FILTERED"]:
-            eng.stats.filtered.labels(self.name).inc(counts["FILTERED"])
-        if counts["ERROR"]:
-            eng.stats.errored.labels(self.name).inc(counts["ERROR"])
-        return len(items)
 
     # -- destinations ----------------------------------------------------------------------
 

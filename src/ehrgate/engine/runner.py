@@ -352,23 +352,29 @@ class Engine:
 
     async def _original(self, cfg: ChannelConfig, info: MessageInfo, item: Incoming, started: float) -> Ack:
         """Original mode (HL7 v2.5 section 2.9.2), or a message that cannot be parsed: one ACK."""
-        receipt = await self._submit(item)
-        raw = item.raw
         tr = self.tracing if item.span is not None else None
-        if tr is not None:
-            tr.stored(item, receipt, event=cfg.ack != "on_receive")
-        msg = info.message
-        if receipt is None:
-            result = self.acks.reject(raw, HL7Error(self._NOT_STORED, code=207))
-        elif msg is None:
-            result = self.acks.reject(raw, HL7Error(f"Message {receipt.id} cannot be parsed: {info.error}", code=100))
-        else:
-            if cfg.ack == "on_receive":
-                result = self.acks.accepted(msg, application=False)
+        try:
+            receipt = await self._submit(item)
+            raw = item.raw
+            if tr is not None:
+                tr.stored(item, receipt, event=cfg.ack != "on_receive")
+            msg = info.message
+            if receipt is None:
+                result = self.acks.reject(raw, HL7Error(self._NOT_STORED, code=207))
+            elif msg is None:
+                result = self.acks.reject(raw, HL7Error(f"Message {receipt.id} cannot be parsed: {info.error}",
+                                                        code=100))
             else:
-                outcome, errors = await self._processed(cfg, receipt)
-                result = self.acks.outcome(msg, outcome, errors, application=True)
-            self.metrics(item.channel)[3].observe(time.perf_counter() - started)
+                if cfg.ack == "on_receive":
+                    result = self.acks.accepted(msg, application=False)
+                else:
+                    outcome, errors = await self._processed(cfg, receipt)
+                    result = self.acks.outcome(msg, outcome, errors, application=True)
+                self.metrics(item.channel)[3].observe(time.perf_counter() - started)
+        except BaseException:  # cancelled (the sender left while we waited) or a bug: the span still ends
+            if tr is not None:
+                tr.unanswered(item)
+            raise
         if tr is not None:
             tr.acked(item, result[1])
         return result

@@ -304,6 +304,12 @@ class Tracing:
             span.set_attribute("ehrgate.message.id", message_id)
         span.end()
 
+    def abandoned(self, span: Any, why: str) -> None:
+        """The run's outcome was not recorded (another worker took the message over, or the write
+        failed and the message will run again): the span ends, saying so."""
+        span.add_event("not recorded", {"ehrgate.reason": why})
+        span.end()
+
     def processed(self, span: Any, status: str, error: str | None, destinations: Sequence[str], raw: bytes) -> None:
         span.set_attribute("ehrgate.message.status", status)
         if destinations:
