@@ -225,3 +225,37 @@ def test_a_prune_records_its_criteria_and_count_and_keeps_the_trail(messages: Me
     assert rows[0]["detail"] == {"channel": None, "count": 3, "older_than": "30d", "received_before": 2000}
     assert len(messages.audit_log(AuditQuery())) == 2  # pruning messages never prunes the trail
     assert messages.audit_log(AuditQuery(target="web"))[0]["action"] == "pause"
+
+
+def test_password_guessing_is_slowed_and_logged(messages: MessageStore, store: Store, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Ten failed Basic sign-ins a minute per client address; then 429 with Retry-After, even with
+    the right password, without checking it; another address is not held up. Each failure is logged
+    with the username and address, never the password."""
+    from ehrgate.engine.access import SIGN_IN_FAILURES
+
+    _users(store, "operator")
+
+    async def body() -> None:
+        async with running(messages, _chan(tmp_path)) as eng:
+            app = Starlette(routes=engine_routes(eng, "", _EngineUsers(store)))  # one server, two clients
+
+            def client(host: str, password: str) -> httpx.AsyncClient:
+                return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(host, 5555)),
+                                         base_url="http://testserver", auth=("operator1", password))
+
+            async with client("10.0.0.9", "guess-number-x") as http:
+                for _ in range(SIGN_IN_FAILURES):
+                    assert (await http.get("/admin/channels")).status_code == 401
+            async with client("10.0.0.9", PASSWORD) as http:
+                r = await http.get("/admin/channels")
+                assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+                assert "Too many failed sign-ins" in r.json()["error"]
+            async with client("10.0.0.8", PASSWORD) as http:
+                assert (await http.get("/admin/channels")).status_code == 200
+
+    with caplog.at_level("WARNING", logger="ehrgate.engine.access"):
+        run(body())
+    failed = [r.getMessage() for r in caplog.records if "failed sign-in" in r.getMessage()]
+    assert len(failed) == SIGN_IN_FAILURES
+    assert "'operator1' from 10.0.0.9" in failed[0] and not any("guess-number" in m for m in failed)

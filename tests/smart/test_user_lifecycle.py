@@ -91,8 +91,14 @@ def test_a_removed_engine_user_is_refused_by_the_admin_api(world: World, store: 
              input=NEW_PASSWORD + "\n")
     assert r.exit_code == 0, r.output
     assert asyncio.run(directory.role_of("ops", NEW_PASSWORD)) == "operator"
-    assert _run(["users", "remove", "ops"], store, tmp_path).output.strip() == "Removed operator ops."
+    removed = _run(["users", "remove", "ops"], store, tmp_path)
+    assert removed.stdout.strip() == "Removed operator ops."
     assert asyncio.run(directory.role_of("ops", NEW_PASSWORD)) is None
+    # ops was not the last engine user (the world has an admin): no warning
+    assert "Note:" not in removed.output
+    last = _run(["users", "remove", "admin"], store, tmp_path)
+    assert last.exit_code == 0 and "Note: no user with the admin, operator or viewer role is left" in last.stderr
+    assert "without a sign-in" in last.stderr
 
 
 def _users(store: Any) -> list[U.User]:

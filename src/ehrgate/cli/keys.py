@@ -121,16 +121,25 @@ def _ended(done: Any) -> str:
 def remove_user_cmd(username: str, **flags: Any) -> None:
     """Remove a user: they can no longer sign in, their sign-ins end and every app they authorized
     loses access (offline access too). Their FHIR record and the audit trail stay."""
-    from ..smart.users import UserError, remove_user
+    from ..engine.access import ENGINE_ROLES
+    from ..smart.users import UserError, has_role, remove_user
     from .serve import _open
 
-    store = _open(settings_from(**flags), must_exist=True)
+    settings = settings_from(**flags)
+    store = _open(settings, must_exist=True)
     try:
         with store.writer() as w:
             done = remove_user(w.conn, username, now=int(time.time()))
     except UserError as exc:
         raise CliError(str(exc)) from None
     click.echo(f"Removed {done.user.role} {done.user.username}{_ended(done)}.")
+    with store.reader() as conn:
+        left = has_role(conn, ENGINE_ROLES)
+    if done.user.role in ENGINE_ROLES and not left and not settings.admin_token:
+        click.echo(f"Note: no user with the {', '.join(ENGINE_ROLES[:-1])} or {ENGINE_ROLES[-1]} role is left and "
+                   "admin_token is not set, so the engine admin API now answers requests from this host (127.0.0.1) "
+                   "without a sign-in - and so does anything behind a reverse proxy on it. Add one with "
+                   "`ehrgate users add --role admin`.", err=True)
 
 
 @users.command("set-password")

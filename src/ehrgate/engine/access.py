@@ -15,10 +15,15 @@ Credentials, in the order they are tried (RFC 7617 Basic, RFC 6750 Bearer):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,6 +47,12 @@ PERMISSIONS: Mapping[str, tuple[str, ...]] = {
     "audit": ("admin",),
 }
 ENGINE_ROLES = ("admin", "operator", "viewer")
+SIGN_IN_FAILURES = 10
+"""Failed Basic sign-ins allowed per client address per minute; then 429 until the oldest is a
+minute old (a password guesser gets ten tries a minute, and each costs an argon2 check)."""
+CONCURRENT_CHECKS = 4
+"""Password checks running at once (argon2: ~64 MiB and tens of milliseconds each); more wait."""
+log = logging.getLogger("ehrgate.engine.access")
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 REALM = "EHRGate engine admin"
 
@@ -73,6 +84,8 @@ class Denied:
     status: int
     message: str
     challenge: bool = False
+    retry_after: int = 0
+    """Seconds (429): when the client may try again."""
 
 
 class UserDirectory(Protocol):
@@ -96,9 +109,34 @@ def _basic(value: str) -> tuple[str, str] | None:
 class Gate:
     """``await gate.identify(header, peer, request_id)`` → ``Actor`` or ``Denied``."""
 
-    def __init__(self, admin_token: str = "", users: UserDirectory | None = None) -> None:
+    def __init__(self, admin_token: str = "", users: UserDirectory | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.admin_token = admin_token
         self.users = users
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}  # client address → times of failed sign-ins
+        self._checks = asyncio.Semaphore(CONCURRENT_CHECKS)
+
+    def _wait(self, peer: str) -> int:
+        """Seconds until ``peer`` may try a password again (0: now)."""
+        failures = self._failures.get(peer)
+        if not failures:
+            return 0
+        now = self.clock()
+        while failures and failures[0] <= now - 60:
+            failures.popleft()
+        if len(failures) < SIGN_IN_FAILURES:
+            return 0
+        return max(1, math.ceil(failures[0] + 60 - now))
+
+    def _failed(self, peer: str, username: str) -> None:
+        failures = self._failures.setdefault(peer, deque())
+        failures.append(self.clock())
+        if len(self._failures) > 10000:  # forget addresses with nothing recent
+            for key in [k for k, v in self._failures.items() if not v or v[-1] <= self.clock() - 60]:
+                del self._failures[key]
+        log.warning("engine admin API: failed sign-in as %r from %s (%d in the last minute)", username[:64],
+                    peer or "?", len(failures))
 
     def challenge(self) -> str:
         value = f'Basic realm="{REALM}", charset="UTF-8"'
@@ -115,8 +153,17 @@ class Gate:
             creds = _basic(value)
             if creds is None:
                 return Denied(401, "The Basic credentials are not base64 of username:password.", True)
-            role = await self.users.role_of(*creds) if self.users is not None else None
+            wait = self._wait(peer)
+            if wait:
+                return Denied(429, f"Too many failed sign-ins from this address; try again in {wait} s.",
+                              retry_after=wait)
+            if self.users is None:
+                role = None
+            else:
+                async with self._checks:
+                    role = await self.users.role_of(*creds)
             if role is None:
+                self._failed(peer, creds[0])
                 return Denied(401, "The username or password is not right.", True)
             return Actor(creds[0], role, "basic", peer, request_id)
         if scheme == "bearer":

@@ -236,8 +236,10 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
 
 
 def _denied(d: Denied, gate: Gate) -> JSONResponse:
-    return JSONResponse({"error": d.message}, status_code=d.status,
-                        headers={"WWW-Authenticate": gate.challenge()} if d.challenge else None)
+    headers = {"WWW-Authenticate": gate.challenge()} if d.challenge else {}
+    if d.retry_after:
+        headers["Retry-After"] = str(d.retry_after)
+    return JSONResponse({"error": d.message}, status_code=d.status, headers=headers or None)
 
 
 def _op(summary: str, params: list[tuple[str, str, str]] | None = None, body: dict[str, Any] | None = None,
