@@ -104,3 +104,15 @@ def test_a_removed_engine_user_is_refused_by_the_admin_api(world: World, store: 
 def _users(store: Any) -> list[U.User]:
     with store.reader() as conn:
         return U.list_users(conn)
+
+
+def test_password_guessing_on_the_sign_in_page_is_slowed(world: World, store: Any) -> None:
+    """Ten failed sign-ins a minute per address; the eleventh try - even with the right password - is
+    refused with 429 and Retry-After, without a password check."""
+    for _ in range(10):
+        r = sign_in(world.client, "ada", password="wrong-password-x")
+        assert r.status_code == 401 and "not right" in r.text
+    r = sign_in(world.client, "ada")
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+    assert "Too many failed sign-ins from this address" in r.text and 'role="alert"' in r.text
+    assert 'value="ada"' in r.text  # the username is kept for the next try

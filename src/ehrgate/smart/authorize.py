@@ -369,6 +369,14 @@ async def login(srv: SmartServer, request: Request) -> Response:
                           "Reload the sign-in page and try again.", status=403, secure=srv.secure_cookies)
     username = str(form.get("username") or "")
     password = str(form.get("password") or "")
+    address = request.client.host if request.client else ""
+    wait = srv.login_failures.wait(address)
+    if wait:  # password guessing: ten failures a minute per address, then no password is checked
+        slow = page(request, "login.html", status=429, secure=srv.secure_cookies, req=form.get("req") or "",
+                    next=form.get("next") or "", username=username,
+                    error=f"Too many failed sign-ins from this address. Try again in {wait} seconds.")
+        slow.headers["Retry-After"] = str(wait)
+        return slow
 
     def sign_in(w: WriteSession) -> str | None:
         user = authenticate(w.conn, username, password)
@@ -380,6 +388,7 @@ async def login(srv: SmartServer, request: Request) -> Response:
 
     sid = await srv.writing(sign_in)
     if sid is None:
+        srv.login_failures.hit(address)
         return page(request, "login.html", status=401, secure=srv.secure_cookies, req=form.get("req") or "",
                     next=form.get("next") or "", username=username,
                     error="The username or password is not right. Check them and try again.")

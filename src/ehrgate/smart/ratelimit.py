@@ -1,5 +1,6 @@
-"""A per-key sliding-window rate limiter (the token endpoint, per client). In-process, so the limit
-applies per EHRGate process; pure apart from the clock that is passed in."""
+"""A per-key sliding-window rate limiter (the token endpoint, per client; failed sign-ins, per
+address). In-process, so the limit applies per EHRGate process; pure apart from the clock that is
+passed in."""
 
 from __future__ import annotations
 
@@ -20,16 +21,31 @@ class RateLimiter:
 
     def check(self, key: str) -> int:
         """Record a hit; returns 0 if allowed, else the seconds to wait."""
+        wait = self.wait(key)
+        if not wait:
+            self.hit(key)
+        return wait
+
+    def wait(self, key: str) -> int:
+        """Seconds until ``key`` may go on (0: now), recording nothing."""
         if self.limit <= 0:
             return 0
+        hits = self._hits.get(key)
+        if not hits:
+            return 0
         now = self.clock()
-        hits = self._hits.setdefault(key, deque())
         while hits and hits[0] <= now - self.window:
             hits.popleft()
         if len(hits) >= self.limit:
             return max(1, math.ceil(hits[0] + self.window - now))
-        hits.append(now)
-        if len(self._hits) > 10000:  # forget idle keys
-            for k in [k for k, v in self._hits.items() if not v]:
-                del self._hits[k]
         return 0
+
+    def hit(self, key: str) -> None:
+        """Count one event of ``key`` (what is limited: requests, or only failures)."""
+        if self.limit <= 0:
+            return
+        self._hits.setdefault(key, deque()).append(self.clock())
+        if len(self._hits) > 10000:  # forget idle keys
+            now = self.clock()
+            for k in [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window]:
+                del self._hits[k]

@@ -58,6 +58,8 @@ class SmartServer:
             recheck=float(settings.revocation_check_seconds), realm=self.fhir_base, clock=clock,
         )
         self.rate = RateLimiter(settings.token_rate_limit)
+        # failed sign-ins (/auth/login) per client address: ten a minute, then wait (password guessing)
+        self.login_failures = RateLimiter(10)
         self._jwks_cache: dict[str, tuple[float, Any]] = {}
         configured = apps_from_config(settings.config, settings.environment)
         with store.writer() as w:
