@@ -3,6 +3,7 @@ with EHRGate's real users on SQLite and PostgreSQL (``app._EngineUsers``: the wi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -253,9 +254,15 @@ def test_password_guessing_is_slowed_and_logged(messages: MessageStore, store: S
                 assert "Too many failed sign-ins" in r.json()["error"]
             async with client("10.0.0.8", PASSWORD) as http:
                 assert (await http.get("/admin/channels")).status_code == 200
+            # guesses sent at once are counted before their passwords are checked: ten checked, no more
+            async with client("2001:db8::1", "guess-number-y") as http:
+                codes = [r.status_code for r in await asyncio.gather(*(http.get("/admin/channels") for _ in range(30)))]
+            assert codes.count(401) == SIGN_IN_FAILURES and codes.count(429) == 30 - SIGN_IN_FAILURES
+            async with client("2001:db8::2", PASSWORD) as http:  # the same /64: the same limit
+                assert (await http.get("/admin/channels")).status_code == 429
 
     with caplog.at_level("WARNING", logger="ehrgate.engine.access"):
         run(body())
     failed = [r.getMessage() for r in caplog.records if "failed sign-in" in r.getMessage()]
-    assert len(failed) == SIGN_IN_FAILURES
+    assert len(failed) == 2 * SIGN_IN_FAILURES
     assert "'operator1' from 10.0.0.9" in failed[0] and not any("guess-number" in m for m in failed)

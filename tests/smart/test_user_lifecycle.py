@@ -116,3 +116,26 @@ def test_password_guessing_on_the_sign_in_page_is_slowed(world: World, store: An
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
     assert "Too many failed sign-ins from this address" in r.text and 'role="alert"' in r.text
     assert 'value="ada"' in r.text  # the username is kept for the next try
+
+
+def test_guesses_sent_at_once_are_all_counted(world: World, store: Any) -> None:
+    """The attempt is counted before its password is checked: of 30 guesses sent together, 10 are
+    checked (401) and 20 refused (429), whether the checks run inline (SQLite) or in worker threads
+    (PostgreSQL)."""
+    import asyncio
+
+    import httpx
+
+    from .conftest import csrf_of
+
+    async def body() -> list[int]:
+        transport = httpx.ASGITransport(app=world.app, client=("203.0.113.7", 5555))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            form = await http.get("/auth/login")
+            data = {"csrf": csrf_of(form.text), "username": "ada", "password": "wrong-password-y", "req": "",
+                    "next": ""}
+            answers = await asyncio.gather(*(http.post("/auth/login", data=data) for _ in range(30)))
+        return [r.status_code for r in answers]
+
+    codes = asyncio.run(body())
+    assert codes.count(401) == 10 and codes.count(429) == 20, codes

@@ -20,12 +20,12 @@ import base64
 import binascii
 import hmac
 import logging
-import math
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from ..ratelimit import RateLimiter, client_key
 
 __all__ = [
     "ENGINE_ROLES",
@@ -113,30 +113,9 @@ class Gate:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.admin_token = admin_token
         self.users = users
-        self.clock = clock
-        self._failures: dict[str, deque[float]] = {}  # client address → times of failed sign-ins
+        # failed Basic sign-ins per client address (an IPv6 address by its /64)
+        self._failures = RateLimiter(SIGN_IN_FAILURES, clock=clock)
         self._checks = asyncio.Semaphore(CONCURRENT_CHECKS)
-
-    def _wait(self, peer: str) -> int:
-        """Seconds until ``peer`` may try a password again (0: now)."""
-        failures = self._failures.get(peer)
-        if not failures:
-            return 0
-        now = self.clock()
-        while failures and failures[0] <= now - 60:
-            failures.popleft()
-        if len(failures) < SIGN_IN_FAILURES:
-            return 0
-        return max(1, math.ceil(failures[0] + 60 - now))
-
-    def _failed(self, peer: str, username: str) -> None:
-        failures = self._failures.setdefault(peer, deque())
-        failures.append(self.clock())
-        if len(self._failures) > 10000:  # forget addresses with nothing recent
-            for key in [k for k, v in self._failures.items() if not v or v[-1] <= self.clock() - 60]:
-                del self._failures[key]
-        log.warning("engine admin API: failed sign-in as %r from %s (%d in the last minute)", username[:64],
-                    peer or "?", len(failures))
 
     def challenge(self) -> str:
         value = f'Basic realm="{REALM}", charset="UTF-8"'
@@ -153,18 +132,21 @@ class Gate:
             creds = _basic(value)
             if creds is None:
                 return Denied(401, "The Basic credentials are not base64 of username:password.", True)
-            wait = self._wait(peer)
+            key = client_key(peer)
+            wait = self._failures.wait(key)
             if wait:
                 return Denied(429, f"Too many failed sign-ins from this address; try again in {wait} s.",
                               retry_after=wait)
+            self._failures.hit(key)  # counted before the check, so guesses sent at once all count
             if self.users is None:
                 role = None
             else:
                 async with self._checks:
                     role = await self.users.role_of(*creds)
             if role is None:
-                self._failed(peer, creds[0])
+                log.warning("engine admin API: failed sign-in as %r from %s", creds[0][:64], peer or "?")
                 return Denied(401, "The username or password is not right.", True)
+            self._failures.forgive(key)
             return Actor(creds[0], role, "basic", peer, request_id)
         if scheme == "bearer":
             if not self.admin_token:

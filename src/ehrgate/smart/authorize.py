@@ -20,6 +20,7 @@ from urllib.parse import urlencode, urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..ratelimit import client_key
 from . import grants as G
 from .apps import App
 from .errors import AccessDenied, InvalidRequest, InvalidScope, OAuthError, UnsupportedResponseType
@@ -369,7 +370,7 @@ async def login(srv: SmartServer, request: Request) -> Response:
                           "Reload the sign-in page and try again.", status=403, secure=srv.secure_cookies)
     username = str(form.get("username") or "")
     password = str(form.get("password") or "")
-    address = request.client.host if request.client else ""
+    address = client_key(request.client.host if request.client else "")
     wait = srv.login_failures.wait(address)
     if wait:  # password guessing: ten failures a minute per address, then no password is checked
         slow = page(request, "login.html", status=429, secure=srv.secure_cookies, req=form.get("req") or "",
@@ -377,6 +378,7 @@ async def login(srv: SmartServer, request: Request) -> Response:
                     error=f"Too many failed sign-ins from this address. Try again in {wait} seconds.")
         slow.headers["Retry-After"] = str(wait)
         return slow
+    srv.login_failures.hit(address)  # counted before the check, so guesses sent at once all count
 
     def sign_in(w: WriteSession) -> str | None:
         user = authenticate(w.conn, username, password)
@@ -388,10 +390,10 @@ async def login(srv: SmartServer, request: Request) -> Response:
 
     sid = await srv.writing(sign_in)
     if sid is None:
-        srv.login_failures.hit(address)
         return page(request, "login.html", status=401, secure=srv.secure_cookies, req=form.get("req") or "",
                     next=form.get("next") or "", username=username,
                     error="The username or password is not right. Check them and try again.")
+    srv.login_failures.forgive(address)  # a success is not a failure
     response = _redirect(_next_url(form))
     set_cookie(response, SESSION_COOKIE, sid, secure=srv.secure_cookies, max_age=srv.settings.session_lifetime)
     return response

@@ -19,13 +19,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..fhir.store.service import Store, WriteSession
+from ..ratelimit import RateLimiter
 from ..settings import Settings, SettingsError
 from .apps import App, apps_from_config, get_app, sync_config_apps
 from .audit import audit_event
 from .bearer import BearerPolicy
 from .grants import active_grant
 from .keys import KeyRing
-from .ratelimit import RateLimiter
 from .tokens import ACCESS_TOKEN_ALGS, TokenIssuer
 
 __all__ = ["SmartServer", "smart_routes"]

@@ -4,12 +4,24 @@ passed in."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "client_key"]
+
+
+def client_key(address: str) -> str:
+    """The key of a client address: an IPv4 address as it is, an IPv6 address by its /64 network
+    (one host holds a whole /64 and can pick a new address per request)."""
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    except ValueError:
+        return address
 
 
 class RateLimiter:
@@ -39,6 +51,13 @@ class RateLimiter:
         if len(hits) >= self.limit:
             return max(1, math.ceil(hits[0] + self.window - now))
         return 0
+
+    def forgive(self, key: str) -> None:
+        """Take back one counted event of ``key`` (an attempt counted before its outcome was known,
+        that succeeded): count first, so attempts running at once are all counted."""
+        hits = self._hits.get(key)
+        if hits:
+            hits.pop()
 
     def hit(self, key: str) -> None:
         """Count one event of ``key`` (what is limited: requests, or only failures)."""
