@@ -155,3 +155,63 @@ def _user_id(conn: Any, username: str) -> str:
     from ehrgate.smart import users as U
 
     return next(u.id for u in U.list_users(conn) if u.username == username)
+
+
+def _error_of(response: Any) -> dict[str, str]:
+    assert response.status_code in (302, 303), (response.status_code, response.text[:300])
+    from urllib.parse import parse_qs, urlsplit
+
+    return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["location"]).query).items()}
+
+
+def test_prompt_none_shows_no_page(world: World, store: Any) -> None:
+    """OpenID Connect prompt=none: a code when nothing needs asking, else the reason, and no page."""
+    auth, _ = authorize_params(scope=SCOPE, prompt="none")
+    got = _error_of(world.client.get("/auth/authorize", params=auth))  # nobody signed in
+    assert got["error"] == "login_required" and got["state"] == auth["state"] and "code" not in got
+
+    sign_in(world.client, "doctor")
+    auth, _ = authorize_params(scope=SCOPE, prompt="none")
+    assert _error_of(world.client.get("/auth/authorize", params=auth))["error"] == "interaction_required"  # a patient
+    auth, _ = authorize_params(scope="openid fhirUser user/Patient.rs", prompt="none")
+    assert _error_of(world.client.get("/auth/authorize", params=auth))["error"] == "consent_required"
+
+    callback_params(_approve(world, _authorize(world, scope="openid fhirUser user/Patient.rs")[0], remember=True))
+    auth, verifier = authorize_params(scope="openid fhirUser user/Patient.rs", prompt="none")
+    got = callback_params(world.client.get("/auth/authorize", params=auth))
+    assert exchange(world.client, got["code"], verifier).status_code == 200
+
+    auth, _ = authorize_params(scope=SCOPE, prompt="none login")
+    assert _error_of(world.client.get("/auth/authorize", params=auth))["error"] == "invalid_request"
+
+
+def test_prompt_login_asks_for_the_password_again(world: World, store: Any) -> None:
+    callback_params(_approve(world, _authorize(world, scope="openid fhirUser user/Patient.rs")[0], remember=True))
+    auth, verifier = authorize_params(scope="openid fhirUser user/Patient.rs", prompt="login")
+    first = world.client.get("/auth/authorize", params=auth)  # signed in, approval remembered: still the sign-in
+    assert first.status_code in (302, 303) and first.headers["location"].startswith("/auth/login?req=")
+    signed = sign_in(world.client, "doctor", req=req_of(first.headers["location"]))
+    again = world.client.get(signed.headers["location"])
+    got = callback_params(again)  # signed in afresh: the remembered approval applies
+    assert exchange(world.client, got["code"], verifier).status_code == 200
+
+
+def test_removing_the_app_forgets_its_approvals(world: World, store: Any) -> None:
+    from ehrgate.smart import apps as A
+
+    callback_params(_approve(world, _authorize(world)[0], remember=True))
+    with store.writer() as w:
+        app = A.get_app(w.conn, "public-app")
+        A.remove_app(w.conn, "public-app")
+        A.add_app(w.conn, app, now=0)  # another app, registered later under the same client_id
+    assert _authorize(world)[0].status_code == 200  # asked
+
+
+def test_remembering_and_forgetting_are_audited(world: World, store: Any) -> None:
+    callback_params(_approve(world, _authorize(world, user="ada")[0], remember=True))
+    apps = world.client.get("/auth/apps")
+    world.client.post("/auth/apps/forget", data={"csrf": csrf_of(apps.text), "client_id": "public-app"})
+    said = _audit(world)
+    assert any(d.startswith("The user asked not to be asked again while the app asks for no more than:")
+               for d in said)
+    assert any(d.startswith("The user's remembered approval was forgotten on the connected apps page") for d in said)

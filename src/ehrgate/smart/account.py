@@ -124,7 +124,14 @@ async def forget_approval(srv: SmartServer, request: Request) -> Response:
         return error_page(request, "The form has expired", "Reload the connected apps page and try again.",
                           status=403, secure=srv.secure_cookies, link=(PATH, "Back to connected apps"), user=user)
     client_id = str(form.get("client_id") or "")
-    await srv.writing(lambda w: G.forget_consent(w.conn, user.id, client_id))
+
+    def forget(w: WriteSession) -> None:
+        if G.forget_consent(w.conn, user.id, client_id):
+            srv.audit(w, "consent", request, client_id=client_id, user=user.fhir_user or None,
+                      description="The user's remembered approval was forgotten on the connected apps page "
+                                  "(Ask me again): the app asks for approval again.")
+
+    await srv.writing(forget)
     return RedirectResponse(f"{PATH}?done=forgotten", status_code=303)
 
 
@@ -145,10 +152,11 @@ async def revoke_app(srv: SmartServer, request: Request) -> Response:
             return None
         if not G.revoke_grant(w.conn, grant.id, reason="revoked-by-user", now=srv.now()):
             return None
-        G.forget_consent(w.conn, user.id, grant.client_id)  # and the app asks again next time
+        forgot = G.forget_consent(w.conn, user.id, grant.client_id)  # and the app asks again next time
         srv.audit(w, "token-revoke", request, client_id=grant.client_id, user=user.fhir_user or None,
                   patient=grant.patient, grant_id=grant.id,
-                  description="Access ended by the user on the connected apps page; the grant and all its tokens ended.")
+                  description="Access ended by the user on the connected apps page; the grant and all its tokens ended"
+                              + ("; the remembered approval was forgotten." if forgot else "."))
         return grant.id
 
     ended = await srv.writing(step)

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from joserfc.jwk import KeySet
 
 from .hashing import digest, digest_matches, new_token
-from .schema import apps
+from .schema import apps, consents
 from .scopes import CONTEXT_SCOPES, ScopeError, ScopeSet, parse_scopes
 
 __all__ = [
@@ -295,6 +295,13 @@ def remove_app(conn: sa.Connection, client_id: str) -> None:
     result = conn.execute(apps.delete().where(apps.c.client_id == client_id))
     if result.rowcount == 0:
         raise AppError(f"No app with client_id {client_id!r}; see `ehrgate apps list`.")
+    _forget_approvals(conn, client_id)
+
+
+def _forget_approvals(conn: sa.Connection, client_id: str) -> None:
+    """Users' remembered approvals of a removed app: an app registered later under the same
+    client_id is another app, and asks again."""
+    conn.execute(consents.delete().where(consents.c.client_id == client_id))
 
 
 def sync_config_apps(conn: sa.Connection, configured: list[App], *, now: int) -> None:
@@ -317,3 +324,4 @@ def sync_config_apps(conn: sa.Connection, configured: list[App], *, now: int) ->
     for cid, old in existing.items():
         if old.source == "config" and cid not in names:
             conn.execute(apps.delete().where(apps.c.client_id == cid))
+            _forget_approvals(conn, cid)

@@ -25,6 +25,7 @@ SUBTYPES = {
     "token-issue": "Token issued",
     "token-refresh": "Token refreshed",
     "token-revoke": "Token revoked",
+    "consent": "Remembered approval changed",
 }
 # http://hl7.org/fhir/R4/valueset-audit-event-outcome.html
 OUTCOMES = {"success": "0", "minor": "4", "serious": "8"}

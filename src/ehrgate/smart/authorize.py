@@ -23,7 +23,16 @@ from starlette.responses import RedirectResponse, Response
 from ..ratelimit import client_key
 from . import grants as G
 from .apps import App
-from .errors import AccessDenied, InvalidRequest, InvalidScope, OAuthError, UnsupportedResponseType
+from .errors import (
+    AccessDenied,
+    ConsentRequired,
+    InteractionRequired,
+    InvalidRequest,
+    InvalidScope,
+    LoginRequired,
+    OAuthError,
+    UnsupportedResponseType,
+)
 from .launch import LaunchError, consume_launch
 from .pkce import PkceError, check_challenge
 from .scopes import ScopeError, ScopeSet, category_alternatives, describe, parse_scopes
@@ -83,6 +92,9 @@ def _validate(srv: SmartServer, app: App, params: dict[str, str]) -> dict[str, A
         raise InvalidScope(str(exc)) from None
     if not len(requested):
         raise InvalidScope("Missing 'scope'; ask for e.g. 'launch/patient openid fhirUser patient/*.rs'.")
+    prompt = set(params.get("prompt", "").split())
+    if "none" in prompt and len(prompt) > 1:
+        raise InvalidRequest(f"prompt {params['prompt']!r}: 'none' cannot be combined with other values.")
     system = [s.raw for s in requested if s.resource and s.resource.context == "system"]
     if system:
         raise InvalidScope(f"Scope {system[0]!r} is for backend services (client_credentials), not for a user's authorization.")
@@ -94,8 +106,9 @@ def _validate(srv: SmartServer, app: App, params: dict[str, str]) -> dict[str, A
         "scope": str(requested), "code_challenge": params["code_challenge"],
         "code_challenge_method": params["code_challenge_method"], "nonce": params.get("nonce") or None,
         "launch": params.get("launch") or None,
-        # OpenID Connect: prompt=consent asks again even when the user's approval is remembered
-        "prompt_consent": "consent" in params.get("prompt", "").split(),
+        # OpenID Connect Core §3.1.2.1 prompt: consent asks again even when the user's approval is
+        # remembered; login asks for the password again; none shows no page at all (or says why not)
+        "prompt_consent": "consent" in prompt, "prompt_login": "login" in prompt, "prompt_none": "none" in prompt,
     }
 
 
@@ -163,10 +176,15 @@ async def _advance(srv: SmartServer, request: Request, pid: str) -> Response:
     pending = await srv.reading(lambda conn: get_pending(conn, pid, now=srv.now()))
     if pending is None:
         return _expired(srv, request)
+    params = pending.params
     found = await _session_user(srv, request)
     if found is None:
+        if params.get("prompt_none"):
+            return await _no_page(srv, pid, params, LoginRequired("Nobody is signed in; ask again without prompt=none."))
         return _redirect(f"/auth/login?{urlencode({'req': pid})}")
     _sid, session, user = found
+    if params.get("prompt_login"):  # prompt=login: sign in again (the sign-in clears the flag)
+        return _redirect(f"/auth/login?{urlencode({'req': pid})}")
     if user.role in ENGINE_ONLY_ROLES:  # engine staff, not clinicians: no access to records through apps
         return error_page(request, "This account cannot authorize apps",
                           f"You are signed in as an engine {user.role}: that account is for the engine admin API "
@@ -176,7 +194,6 @@ async def _advance(srv: SmartServer, request: Request, pid: str) -> Response:
         await srv.writing(lambda w: update_pending(w.conn, pid, session_hash=session.id_hash))
     elif pending.session_hash != session.id_hash:
         return _expired(srv, request)
-    params = pending.params
     ctx: dict[str, Any] = params.get("_ctx") or {}
     if params.get("launch") and not ctx.get("launched"):
 
@@ -207,6 +224,9 @@ async def _advance(srv: SmartServer, request: Request, pid: str) -> Response:
                               secure=srv.secure_cookies)
         patient = user.patient_id
     elif "launch/patient" in scopes and not patient:
+        if params.get("prompt_none"):
+            return await _no_page(srv, pid, params, InteractionRequired("A patient must be chosen; ask again "
+                                                                        "without prompt=none."))
         return _redirect(f"/auth/patient?{urlencode({'req': pid})}")
     app = await srv.app(params["client_id"])
     if app is None:
@@ -219,8 +239,17 @@ async def _advance(srv: SmartServer, request: Request, pid: str) -> Response:
             code = await srv.writing(lambda w: _grant_code(srv, w, request, pid, params, ctx, app, user, session,
                                                            requested, patient, remembered=True))
             return _redirect(_with_query(params["redirect_uri"], urlencode({"code": code, "state": params["state"]})))
+    if params.get("prompt_none"):
+        return await _no_page(srv, pid, params, ConsentRequired("The user has not approved this access; ask again "
+                                                                "without prompt=none."))
     label = await srv.reading(lambda conn: _patient_label(srv, conn, patient)) if patient else None
     return _consent_page(srv, request, pid, app, scopes, user, patient, label)
+
+
+async def _no_page(srv: SmartServer, pid: str, params: dict[str, Any], exc: OAuthError) -> Response:
+    """``prompt=none`` and a page would be needed: the request ends, the app hears why."""
+    await srv.writing(lambda w: delete_pending(w.conn, pid))
+    return _app_error(params["redirect_uri"], exc, params["state"])
 
 
 def _patient_label(srv: SmartServer, conn: Any, patient_id: str) -> str:
@@ -338,6 +367,9 @@ async def consent(srv: SmartServer, request: Request) -> Response:
             return None
         if remember:
             G.remember_consent(w.conn, user.id, app.client_id, str(granted), now=srv.now())
+            srv.audit(w, "consent", request, client_id=app.client_id, user=user.fhir_user or None,
+                      description=f"The user asked not to be asked again while the app asks for no more than: "
+                                  f"{granted}.")
         return _grant_code(srv, w, request, pid, params, ctx, app, user, session, granted, patient)
 
     code = await srv.writing(decide)
@@ -386,6 +418,9 @@ async def login(srv: SmartServer, request: Request) -> Response:
             srv.audit(w, "login", request, outcome="minor", description="Sign-in failed (wrong username or password).")
             return None
         srv.audit(w, "login", request, user=user.fhir_user or None, description=f"User {user.username} signed in.")
+        waiting = get_pending(w.conn, str(form.get("req") or ""), now=srv.now())
+        if waiting is not None and waiting.params.get("prompt_login"):  # the fresh sign-in prompt=login asked for
+            update_pending(w.conn, waiting.id, params=_dump({**waiting.params, "prompt_login": False}))
         return new_session(w.conn, user.id, now=srv.now(), lifetime=srv.settings.session_lifetime)
 
     sid = await srv.writing(sign_in)

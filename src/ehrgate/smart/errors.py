@@ -24,10 +24,13 @@ from urllib.parse import urlencode
 
 __all__ = [
     "AccessDenied",
+    "ConsentRequired",
+    "InteractionRequired",
     "InvalidClient",
     "InvalidGrant",
     "InvalidRequest",
     "InvalidScope",
+    "LoginRequired",
     "OAuthError",
     "ServerError",
     "SlowDown",
@@ -99,6 +102,24 @@ class InvalidScope(OAuthError):
 class AccessDenied(OAuthError):
     error = "access_denied"
     status = 403
+
+
+class LoginRequired(OAuthError):
+    """OpenID Connect Core §3.1.2.6: ``prompt=none`` and nobody is signed in."""
+
+    error = "login_required"
+
+
+class ConsentRequired(OAuthError):
+    """OpenID Connect Core §3.1.2.6: ``prompt=none`` and the user would have to approve the app."""
+
+    error = "consent_required"
+
+
+class InteractionRequired(OAuthError):
+    """OpenID Connect Core §3.1.2.6: ``prompt=none`` and the user would have to choose (a patient)."""
+
+    error = "interaction_required"
 
 
 class ServerError(OAuthError):
