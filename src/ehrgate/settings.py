@@ -73,6 +73,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Public base URL of the server (scheme://host:port), used in absolute links such as "
         "Bundle.link and fullUrl. Empty: derived from host and port.",
     ),
+    Setting(
+        "forwarded_allow_ips",
+        "127.0.0.1,::1",
+        "Comma-separated addresses (or `*`) of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto "
+        "are trusted: a request from one of them counts as from the client the header names (sign-in limits, "
+        "the engine admin API's loopback rule, logs). Requests from anywhere else count as from their own address.",
+    ),
     Setting("max_body_bytes", 16 * 1024 * 1024, "Largest request body accepted; larger bodies get 413.", int),
     Setting("max_json_depth", 64, "Deepest JSON nesting accepted in a request body.", int),
     Setting("default_page_size", 50, "Search page size when the request has no _count.", int),

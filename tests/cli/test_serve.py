@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import pytest
 EHRGATE = [sys.executable, "-m", "ehrgate"]
 
 
-def _start(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+def _start(args: list[str], tmp_path: Path, **settings: str) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EHRGATE_")}
     env["EHRGATE_AUTH_REQUIRED"] = "false"  # these tests exercise the FHIR side; SMART has its own
+    env.update({f"EHRGATE_{k.upper()}": v for k, v in settings.items()})
     proc = subprocess.Popen(
         [*EHRGATE, *args, "--port", "0", "--data-dir", str(tmp_path / "data")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -187,3 +189,29 @@ def test_sigterm_stops_the_engine_and_the_bulk_worker_cleanly(tmp_path: Path) ->
     out, _ = proc.communicate(timeout=30)
     assert "undeployed" in out, out
     assert "Traceback" not in out
+
+
+def _admin_status(base: str, forwarded_for: str | None) -> int:
+    request = urllib.request.Request(base.removesuffix("/fhir") + "/admin/channels")
+    if forwarded_for:
+        request.add_header("X-Forwarded-For", forwarded_for)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("trusted", "expected"), [("127.0.0.1,::1", 401), ("192.0.2.1", 200)])
+def test_forwarded_for_counts_only_from_trusted_proxies(tmp_path: Path, trusted: str, expected: int) -> None:
+    """A fresh install's admin API answers loopback without credentials. A request from a trusted
+    proxy (loopback by default) counts as from the client X-Forwarded-For names - here a remote one,
+    so it must sign in; when loopback is not a trusted proxy, the header is ignored."""
+    proc, base = _start(["serve"], tmp_path, forwarded_allow_ips=trusted)
+    try:
+        assert _admin_status(base, None) == 200
+        assert _admin_status(base, "203.0.113.5") == expected
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)

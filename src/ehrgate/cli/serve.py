@@ -64,6 +64,8 @@ def _run(
         log_level=str(settings.log_level).lower(),
         lifespan="off",
         server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     server = _server_class()(config)
     done: set[str] = set()

@@ -10,7 +10,8 @@ Credentials, in the order they are tried (RFC 7617 Basic, RFC 6750 Bearer):
 * none, from the loopback address - full access, recorded as ``loopback``, but only while the server
   has neither an ``admin_token`` nor a user with an engine role (``admin``, ``operator``,
   ``viewer``): a fresh install works from the same host without set-up, and once someone can sign in,
-  everyone must (a reverse proxy on the same host makes every request look like loopback).
+  everyone must (a reverse proxy on the same host that sets no X-Forwarded-For makes every request
+  look like loopback; the ``forwarded_allow_ips`` setting names the proxies whose header counts).
 """
 
 from __future__ import annotations
