@@ -215,3 +215,18 @@ def test_remembering_and_forgetting_are_audited(world: World, store: Any) -> Non
     assert any(d.startswith("The user asked not to be asked again while the app asks for no more than:")
                for d in said)
     assert any(d.startswith("The user's remembered approval was forgotten on the connected apps page") for d in said)
+
+
+def test_prompt_login_on_an_ehr_launch_keeps_the_launch(world: World, store: Any) -> None:
+    """The launch handle is bound to the sign-in session; signing in again for prompt=login moves it
+    to the new session (same user), so the launch context survives."""
+    handle = ehr_launch_handle(world)  # signs the clinician in
+    auth, verifier = authorize_params(scope="launch openid fhirUser patient/*.rs", launch=handle, prompt="login")
+    first = world.client.get("/auth/authorize", params=auth)
+    assert first.status_code in (302, 303) and first.headers["location"].startswith("/auth/login?req=")
+    signed = sign_in(world.client, "doctor", req=req_of(first.headers["location"]))
+    page = world.client.get(signed.headers["location"])
+    assert page.status_code == 200 and 'name="decision"' in page.text  # the consent page, not a refused launch
+    got = callback_params(_approve(world, page, remember=False))
+    body = exchange(world.client, got["code"], verifier).json()
+    assert body["patient"] == world.patient

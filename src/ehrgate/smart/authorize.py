@@ -33,7 +33,8 @@ from .errors import (
     OAuthError,
     UnsupportedResponseType,
 )
-from .launch import LaunchError, consume_launch
+from .hashing import digest
+from .launch import LaunchError, consume_launch, rebind_launch
 from .pkce import PkceError, check_challenge
 from .scopes import ScopeError, ScopeSet, category_alternatives, describe, parse_scopes
 from .sessions import (
@@ -418,10 +419,13 @@ async def login(srv: SmartServer, request: Request) -> Response:
             srv.audit(w, "login", request, outcome="minor", description="Sign-in failed (wrong username or password).")
             return None
         srv.audit(w, "login", request, user=user.fhir_user or None, description=f"User {user.username} signed in.")
+        sid = new_session(w.conn, user.id, now=srv.now(), lifetime=srv.settings.session_lifetime)
         waiting = get_pending(w.conn, str(form.get("req") or ""), now=srv.now())
         if waiting is not None and waiting.params.get("prompt_login"):  # the fresh sign-in prompt=login asked for
             update_pending(w.conn, waiting.id, params=_dump({**waiting.params, "prompt_login": False}))
-        return new_session(w.conn, user.id, now=srv.now(), lifetime=srv.settings.session_lifetime)
+            if waiting.params.get("launch"):  # an EHR launch bound to the session signed in before
+                rebind_launch(w.conn, waiting.params["launch"], user_id=user.id, session_hash=digest(sid))
+        return sid
 
     sid = await srv.writing(sign_in)
     if sid is None:

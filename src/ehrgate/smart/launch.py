@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from .hashing import digest, new_token
 from .schema import launches
 
-__all__ = ["Launch", "LaunchError", "consume_launch", "new_launch"]
+__all__ = ["Launch", "LaunchError", "consume_launch", "new_launch", "rebind_launch"]
 
 
 class LaunchError(ValueError):
@@ -77,3 +77,10 @@ def consume_launch(conn: sa.Connection, handle: str, *, client_id: str, session_
         raise LaunchError("used", f"This launch link has already been used. {_AGAIN}")
     return Launch(row.client_id, row.user_id, row.session_hash, row.patient, row.encounter, row.practice,
                   json.loads(row.context) if row.context else [])
+
+
+def rebind_launch(conn: sa.Connection, handle: str, *, user_id: str, session_hash: str) -> None:
+    """The same user signed in again while the launch waited (OpenID Connect ``prompt=login``): the
+    unused handle follows them to the new session. Another user's handle is left as it is."""
+    conn.execute(launches.update().where(launches.c.handle_hash == digest(handle), launches.c.user_id == user_id,
+                                         launches.c.used.is_(None)).values(session_hash=session_hash))
