@@ -67,7 +67,9 @@ def test_standalone_launch_patient_user(registered: dict[str, Any], browser: Bro
     text = _text(summary.text)
     assert "Ada Nunez" in text and "Started by standalone launch" in text and 'class="banner"' in summary.text
     home = browser.http.get(browser.origin + "/sample-app")
-    assert "Open in this browser" in home.text and registered["patient"] in home.text
+    listed = home.text.split("Open in this browser")[1]
+    assert ">Ada Nunez</a>" in listed  # a name, not an id
+    assert registered["patient"] not in listed
 
 
 def test_standalone_launch_clinician_picks_patient(registered: dict[str, Any], browser: Browser) -> None:

@@ -61,6 +61,8 @@ class Visit:
     kind: str
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     notice: str = ""
+    patient_name: str = ""
+    """Once the summary has read it: the patient's name, for the home page's list."""
 
 
 @dataclass
@@ -234,6 +236,8 @@ class SampleApp:
                                                patient=None, patient_access=none, sections=sections, context=[],
                                                notice=notice, expires_in=self._expires_in(tokens)), sid, new)
         loaded = await self.call(lambda: self._load(tokens, patient_id, granted))
+        if isinstance(loaded.get("patient"), dict) and loaded["patient"].get("name"):
+            visit.patient_name = str(loaded["patient"]["name"])
         page = self.page("summary.html", visit=visit, vid=request.path_params["visit"], notice=notice,
                          expires_in=self._expires_in(tokens), **loaded)
         return self._with_cookie(page, sid, new)
