@@ -54,3 +54,16 @@ def test_apps_from_the_config_file(store: Any, tmp_path: Path) -> None:
         assert r.status_code == 303 and r.headers["location"].startswith("/auth/login")
         listed = c.get("/auth/authorize", params=authorize_params(client_id="yaml-app", redirect_uri="http://127.0.0.1:1/cb")[0])
         assert listed.status_code == 400  # the dev redirect URI is not registered in test
+
+
+def test_admin_api_sign_in_shares_the_sign_in_pages_limit(world: World) -> None:
+    """Guesses at the app registry's Basic sign-in count toward the sign-in page's limit per address:
+    after 10, 429 with Retry-After even with the right password, and the sign-in page refuses too."""
+    c = world.client
+    for _ in range(10):
+        assert c.get("/admin/apps", auth=("admin", "wrong-password")).status_code == 401
+    r = c.get("/admin/apps", auth=ADMIN)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0 and "Too many failed sign-ins" in r.json()["error"]
+    from .conftest import sign_in
+
+    assert sign_in(c, "admin").status_code == 429

@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..ratelimit import client_key
 from .apps import App, AppError, add_app, get_app, list_apps, remove_app, rotate_secret
 from .users import authenticate
 from .web import json_response
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from .server import SmartServer
 
 __all__ = ["app_item", "apps_collection", "rotate"]
+
+log = logging.getLogger("ehrgate.smart.admin")
 
 
 def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -41,9 +45,17 @@ async def _admin(srv: SmartServer, request: Request) -> Response | None:
         username, _, password = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return _problem(401, "The Basic credentials are not base64 of username:password.", challenge)
+    address = client_key(request.client.host if request.client else "")
+    wait = srv.login_failures.wait(address)  # the sign-in page's limit: guesses here count there too
+    if wait:
+        return _problem(429, f"Too many failed sign-ins from this address; try again in {wait} s.",
+                        {"Retry-After": str(wait)})
+    srv.login_failures.hit(address)
     user = await srv.reading(lambda conn: authenticate(conn, username, password))
     if user is None:
+        log.warning("admin API: failed sign-in as %r from %s", username[:64], address or "?")
         return _problem(401, "The username or password is not right.", challenge)
+    srv.login_failures.forgive(address)
     if user.role != "admin":
         return _problem(403, f"User {username!r} is not an admin.")
     return None
