@@ -113,3 +113,24 @@ def test_remembered_approval_launches_straight_into_the_app(context: Any, sample
     again.get_by_role("button", name="Ask me again: EHRGate sample app").click()
     assert "will ask for your approval again" in again.get_by_role("status").inner_text()
     again.screenshot(path=str(shots / "connected-apps-forgotten.png"), full_page=True)
+
+
+def test_app_registry_page_registers_and_removes_an_app(context: Any, sample_app: str, shots: Any) -> None:
+    page = context.new_page()
+    page.goto(sample_app + "/ehr/apps")
+    sign_in(page, "admin")
+    assert page.get_by_role("heading", name="App registry").is_visible()
+    page.get_by_label("Client ID").fill("vendor-web")
+    page.get_by_label("Name (shown to people on the consent page)").fill("Vendor Web App")
+    page.get_by_label("Client type").select_option("confidential-symmetric")
+    page.get_by_label("Redirect URIs (one per line; matched exactly)").fill("https://vendor.example/callback")
+    page.get_by_label("Launch URL (for EHR launch; optional)").fill("https://vendor.example/launch")
+    page.get_by_role("button", name="Register").click()
+    status = page.get_by_role("status").first.inner_text()
+    assert "Registered Vendor Web App (vendor-web)." in status
+    secret = page.locator("#client-secret").inner_text()
+    assert len(secret) >= 32
+    page.screenshot(path=str(shots / "app-registry.png"), full_page=True)
+    page.get_by_role("button", name="Remove Vendor Web App").click()
+    assert "The app was removed" in page.get_by_role("status").first.inner_text()
+    assert page.get_by_text("Vendor Web App").count() == 0

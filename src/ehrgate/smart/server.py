@@ -150,7 +150,7 @@ def _bind(srv: SmartServer, fn: Callable[[SmartServer, Request], Awaitable[Respo
 def smart_routes(srv: SmartServer) -> list[Route]:
     """The authorization server's routes. Mount them BEFORE the FHIR routes: ``/fhir/{type}/{id}``
     would otherwise answer ``/fhir/.well-known/smart-configuration``."""
-    from . import account, admin, authorize, discovery, ehr, token
+    from . import account, admin, authorize, discovery, ehr, registry, token
 
     table: list[tuple[str, Callable[[SmartServer, Request], Awaitable[Response]], list[str]]] = [
         ("/fhir/.well-known/smart-configuration", discovery.smart_configuration, ["GET", "OPTIONS"]),
@@ -171,6 +171,9 @@ def smart_routes(srv: SmartServer) -> list[Route]:
         (account.PATH, account.connected_apps, ["GET"]),
         (account.PATH + "/revoke", account.revoke_app, ["POST"]),
         (account.PATH + "/forget", account.forget_approval, ["POST"]),
+        (registry.PATH, registry.registry, ["GET"]),
+        (registry.PATH, registry.add, ["POST"]),
+        (registry.PATH + "/{client_id}/{action}", registry.app_action, ["POST"]),
         ("/ehr", ehr.home, ["GET"]),
         ("/ehr/patient/{id}", ehr.chart, ["GET"]),
         ("/ehr/launch", ehr.launch, ["POST"]),
