@@ -10,7 +10,7 @@ from typing import Any
 
 from ehrgate.smart import apps as A
 
-from .conftest import CALLBACK, World, csrf_of, remember, sign_in
+from .conftest import CALLBACK, PASSWORD, World, csrf_of, remember, sign_in
 
 
 def _page(world: World) -> str:
@@ -98,3 +98,28 @@ def test_forms_need_the_csrf_value_and_config_apps_stay(world: World, store: Any
     assert r.status_code == 400 and "Unknown action" in r.text
     r = world.client.post("/ehr/apps/public-app/rotate-secret", data={"csrf": csrf_of(html)})
     assert r.status_code == 400 and "only confidential-symmetric clients have a secret" in r.text
+
+
+def test_every_registry_change_is_an_audit_event(world: World, store: Any, tmp_path: Any) -> None:
+    """Page, admin API and CLI alike: which app, what happened, who, and how."""
+    from .conftest import backend_token, bearer
+    from .test_cli import _run
+
+    sign_in(world.client, "admin")
+    html = _page(world)
+    world.client.post("/ehr/apps", data={"csrf": csrf_of(html), "client_id": "audited", "name": "Audited",
+                                         "type": "confidential-symmetric", "redirect_uris": CALLBACK})
+    world.client.post("/ehr/apps/audited/rotate-secret", data={"csrf": csrf_of(html)})
+    assert world.client.delete("/admin/apps/audited", auth=("admin", PASSWORD)).status_code == 204
+    r = _run(["apps", "add", "--client-id", "from-cli", "--name", "From CLI", "--type", "public",
+              "--redirect-uri", CALLBACK], store, tmp_path)
+    assert r.exit_code == 0, r.output
+    token = backend_token(world.client, world.keys["RS384"]).json()["access_token"]
+    found = world.client.get("/fhir/AuditEvent?subtype=urn:ehrgate:audit-subtype|app-registry&_count=50",
+                             headers=bearer(token)).json()
+    said = sorted(e["resource"]["outcomeDesc"] for e in found.get("entry", []))
+    assert said[:3] == ["App audited given a new client secret by admin (page).", "App audited registered by admin (page).",
+                        "App audited removed by admin (api)."]
+    assert said[3].startswith("App from-cli registered by cli:") and said[3].endswith("(cli).")
+    event = next(e["resource"] for e in found["entry"] if e["resource"]["outcomeDesc"].endswith("(page)."))
+    assert {"who": {"display": "admin"}, "altId": "admin", "requestor": True} in event["agent"]

@@ -40,6 +40,14 @@ def apps() -> None:
     """Register SMART apps (clients) and manage their secrets."""
 
 
+def _record(w: Any, change: str, client_id: str) -> None:
+    """The registry change's AuditEvent, in its transaction, naming the OS account that ran the command."""
+    from ..engine.audit import cli_actor
+    from ..smart.apps import record_change
+
+    record_change(w, change, client_id, actor=cli_actor().name, via="cli", now=time.time())
+
+
 @apps.command("add")
 @database_options
 @click.option("--client-id", required=True, help="The app's client_id.")
@@ -72,6 +80,7 @@ def add(client_id: str, name: str, client_type: str, redirect_uris: tuple[str, .
     try:
         with store.writer() as w:
             created, secret = add_app(w.conn, app, now=int(time.time()))
+            _record(w, "add", client_id)
     except AppError as exc:
         raise CliError(str(exc)) from None
     summary = created.summary()
@@ -128,6 +137,7 @@ def rotate_secret_cmd(client_id: str, **flags: Any) -> None:
     try:
         with store.writer() as w:
             secret = rotate_secret(w.conn, client_id)
+            _record(w, "rotate-secret", client_id)
     except AppError as exc:
         raise CliError(str(exc)) from None
     click.echo(secret)
@@ -145,6 +155,7 @@ def remove(client_id: str, **flags: Any) -> None:
     try:
         with store.writer() as w:
             remove_app(w.conn, client_id)
+            _record(w, "remove", client_id)
     except AppError as exc:
         raise CliError(str(exc)) from None
     click.echo(f"Removed app {client_id}.")

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..ratelimit import client_key
-from .apps import App, AppError, add_app, get_app, list_apps, remove_app, rotate_secret
-from .users import authenticate
+from .apps import App, AppError, add_app, get_app, list_apps, record_change, remove_app, rotate_secret
+from .users import User, authenticate
 from .web import json_response
 
 if TYPE_CHECKING:
@@ -35,7 +35,8 @@ def _problem(status: int, message: str, headers: dict[str, str] | None = None) -
     return json_response({"error": message}, status, headers=headers)
 
 
-async def _admin(srv: SmartServer, request: Request) -> Response | None:
+async def _admin(srv: SmartServer, request: Request) -> Response | User:
+    """The signed-in admin, or the answer that refuses the request."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Basic realm="EHRGate admin"'}
@@ -58,7 +59,12 @@ async def _admin(srv: SmartServer, request: Request) -> Response | None:
     srv.login_failures.forgive(address)
     if user.role != "admin":
         return _problem(403, f"User {username!r} is not an admin.")
-    return None
+    return user
+
+
+def _record(srv: SmartServer, w: WriteSession, request: Request, user: User, change: str, client_id: str) -> None:
+    record_change(w, change, client_id, actor=user.username, user=user.fhir_user or None, via="api",
+                  request_id=request.scope.get("state", {}).get("request_id"), now=srv.clock())
 
 
 def app_from_json(data: Any) -> App:
@@ -83,9 +89,9 @@ def app_from_json(data: Any) -> App:
 
 
 async def apps_collection(srv: SmartServer, request: Request) -> Response:
-    denied = await _admin(srv, request)
-    if denied:
-        return denied
+    user = await _admin(srv, request)
+    if isinstance(user, Response):
+        return user
     if request.method == "GET":
         apps = await srv.reading(list_apps)
         return json_response({"apps": [a.summary() for a in apps]})
@@ -95,7 +101,9 @@ async def apps_collection(srv: SmartServer, request: Request) -> Response:
         app = app_from_json(json.loads(await request.body()))
 
         def add(w: WriteSession) -> tuple[App, str | None]:
-            return add_app(w.conn, app, now=srv.now())
+            done = add_app(w.conn, app, now=srv.now())
+            _record(srv, w, request, user, "add", app.client_id)
+            return done
 
         created, secret = await srv.writing(add)
     except json.JSONDecodeError:
@@ -109,13 +117,17 @@ async def apps_collection(srv: SmartServer, request: Request) -> Response:
 
 
 async def app_item(srv: SmartServer, request: Request) -> Response:
-    denied = await _admin(srv, request)
-    if denied:
-        return denied
+    user = await _admin(srv, request)
+    if isinstance(user, Response):
+        return user
     client_id = request.path_params["client_id"]
     if request.method == "DELETE":
         try:
-            await srv.writing(lambda w: remove_app(w.conn, client_id))
+            def remove(w: WriteSession) -> None:
+                remove_app(w.conn, client_id)
+                _record(srv, w, request, user, "remove", client_id)
+
+            await srv.writing(remove)
         except AppError as exc:
             return _problem(404, str(exc))
         return Response(None, 204)
@@ -126,12 +138,17 @@ async def app_item(srv: SmartServer, request: Request) -> Response:
 
 
 async def rotate(srv: SmartServer, request: Request) -> Response:
-    denied = await _admin(srv, request)
-    if denied:
-        return denied
+    user = await _admin(srv, request)
+    if isinstance(user, Response):
+        return user
     client_id = request.path_params["client_id"]
     try:
-        secret = await srv.writing(lambda w: rotate_secret(w.conn, client_id))
+        def rotate_it(w: WriteSession) -> str:
+            new = rotate_secret(w.conn, client_id)
+            _record(srv, w, request, user, "rotate-secret", client_id)
+            return new
+
+        secret = await srv.writing(rotate_it)
     except AppError as exc:
         return _problem(404 if "No app" in str(exc) else 400, str(exc))
     return json_response({"client_id": client_id, "client_secret": secret})

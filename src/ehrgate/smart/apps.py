@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -31,7 +31,12 @@ from .hashing import digest, digest_matches, new_token
 from .schema import apps, consents
 from .scopes import CONTEXT_SCOPES, ScopeError, ScopeSet, parse_scopes
 
+if TYPE_CHECKING:
+    from ..fhir.store.service import WriteSession
+
 __all__ = [
+    "REGISTRY_CHANGES",
+    "record_change",
     "CLIENT_TYPES",
     "DEFAULT_SCOPES",
     "App",
@@ -289,6 +294,21 @@ def rotate_secret(conn: sa.Connection, client_id: str) -> str:
     secret = new_token(32)
     conn.execute(apps.update().where(apps.c.client_id == client_id).values(secret_hash=digest(secret)))
     return secret
+
+
+REGISTRY_CHANGES = {"add": "registered", "rotate-secret": "given a new client secret", "remove": "removed"}
+
+
+def record_change(w: WriteSession, change: str, client_id: str, *, actor: str, user: str | None = None,
+                  via: str, request_id: str | None = None, now: float) -> None:
+    """An AuditEvent (subtype ``app-registry``) for a change to the registry, in ``w`` (the change's
+    own transaction): which app, what happened, who (``actor``: a username or ``cli:<OS user>``;
+    ``user``: their FHIR record when they have one) and how (``via``: page, api, cli)."""
+    from .audit import audit_event
+
+    w.create("AuditEvent", audit_event(
+        "app-registry", client_id=client_id, user=user, actor=actor, request_id=request_id, now=now,
+        description=f"App {client_id} {REGISTRY_CHANGES[change]} by {actor} ({via})."))
 
 
 def remove_app(conn: sa.Connection, client_id: str) -> None:

@@ -26,6 +26,7 @@ SUBTYPES = {
     "token-refresh": "Token refreshed",
     "token-revoke": "Token revoked",
     "consent": "Remembered approval changed",
+    "app-registry": "App registry changed",
 }
 # http://hl7.org/fhir/R4/valueset-audit-event-outcome.html
 OUTCOMES = {"success": "0", "minor": "4", "serious": "8"}
@@ -42,17 +43,21 @@ def audit_event(
     patient: str | None = None,
     grant_id: str | None = None,
     request_id: str | None = None,
+    actor: str | None = None,
     now: float,
 ) -> dict[str, Any]:
-    """``user`` is a relative reference (``Practitioner/1``); ``patient`` a Patient id."""
+    """``user`` is a relative reference (``Practitioner/1``); ``patient`` a Patient id; ``actor``
+    names who acted when they have no FHIR record (an administrator's username, ``cli:<OS user>``)."""
     agents: list[dict[str, Any]] = []
     if user:
         agents.append({"who": {"reference": user}, "requestor": True})
+    elif actor:
+        agents.append({"who": {"display": actor}, "altId": actor, "requestor": True})
     if client_id:
         agents.append({
             "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110150", "display": "Application"}]},
             "who": {"identifier": {"system": "urn:ehrgate:client", "value": client_id}},
-            "requestor": not user,
+            "requestor": not user and not actor,
         })
     if not agents:
         agents.append({"who": {"display": "anonymous"}, "requestor": True})

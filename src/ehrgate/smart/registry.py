@@ -12,7 +12,17 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from .apps import CLIENT_TYPES, App, AppError, add_app, get_app, list_apps, remove_app, rotate_secret
+from .apps import (
+    CLIENT_TYPES,
+    App,
+    AppError,
+    add_app,
+    get_app,
+    list_apps,
+    record_change,
+    remove_app,
+    rotate_secret,
+)
 from .authorize import _session_user
 from .web import check_csrf, error_page, page
 
@@ -36,6 +46,11 @@ async def _admin(srv: SmartServer, request: Request) -> Any:
                           "the admin role.", status=403, secure=srv.secure_cookies, link=("/ehr", "Back to patients"),
                           user=user)
     return user
+
+
+def _record(srv: SmartServer, w: WriteSession, request: Request, user: Any, change: str, client_id: str) -> None:
+    record_change(w, change, client_id, actor=user.username, user=user.fhir_user or None, via="page",
+                  request_id=request.scope.get("state", {}).get("request_id"), now=srv.clock())
 
 
 def _render(srv: SmartServer, request: Request, user: Any, apps: list[App], *, status: int = 200,
@@ -84,7 +99,9 @@ async def add(srv: SmartServer, request: Request) -> Response:
         app = _app_from_form(form)
 
         def write(w: WriteSession) -> tuple[App, str | None]:
-            return add_app(w.conn, app, now=srv.now())
+            done = add_app(w.conn, app, now=srv.now())
+            _record(srv, w, request, user, "add", app.client_id)
+            return done
 
         created, secret = await srv.writing(write)
     except AppError as exc:
@@ -116,9 +133,19 @@ async def app_action(srv: SmartServer, request: Request) -> Response:
         return _render(srv, request, user, await srv.reading(list_apps), status=400, error=problem)
     try:
         if action == "remove":
-            await srv.writing(lambda w: remove_app(w.conn, client_id))
+            def remove(w: WriteSession) -> None:
+                remove_app(w.conn, client_id)
+                _record(srv, w, request, user, "remove", client_id)
+
+            await srv.writing(remove)
             return RedirectResponse(f"{PATH}?done=removed", status_code=303)
-        secret = await srv.writing(lambda w: rotate_secret(w.conn, client_id))
+
+        def rotate(w: WriteSession) -> str:
+            new = rotate_secret(w.conn, client_id)
+            _record(srv, w, request, user, "rotate-secret", client_id)
+            return new
+
+        secret = await srv.writing(rotate)
     except AppError as exc:
         return _render(srv, request, user, await srv.reading(list_apps), status=400, error=str(exc))
     return _render(srv, request, user, await srv.reading(list_apps),
