@@ -45,6 +45,16 @@ def _whole(text: str, name: str) -> int:
     return int(text)
 
 
+def _window(p: Any, now_ms: int) -> tuple[int | None, int | None, int, int | None]:
+    """``since``, ``until``, ``limit`` and ``before_id`` of a listing (messages, audit trail);
+    raises ValueError (TimeError included) with a sentence for the client."""
+    since = parse_since(p["since"], now_ms) if p.get("since") else None
+    until = parse_since(p["until"], now_ms) if p.get("until") else None
+    limit = _whole(p.get("limit", "100"), "limit")
+    before = _whole(p["before_id"], "before_id") if p.get("before_id") else None
+    return since, until, limit, before
+
+
 def _message_ids(body: Any) -> list[int]:
     """``{"ids": [...]}``: a list of message ids (JSON integers, not booleans), duplicates dropped."""
     ids = body.get("ids") if isinstance(body, dict) else None
@@ -142,11 +152,8 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
         if status and status.upper() not in STATUSES:
             return _error(400, f"status {status!r} is not a status. Expected one of: {', '.join(STATUSES)}.")
         try:
-            since = parse_since(p["since"], store.clock()) if p.get("since") else None
-            until = parse_since(p["until"], store.clock()) if p.get("until") else None
-            limit = _whole(p.get("limit", "100"), "limit")
-            before = _whole(p["before_id"], "before_id") if p.get("before_id") else None
-        except (TimeError, ValueError) as exc:
+            since, until, limit, before = _window(p, store.clock())
+        except ValueError as exc:
             return _error(400, str(exc))
         q = SearchQuery(channel=p.get("channel"), status=status, since=since, until=until, msg_type=p.get("type"),
                         control_id=p.get("control_id"), patient=p.get("patient"), text=p.get("text"),
@@ -199,11 +206,8 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
         if action and action not in ACTIONS:
             return _error(400, f"action {action!r} is not an audited action. Expected one of: {', '.join(ACTIONS)}.")
         try:
-            since = parse_since(p["since"], store.clock()) if p.get("since") else None
-            until = parse_since(p["until"], store.clock()) if p.get("until") else None
-            limit = _whole(p.get("limit", "100"), "limit")
-            before = _whole(p["before_id"], "before_id") if p.get("before_id") else None
-        except (TimeError, ValueError) as exc:
+            since, until, limit, before = _window(p, store.clock())
+        except ValueError as exc:
             return _error(400, str(exc))
         rows = await asyncio.to_thread(store.audit_log, AuditQuery(
             since=since, until=until, actor=p.get("actor") or None, action=action or None,

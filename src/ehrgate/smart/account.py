@@ -113,8 +113,9 @@ def remembered_approvals(conn: sa.Connection, user_id: str) -> list[dict[str, An
              "since": _when(int(r.created))} for r in rows]
 
 
-async def forget_approval(srv: SmartServer, request: Request) -> Response:
-    """'Ask me again': forget the user's remembered approval of one app (their own only)."""
+async def _posted(srv: SmartServer, request: Request) -> Any:
+    """A form of the connected apps page: (signed-in user, form), or the answer that refuses it (the
+    sign-in page; an expired or forged CSRF value)."""
     found = await _signed_in(srv, request)
     if isinstance(found, Response):
         return found
@@ -123,6 +124,15 @@ async def forget_approval(srv: SmartServer, request: Request) -> Response:
     if not check_csrf(request, form.get("csrf")):
         return error_page(request, "The form has expired", "Reload the connected apps page and try again.",
                           status=403, secure=srv.secure_cookies, link=(PATH, "Back to connected apps"), user=user)
+    return user, form
+
+
+async def forget_approval(srv: SmartServer, request: Request) -> Response:
+    """'Ask me again': forget the user's remembered approval of one app (their own only)."""
+    posted = await _posted(srv, request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
     client_id = str(form.get("client_id") or "")
 
     def forget(w: WriteSession) -> None:
@@ -136,14 +146,10 @@ async def forget_approval(srv: SmartServer, request: Request) -> Response:
 
 
 async def revoke_app(srv: SmartServer, request: Request) -> Response:
-    found = await _signed_in(srv, request)
-    if isinstance(found, Response):
-        return found
-    user = found[2]
-    form = await request.form()
-    if not check_csrf(request, form.get("csrf")):
-        return error_page(request, "The form has expired", "Reload the connected apps page and try again.",
-                          status=403, secure=srv.secure_cookies, link=(PATH, "Back to connected apps"), user=user)
+    posted = await _posted(srv, request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
     grant_id = str(form.get("grant") or "")
 
     def step(w: WriteSession) -> str | None:

@@ -48,6 +48,19 @@ async def _admin(srv: SmartServer, request: Request) -> Any:
     return user
 
 
+async def _posted(srv: SmartServer, request: Request) -> Any:
+    """A form of the registry page: (admin, form), or the answer that refuses it (sign-in, another
+    role, an expired or forged CSRF value)."""
+    user = await _admin(srv, request)
+    if isinstance(user, Response):
+        return user
+    form = await request.form()
+    if not check_csrf(request, form.get("csrf")):
+        return error_page(request, "The form has expired", "Reload the app registry and send the form again.",
+                          status=403, secure=srv.secure_cookies, link=(PATH, "App registry"), user=user)
+    return user, form
+
+
 def _record(srv: SmartServer, w: WriteSession, request: Request, user: Any, change: str, client_id: str) -> None:
     record_change(w, change, client_id, actor=user.username, user=user.fhir_user or None, via="page",
                   request_id=request.scope.get("state", {}).get("request_id"), now=srv.clock())
@@ -87,13 +100,10 @@ def _app_from_form(form: Any) -> App:
 
 
 async def add(srv: SmartServer, request: Request) -> Response:
-    user = await _admin(srv, request)
-    if isinstance(user, Response):
-        return user
-    form = await request.form()
-    if not check_csrf(request, form.get("csrf")):
-        return error_page(request, "The form has expired", "Reload the app registry and send the form again.",
-                          status=403, secure=srv.secure_cookies, link=(PATH, "App registry"), user=user)
+    posted = await _posted(srv, request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
     shown = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf"}
     try:
         app = _app_from_form(form)
@@ -112,13 +122,10 @@ async def add(srv: SmartServer, request: Request) -> Response:
 
 
 async def app_action(srv: SmartServer, request: Request) -> Response:
-    user = await _admin(srv, request)
-    if isinstance(user, Response):
-        return user
-    form = await request.form()
-    if not check_csrf(request, form.get("csrf")):
-        return error_page(request, "The form has expired", "Reload the app registry and press the button again.",
-                          status=403, secure=srv.secure_cookies, link=(PATH, "App registry"), user=user)
+    posted = await _posted(srv, request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
     client_id, action = request.path_params["client_id"], request.path_params["action"]
     app = await srv.reading(lambda conn: get_app(conn, client_id))
     problem = ""
