@@ -139,3 +139,21 @@ def test_guesses_sent_at_once_are_all_counted(world: World, store: Any) -> None:
 
     codes = asyncio.run(body())
     assert codes.count(401) == 10 and codes.count(429) == 20, codes
+
+
+def test_account_changes_from_the_cli_are_audit_events(world: World, store: Any, tmp_path: Path) -> None:
+    from .conftest import backend_token
+
+    remember(NEW_PASSWORD)
+    assert _run(["users", "add", "--username", "nurse1", "--role", "clinician", "--password", "-"], store, tmp_path,
+                input=NEW_PASSWORD + "\n").exit_code == 0
+    assert _run(["users", "set-password", "nurse1", "--password", "-"], store, tmp_path,
+                input=NEW_PASSWORD + "-2\n").exit_code == 0
+    assert _run(["users", "remove", "nurse1"], store, tmp_path).exit_code == 0
+    token = backend_token(world.client, world.keys["RS384"]).json()["access_token"]
+    found = world.client.get("/fhir/AuditEvent?subtype=urn:ehrgate:audit-subtype|user-account",
+                             headers=bearer(token)).json()
+    said = sorted(e["resource"]["outcomeDesc"] for e in found.get("entry", []))
+    assert [d.split(" by cli:")[0] for d in said] == [
+        "Password of nurse1 changed", "User nurse1 (clinician) removed", "User nurse1 added with the role clinician"]
+    assert all(d.endswith("(cli).") for d in said) and not any(NEW_PASSWORD in d for d in said)

@@ -80,6 +80,17 @@ def users() -> None:
     """People who sign in (clinicians, patients, admins; the engine's operators and viewers)."""
 
 
+def _record(w: Any, what: str) -> None:
+    """An AuditEvent (subtype ``user-account``) in the change's transaction, naming the OS account
+    that ran the command; ``what`` says which account and what changed (never a password)."""
+    from ..engine.audit import cli_actor
+    from ..smart.audit import audit_event
+
+    actor = cli_actor().name
+    w.create("AuditEvent", audit_event("user-account", actor=actor, now=time.time(),
+                                       description=f"{what} by {actor} (cli)."))
+
+
 @users.command("add")
 @database_options
 @click.option("--username", required=True)
@@ -101,6 +112,7 @@ def add_user_cmd(username: str, role: str, fhir_user: str, display_name: str, pa
         with store.writer() as w:
             user = add_user(w.conn, username=username, password=password, role=role, fhir_user=fhir_user,
                             display_name=display_name, now=int(time.time()))
+            _record(w, f"User {user.username} added with the role {user.role}")
     except UserError as exc:
         raise CliError(str(exc)) from None
     click.echo(f"Added {user.role} {user.username}" + (f" ({user.fhir_user})" if user.fhir_user else "") + ".")
@@ -130,6 +142,7 @@ def remove_user_cmd(username: str, **flags: Any) -> None:
     try:
         with store.writer() as w:
             done = remove_user(w.conn, username, now=int(time.time()))
+            _record(w, f"User {done.user.username} ({done.user.role}) removed{_ended(done)}")
     except UserError as exc:
         raise CliError(str(exc)) from None
     click.echo(f"Removed {done.user.role} {done.user.username}{_ended(done)}.")
@@ -159,6 +172,7 @@ def set_password_cmd(username: str, password: str, revoke_apps: bool, **flags: A
     try:
         with store.writer() as w:
             done = set_password(w.conn, username, password, now=int(time.time()), revoke_apps=revoke_apps)
+            _record(w, f"Password of {done.user.username} changed{_ended(done)}")
     except UserError as exc:
         raise CliError(str(exc)) from None
     click.echo(f"Password of {done.user.username} changed{_ended(done)}.")

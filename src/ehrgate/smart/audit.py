@@ -27,6 +27,7 @@ SUBTYPES = {
     "token-revoke": "Token revoked",
     "consent": "Remembered approval changed",
     "app-registry": "App registry changed",
+    "user-account": "User account changed",
 }
 # http://hl7.org/fhir/R4/valueset-audit-event-outcome.html
 OUTCOMES = {"success": "0", "minor": "4", "serious": "8"}
