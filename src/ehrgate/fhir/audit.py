@@ -26,7 +26,7 @@ import os
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -120,8 +120,8 @@ class Call(NamedTuple):
     """Milliseconds since the epoch."""
 
 
-def _by_target(call: Call) -> tuple[str, str, int]:
-    return (call.res_type or "", call.res_id or "", call.now)
+def _target_order(target: str | None) -> str:
+    return target or ""
 
 
 DETAIL_CHARS = 500_000
@@ -166,6 +166,21 @@ def access_event(access: Access, interaction: str, status: int, calls: Sequence[
     ``period`` spans the calls; ``recorded`` is the last one's time. (A detail object per call cost
     more to build, store and write than the lines: ~80 bytes of JSON framing per call.)
     """
+    by_target: dict[str | None, list[str]] = {}
+    for call in calls:
+        target = f"{call.res_type}/{call.res_id}" if call.res_type and call.res_id else None
+        lines = by_target.get(target)
+        if lines is None:
+            lines = by_target[target] = []
+        lines.append(_call_line(call))
+    times = [c.now for c in calls]
+    return _event(access, interaction, status, by_target.items(), min(times), max(times))
+
+
+def _event(access: Access, interaction: str, status: int, targets: Iterable[tuple[str | None, list[str]]],
+           first_ms: int, last_ms: int) -> dict[str, Any]:
+    """The AuditEvent ``access_event`` describes, from each target's detail lines (None: calls that
+    named no resource) and the first and last call's times."""
     agents: list[dict[str, Any]] = [{"who": _ref(access.subject or access.client_id), "requestor": True}]
     if access.client_id and access.client_id != access.subject:
         agents.append({"type": _APP_TYPE, "who": {"display": access.client_id}, "requestor": False})
@@ -174,18 +189,10 @@ def access_event(access: Access, interaction: str, status: int, calls: Sequence[
         entities.append({"what": _ref(f"Patient/{access.patient}"), "role": _PATIENT_ROLE})
     if access.grant_id:
         entities.append({"name": access.grant_id, "description": "SMART grant (authorization) id"})
-    by_target: dict[str | None, list[str]] = {}
-    for call in calls:
-        target = f"{call.res_type}/{call.res_id}" if call.res_type and call.res_id else None
-        lines = by_target.get(target)
-        if lines is None:
-            lines = by_target[target] = []
-        lines.append(_call_line(call))
-    for target, lines in by_target.items():
+    for target, lines in targets:
         detail = [{"type": "calls", "valueString": text} for text in _joined(lines)]
         entities.append({"what": _ref(target), "detail": detail} if target else {"detail": detail})
-    times = [c.now for c in calls]
-    first, last = _instant(min(times)), _instant(max(times))
+    first, last = _instant(first_ms), _instant(last_ms)
     return {
         "resourceType": "AuditEvent",
         "type": _TYPE,
@@ -338,26 +345,62 @@ class AuditSink:
 
     def _events(self, batch: list[tuple[Any, ...]], owners: list[Access]) -> Iterator[tuple[dict[str, Any], int]]:
         """(event, its recorded ms): the batch's calls grouped by caller, interaction and status,
-        at most ``max_calls`` per event."""
-        groups: dict[tuple[Any, ...], tuple[Access, str, int, list[Call]]] = {}
+        at most ``max_calls`` per event.
+
+        Each call becomes its detail line here, once, filed under its group and resource (no
+        ``Call`` per call, and the date and time formatted once per second): this loop runs for
+        every call recorded, about a second's worth per flush."""
+        groups: dict[tuple[Any, ...], tuple[Access, str, int, dict[str | None, tuple[list[str], list[int]]]]] = {}
+        second, prefix = -1, ""
         for access, (interaction, status, res_type, res_id, request_id, query, now) in zip(owners, batch, strict=True):
-            call = Call(res_type, res_id, request_id, query, now)
+            sec, frac = divmod(now, 1000)
+            if sec != second:
+                second, prefix = sec, iso_instant(sec * 1000)[:-10]
+            line = (f"{prefix}.{frac:03d}+00:00 {request_id} {query[:2000]}" if query
+                    else f"{prefix}.{frac:03d}+00:00 {request_id}")
             key = (access.subject, access.client_id, access.grant_id, access.patient, interaction, status)
             group = groups.get(key)
             if group is None:
-                groups[key] = (access, interaction, status, [call])
-            else:
-                group[3].append(call)
+                group = groups[key] = (access, interaction, status, {})
+            target = f"{res_type}/{res_id}" if res_type and res_id else None
+            calls = group[3].get(target)
+            if calls is None:
+                calls = group[3][target] = ([], [])
+            calls[0].append(line)
+            calls[1].append(now)
         step = self.max_calls
-        for access, interaction, status, calls in groups.values():
-            if len(calls) > step:
-                # Split by resource, not by arrival: a chunk of arrivals names nearly as many
-                # resources as it has calls (a client reading across patients), and every resource
-                # an event names is an entity with its index rows (entity, patient, compartment).
-                calls.sort(key=_by_target)
-            for i in range(0, len(calls), step):
-                chunk = calls[i : i + step]
-                yield access_event(access, interaction, status, chunk), max(c.now for c in chunk)
+        for access, interaction, status, targets in groups.values():
+            total = sum(len(nows) for _lines, nows in targets.values())
+            if total <= step:
+                yield (_event(access, interaction, status, ((t, c[0]) for t, c in targets.items()),
+                              min(min(c[1]) for c in targets.values()), max(max(c[1]) for c in targets.values())),
+                       max(max(c[1]) for c in targets.values()))
+                continue
+            # Split by resource, not by arrival: a chunk of arrivals names nearly as many resources
+            # as it has calls (a client reading across patients), and every resource an event names
+            # is an entity with its index rows (entity, patient, compartment). Resources in order,
+            # each one's calls in time order, cut every ``step`` calls.
+            chunk: list[tuple[str | None, list[str]]] = []
+            size, first, last = 0, 0, 0
+            for target in sorted(targets, key=_target_order):
+                lines, nows = targets[target]
+                if nows != sorted(nows):  # calls recorded out of time order (rare): put them in order
+                    pairs = sorted(zip(nows, lines, strict=True), key=lambda p: p[0])
+                    nows, lines = [p[0] for p in pairs], [p[1] for p in pairs]
+                i = 0
+                while i < len(lines):
+                    take = min(step - size, len(lines) - i)
+                    part = nows[i : i + take]
+                    first = min(part) if not size else min(first, min(part))
+                    last = max(part) if not size else max(last, max(part))
+                    chunk.append((target, lines[i : i + take]))
+                    size += take
+                    i += take
+                    if size == step:
+                        yield _event(access, interaction, status, chunk, first, last), last
+                        chunk, size = [], 0
+            if size:
+                yield _event(access, interaction, status, chunk, first, last), last
 
     def flush(self) -> int:
         """Write the calls queued when it is called; returns how many calls were written.
