@@ -105,7 +105,9 @@ def test_hl7_send_prints_ack_codes(samples: Path, receiver: tuple[int, list[byte
     code, out, _ = invoke("hl7", "send", str(samples / "two.hl7"), "--to", f"127.0.0.1:{port}", "-v")
     assert code == 1  # the ORU got AE
     assert f"{samples / 'two.hl7'}#1 AA" in out and f"{samples / 'two.hl7'}#2 AE" in out
-    assert out.strip().endswith("AA 1, AE 1")
+    # each line names the control ID the ACK answers (what `messages search --control-id` finds)
+    assert f"{samples / 'two.hl7'}#1 AA (control ID CLI1)" in out and "(control ID CLI2)" in out
+    assert out.strip().endswith(f"2 message(s) sent to 127.0.0.1:{port}, ACK codes: AA 1, AE 1")
     assert len(got) == 2
     code, _, err = invoke("hl7", "send", str(samples / "two.hl7"), "--to", "127.0.0.1:1")
     assert code == 2 and "Cannot connect to 127.0.0.1:1" in err
@@ -156,8 +158,13 @@ def test_messages_commands_without_a_server(tmp_path: Path) -> None:
     assert [json.loads(x)["control_id"] for x in out.splitlines()] == ["CLI2"]
     code, out, _ = invoke("messages", "search", *_db(tmp_path), "--text", "okafor", "--json")
     assert [json.loads(x)["control_id"] for x in out.splitlines()] == ["CLI2"]
-    code, out, _ = invoke("messages", "search", *_db(tmp_path), "--control-id", "CLI1")
+    code, out, err = invoke("messages", "search", *_db(tmp_path), "--control-id", "CLI1")
     assert "CLI1" in out and "CLI2" not in out
+    # the columns are named and the next step said, on stderr: stdout stays one message per line
+    assert out.count("\n") == 1 and "RECEIVED (UTC)" not in out
+    assert err.splitlines()[0].split() == ["ID", "RECEIVED", "(UTC)", "CHANNEL", "STATUS", "TYPE", "CONTROL", "ID",
+                                           "(MSH-10)"]
+    assert "1 message(s); `ehrgate messages show ID` shows every stage" in err
     code, _, err = invoke("messages", "search", *_db(tmp_path), "--since", "last tuesday")
     assert code == 2 and "Expected a duration back from now" in err
     first = rows[1]["id"]
@@ -186,8 +193,8 @@ def test_channel_control_and_stats_without_a_server(tmp_path: Path, config: Path
     code, out, _ = invoke("channel", "pause", "adt-in", *args)
     assert code == 0 and "Channel 'adt-in' deployed, paused" in out
     code, out, _ = invoke("channel", "list", *args, "--json")
-    assert json.loads(out.splitlines()[0]) == {"name": "adt-in", "declared": True, "deployed": True, "paused": True,
-                                               "source": "mllp", "port": 0, "destinations": ["out"]}
+    assert json.loads(out.splitlines()[0]) == {"name": "adt-in", "declared": True, "builtin": False, "deployed": True,
+                                               "paused": True, "source": "mllp", "port": 0, "destinations": ["out"]}
     assert invoke("channel", "resume", "adt-in", *args)[0] == 0
     assert invoke("channel", "undeploy", "adt-in", *args)[0] == 0
     code, out, _ = invoke("channel", "deploy", "adt-in", *args)
@@ -262,7 +269,7 @@ def test_a_bad_channel_declaration_stops_serve_with_the_reason(tmp_path: Path) -
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("channels:\n  adt-in:\n    source: {type: mllp, port: 0}\n    ack: sometimes\n"
                    "    destinations: {store: {type: fhir_store}}\n")
-    out = subprocess.run([sys.executable, "-m", "ehrgate", "serve", "--config", str(cfg), *_db(tmp_path)],
+    out = subprocess.run([sys.executable, "-m", "ehrgate", "serve", "--port", "0", "--config", str(cfg), *_db(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "ack has value 'sometimes'. Expected on_receive or on_processed" in out.stderr
@@ -325,3 +332,22 @@ def test_show_json_names_and_times_of_nested_records() -> None:
         "deliveries": [{"destination": "out", "updated_at": when, "response": "ok"}],
         "attempts": [{"number": 1, "at": when, "error": None}],
         "queued": [{"step": "", "next_at": when}], "children": [8, 9], "patient_ids": ["M1"]}
+
+
+def test_channel_list_and_test_know_the_built_in_demo_channel(tmp_path: Path, samples: Path, config: Path) -> None:
+    """On the demo's database `channel list` printed nothing at all (exit 0), though the demo runs
+    mllp-in, and `channel test mllp-in FILE` said it was not declared."""
+    _store_messages(tmp_path)
+    code, out, err = invoke("channel", "list", *_db(tmp_path))
+    assert code == 0 and out.startswith("mllp-in ") and "mllp port 2575 → fhir-store" in out and "built in" in out
+    assert "no config file declares channels" in err
+    code, out, _ = invoke("channel", "list", *_db(tmp_path), "--json")
+    assert json.loads(out) == {"name": "mllp-in", "declared": False, "builtin": True, "deployed": True,
+                               "paused": False, "source": "mllp", "port": 2575, "destinations": ["fhir-store"]}
+    code, out, err = invoke("channel", "list", *_db(tmp_path), "--config", str(config))
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["adt-in", "mllp-in"] and not err
+    code, out, _ = invoke("channel", "test", "mllp-in", str(samples / "two.hl7"), *_db(tmp_path))
+    assert code == 0, out
+    assert "-- transform 1 (hl7_to_fhir)" in out and "FHIR bundle" in out and '"resourceType":"Patient"' in out.replace(" ", "")
+    code, _, err = invoke("channel", "test", "nope", str(samples / "two.hl7"), *_db(tmp_path))
+    assert code == 2 and "channels: none; pass --config ehrgate.yaml; built in: mllp-in" in err

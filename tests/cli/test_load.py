@@ -65,7 +65,8 @@ def test_load_with_and_without_worker_processes(tmp_path: Path, workers: str) ->
     data = tmp_path / "data"
     result = CliRunner().invoke(cli, ["load", str(src), "--data-dir", str(data), "--quiet", "--workers", workers])
     assert result.exit_code == 0, result.output
-    assert "Loaded 8 resources from 2 bundles" in result.output
+    # the 5 NDJSON lines are counted too: "from 2 bundles" alone read as if they had been left out
+    assert "Loaded 8 resources from 2 bundles and 5 other inputs (resource files, NDJSON lines) in" in result.output
     assert _count(data, "SELECT count(*) FROM idx_reference WHERE param = 'subject' AND target_type = 'Patient'") == 1
 
 
@@ -82,7 +83,27 @@ def test_load_reports_bad_lines_and_continues(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "bad.ndjson line 2" in result.output
     assert "gender" in result.output
+    assert "2 problems:" in result.output and "2 items could not be loaded (see above); the rest was loaded." in result.output
     assert _count(data, "SELECT count(*) FROM resource") == 1
+
+
+def test_load_summary_names_every_type_and_counts_one_problem_in_the_singular(tmp_path: Path) -> None:
+    """The summary stopped at twelve types without saying so (a Synthea load's Patients were left
+    out) and said "1 problems", "1 items"."""
+    src = tmp_path / "many.ndjson"
+    types = ("Patient", "Organization", "Practitioner", "Location", "Device", "Person", "Medication",
+             "HealthcareService", "PractitionerRole", "CareTeam", "OrganizationAffiliation", "InsurancePlan",
+             "BiologicallyDerivedProduct")
+    lines = [json.dumps({"resourceType": t, "id": f"{t.lower()}-{i}"}) for n, t in enumerate(types)
+             for i in range(20 - n)]
+    src.write_text("\n".join(lines + ['{"resourceType":"Patient","gender":"banana"}']) + "\n")
+    result = CliRunner().invoke(cli, ["load", str(src), "--data-dir", str(tmp_path / "data"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert f"Loaded {sum(range(8, 21))} resources from {sum(range(8, 21)) + 1} inputs (resource files, NDJSON lines)" \
+        in result.output
+    assert "  Patient                      20" in result.output  # the most frequent first, one per line
+    assert "  and 1 more type: BiologicallyDerivedProduct 8" in result.output
+    assert "1 problem:" in result.output and "Error: 1 item could not be loaded" in result.output
 
 
 @pytest.mark.corpus

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from ehrgate.cli import cli
 
 EHRGATE = [sys.executable, "-m", "ehrgate"]
 
@@ -116,7 +120,8 @@ def test_demo_seeds_patients(tmp_path: Path) -> None:
 
 def test_bad_database_url_is_one_sentence(tmp_path: Path) -> None:
     out = subprocess.run(
-        [*EHRGATE, "serve", "--database-url", "postgresql://nobody@127.0.0.1:1/none", "--data-dir", str(tmp_path)],
+        [*EHRGATE, "serve", "--port", "0", "--database-url", "postgresql://nobody@127.0.0.1:1/none",
+         "--data-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 2
@@ -153,7 +158,70 @@ def test_a_port_in_use_is_one_sentence_before_anything_starts(tmp_path: Path) ->
                              capture_output=True, text=True, timeout=60)
     assert out.returncode == 2, out.stderr
     assert f"Cannot listen on 127.0.0.1:{port}" in out.stderr and "--port" in out.stderr
+    # `make demo` takes no flags: the sentence also names the variable that moves it
+    assert f"EHRGATE_PORT={port + 1} make demo" in out.stderr
     assert "Seeded" not in out.stdout and not (tmp_path / "d" / "ehrgate.sqlite3").exists()
+
+
+def _taken_port() -> tuple[socket.socket, int]:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    return taken, taken.getsockname()[1]
+
+
+def test_a_taken_mllp_port_stops_the_demo_before_it_changes_anything(tmp_path: Path) -> None:
+    """Before: the engine found the MLLP port taken after the demo had seeded (or, on an existing
+    demo database, re-registered the sample app at the new address - a second demo on the same data
+    dir broke the first one's EHR launch) and said "change source.port", which the built-in channel
+    does not have."""
+    data = tmp_path / "d"
+    redirect = "http://127.0.0.1:8080/sample-app/callback"
+    added = CliRunner().invoke(cli, ["apps", "add", "--client-id", "ehrgate-sample", "--name", "Sample", "--type",
+                                     "public", "--redirect-uri", redirect, "--data-dir", str(data)])
+    assert added.exit_code == 0, added.output
+    taken, port = _taken_port()
+    with taken:
+        fresh = subprocess.run([*EHRGATE, "demo", "--port", "0", "--mllp-port", str(port), "--data-dir",
+                                str(tmp_path / "fresh")], capture_output=True, text=True, timeout=60)
+        again = subprocess.run([*EHRGATE, "demo", "--port", "0", "--mllp-port", str(port), "--data-dir", str(data)],
+                               capture_output=True, text=True, timeout=60)
+        served = subprocess.run([*EHRGATE, "serve", "--port", "0", "--mllp-port", str(port), "--data-dir", str(data)],
+                                capture_output=True, text=True, timeout=60)
+    for out in (fresh, again, served):
+        assert out.returncode == 2, out.stderr
+        assert f"Cannot listen for MLLP (channel 'mllp-in') on 127.0.0.1:{port}" in out.stderr
+        assert "--mllp-port" in out.stderr and f"EHRGATE_MLLP_PORT={port + 1} make demo" in out.stderr
+        assert "source.port" not in out.stderr and "Traceback" not in out.stderr and "Seeded" not in out.stdout
+    assert not (tmp_path / "fresh" / "ehrgate.sqlite3").exists()
+    shown = CliRunner().invoke(cli, ["apps", "show", "ehrgate-sample", "--data-dir", str(data)])
+    assert f"redirect_uris: {redirect}" in shown.output
+
+
+@pytest.mark.slow
+def test_demo_ready_lines_paste_as_they_are(tmp_path: Path) -> None:
+    """The $everything line named `Patient/<id>`, and nothing said how to see what became of the
+    sample message once `messages search` had found it."""
+    proc, base = _start(["demo", "--mllp-port", "0"], tmp_path)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not (lines and lines[-1].startswith("Stop with Ctrl+C")) and len(lines) < 40:
+            lines.append(proc.stdout.readline())
+        text = "".join(lines)
+        assert "<id>" not in text, text
+        m = re.search(r"'(http://\S+/fhir/Patient/([\w-]+)/\$everything)'", text)
+        assert m, text
+        with urllib.request.urlopen(m.group(1), timeout=10) as resp:  # auth is off in _start
+            bundle = json.load(resp)
+        assert ("Patient", m.group(2)) in {(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle["entry"]}
+        users = subprocess.run([*EHRGATE, "users", "list", "--data-dir", str(tmp_path / "data")],
+                               capture_output=True, text=True, timeout=60)
+        assert f"Patient/{m.group(2)}" in users.stdout  # the record the demo user 'patient' signs in to
+        assert re.search(r"ehrgate messages show ID --data-dir \S+", text), text
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
 
 
 @pytest.mark.slow
@@ -178,6 +246,8 @@ def test_help_lists_commands() -> None:
     assert out.returncode == 0
     for cmd in ("serve", "demo", "load"):
         assert cmd in out.stdout
+    # where to look next once a message went in: the id from search, then show
+    assert "ehrgate messages show ID" in out.stdout and "ehrgate channel list" in out.stdout
 
 
 @pytest.mark.slow

@@ -98,12 +98,12 @@ def test_demo_tips_work_with_auth_on(tmp_path: Path) -> None:
         curls = [ln.strip() for ln in lines if ln.strip().startswith("curl ") and "<id>" not in ln
                  and "identifier=DEMO-1001" not in ln]
         authed = [c for c in curls if 'Authorization: Bearer $TOKEN' in c]
-        assert len(authed) == 2 and len(curls) == 3
+        assert len(authed) == 3 and len(curls) == 4  # $everything names a real patient (was Patient/<id>)
         script = "set -euo pipefail\n" + token_line + "\n" + "\n".join(
             c.replace("curl ", "curl -sS -f -o /dev/null -w '%{http_code}\\n' ", 1) for c in curls)
         run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
         assert run.returncode == 0, run.stderr
-        assert run.stdout.split() == ["200", "200", "200"]
+        assert run.stdout.split() == ["200", "200", "200", "200"]
         bare = authed[0].replace('-H "Authorization: Bearer $TOKEN" ', "")
         unauth = subprocess.run(["bash", "-c", bare.replace("curl ", "curl -s -o /dev/null -w '%{http_code}' ", 1)],
                                 capture_output=True, text=True, timeout=30)
@@ -127,6 +127,12 @@ def test_demo_tips_work_with_auth_on(tmp_path: Path) -> None:
         assert body["total"] == 1 and body["entry"][0]["resource"]["name"][0]["family"] == "Sample"
         listed = subprocess.run(["bash", "-c", search], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
         assert "ADT^A04" in listed.stdout and "SENT" in listed.stdout, listed.stdout + listed.stderr
+        # the next printed line shows that message: every stage and the FHIR store's answer
+        show = next(ln.strip() for ln in lines if ln.strip().startswith("ehrgate messages show ID "))
+        show = show.split("   #")[0].replace(" ID ", f" {listed.stdout.split()[0]} ", 1)
+        shown = subprocess.run(["bash", "-c", show], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+        assert shown.returncode == 0 and "control id DEMO-A04-0001" in shown.stdout, shown.stdout + shown.stderr
+        assert "-- FHIR bundle" in shown.stdout and "destination fhir-store: SENT" in shown.stdout
     finally:
         proc.terminate()
         rest = proc.communicate(timeout=30)[0]

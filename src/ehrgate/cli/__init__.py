@@ -37,7 +37,9 @@ def cli() -> None:
       ehrgate apps add ...         register a SMART app (see `ehrgate apps --help`)
       ehrgate token                an access token for curl (the demo backend service)
       ehrgate hl7 send FILE --to 127.0.0.1:2575   send HL7 v2 messages over MLLP
-      ehrgate messages search      find stored HL7 messages
+      ehrgate messages search      find stored HL7 messages (the first column is the message id)
+      ehrgate messages show ID     what happened to one: each stage, the FHIR Bundle, every delivery
+      ehrgate channel list         the channels (the demo's mllp-in is built in) and their state
       ehrgate audit list           who deployed, paused, reprocessed or pruned what
     """
 

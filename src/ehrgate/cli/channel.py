@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,18 @@ def channel() -> None:
     """Test, list and control the channels declared in ehrgate.yaml (--config)."""
 
 
-def _channels(settings: Settings) -> dict[str, Any]:
+def _channels(settings: Settings, *, builtin: bool = False) -> dict[str, Any]:
+    """The channels of the config file; ``builtin``: with the built-in ``mllp-in`` that ``ehrgate
+    demo`` (and ``serve --mllp-port``) runs, as the server adds it (it replaces a declared one)."""
+    from ..engine import DEMO_CHANNEL, demo_channel
+
     base = Path(settings.path).resolve().parent if settings.path else Path.cwd()
+    declared = settings.config.get("channels") or {}
+    section = dict(declared) if isinstance(declared, Mapping) else declared
+    if builtin and isinstance(section, dict):
+        section[DEMO_CHANNEL] = demo_channel(settings.host, settings.mllp_port)
     try:
-        return load_channels(settings.config, base, source=settings.path or "ehrgate.yaml")
+        return load_channels({"channels": section}, base, source=settings.path or "ehrgate.yaml")
     except ChannelConfigError as exc:
         raise CliError(exc.message) from None
 
@@ -45,8 +54,11 @@ def _messages(settings: Settings, *, must_exist: bool = True) -> Any:
 
 def _pick(channels: dict[str, Any], name: str) -> Any:
     if name not in channels:
+        from ..engine import DEMO_CHANNEL
+
+        declared = sorted(set(channels) - {DEMO_CHANNEL})
         raise CliError(f"Channel '{name}' is not declared in the config file (channels: "
-                       f"{', '.join(sorted(channels)) or 'none; pass --config ehrgate.yaml'}).")
+                       f"{', '.join(declared) or 'none; pass --config ehrgate.yaml'}; built in: {DEMO_CHANNEL}).")
     return channels[name]
 
 
@@ -58,7 +70,7 @@ def test_(name: str, files: tuple[str, ...], **flags: Any) -> None:
     """Run channel NAME's filters and transformers on the messages of FILES and print every stage's
     output. Nothing is stored or delivered: the harness for reviewing a channel change."""
     settings = settings_from(**flags)
-    pipeline = Pipeline(_pick(_channels(settings), name))
+    pipeline = Pipeline(_pick(_channels(settings, builtin=True), name))
     failed = 0
     for file, n, text in _read(files):
         result = pipeline.run(text.encode("utf-8"), trace=True)
@@ -75,16 +87,22 @@ def test_(name: str, files: tuple[str, ...], **flags: Any) -> None:
 @database_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_(as_json: bool, **flags: Any) -> None:
-    """Channels of the config file with their recorded state."""
+    """Channels of the config file and the built-in mllp-in (ehrgate demo, serve --mllp-port), with
+    their recorded state (deployed, paused: what a running server applies)."""
+    from ..engine import DEMO_CHANNEL
+
     settings = settings_from(**flags)
-    channels = _channels(settings) if settings.config.get("channels") else {}
+    declared = settings.config.get("channels") or {}
+    channels = _channels(settings, builtin=True)  # before: on the demo, nothing at all was printed
     ms = _messages(settings)
     states = ms.channel_states()
     ms.close()
     for name in sorted(set(channels) | set(states)):
         cfg = channels.get(name)
         state = states.get(name, {"deployed": True, "paused": False})
-        row = {"name": name, "declared": cfg is not None, "deployed": state["deployed"], "paused": state["paused"],
+        builtin = name == DEMO_CHANNEL
+        row = {"name": name, "declared": cfg is not None and not builtin, "builtin": builtin,
+               "deployed": state["deployed"], "paused": state["paused"],
                "source": cfg.source.type if cfg else None,
                "port": cfg.source.options.get("port") if cfg else None,
                "destinations": [d.name for d in cfg.destinations] if cfg else []}
@@ -93,8 +111,13 @@ def list_(as_json: bool, **flags: Any) -> None:
         else:
             flags_text = ("paused" if row["paused"] else "running") if row["deployed"] else "undeployed"
             where = f" port {row['port']}" if row["port"] is not None else ""
+            note = ("  (built in: runs under ehrgate demo and ehrgate serve --mllp-port"
+                    + (", in place of the one in the config file)" if name in declared else ")") if builtin else "")
             click.echo(f"{name:24} {flags_text:10} {row['source'] or '(not declared)'}{where} → "
-                       f"{', '.join(row['destinations']) or '-'}")
+                       f"{', '.join(row['destinations']) or '-'}{note}")
+    if not declared and not as_json:
+        click.echo(f"Only the built-in {DEMO_CHANNEL}: no config file declares channels (pass --config "
+                   "ehrgate.yaml; see docs/engine.md).", err=True)
 
 
 def _control(name: str, action: str, flags: dict[str, Any], **change: Any) -> None:

@@ -105,7 +105,7 @@ def _connect_error(host: str, port: int, exc: OSError | HL7Error, tls: bool) -> 
 @click.option("--insecure", is_flag=True, help="TLS without verifying the listener (tests only).")
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds to wait for each ACK.")
-@click.option("-v", "--verbose", is_flag=True, help="Print the ACK code of every message (default: problems only).")
+@click.option("-v", "--verbose", is_flag=True, help="Print the ACK code and control ID of every message (default: problems only).")
 def send(files: tuple[str, ...], to: str, tls: bool, ca: str | None, cert: str | None, key: str | None,
          insecure: bool, timeout: float, verbose: bool) -> None:
     """Send every message of FILES (split batches and multi-message files) on one connection; print ACK codes.
@@ -136,15 +136,17 @@ def send(files: tuple[str, ...], to: str, tls: bool, ca: str | None, cert: str |
                         client = await connect()
                     answer = parse(await client.send(text))
                     code = answer.get("MSA-1") or "?"
+                    acked = answer.get("MSA-2")  # the control ID to find it by: messages search --control-id
                     why = answer.get("ERR-8") or answer.get("MSA-3") or answer.get("ERR-1.4.2")
                 except HL7Error as exc:  # timeout or closed connection: reconnect for the next one
-                    code, why = "NO-ACK", exc.message
+                    code, why, acked = "NO-ACK", exc.message, None
                     if client is not None:
                         await client.close()
                     client = None
                 codes[code] += 1
                 if verbose or code not in ("AA", "CA"):
-                    lines.append(f"{name}#{n} {code}" + (f" {why}" if why else ""))
+                    lines.append(f"{name}#{n} {code}" + (f" {why}" if why else "")
+                                 + (f" (control ID {acked})" if acked else ""))
                 bar.update(1)
         finally:
             if client is not None:
@@ -154,7 +156,8 @@ def send(files: tuple[str, ...], to: str, tls: bool, ca: str | None, cert: str |
         asyncio.run(go(bar))
     for line in lines:
         click.echo(line)
-    click.echo(", ".join(f"{code} {count}" for code, count in sorted(codes.items())))
+    click.echo(f"{len(items)} message(s) sent to {host}:{port}, ACK codes: "
+               + ", ".join(f"{code} {count}" for code, count in sorted(codes.items())))
     if set(codes) - {"AA", "CA"}:
         sys.exit(1)
 

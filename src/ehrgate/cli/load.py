@@ -45,13 +45,32 @@ def load(paths: tuple[str, ...], quiet: bool, workers: int | None, **flags: Any)
         )
     elapsed = time.perf_counter() - started
     rate = summary.resources / elapsed if elapsed > 0 else 0.0
-    click.echo(f"Loaded {summary.resources} resources from {summary.bundles} bundles in {elapsed:.1f} s ({rate:,.0f}/s).")
-    for res_type, n in sorted(summary.by_type.items(), key=lambda kv: -kv[1])[:12]:
-        click.echo(f"  {res_type:<28} {n}")
+    # Inputs that were not Bundles (resource files, NDJSON lines): "from 5 bundles" alone read as if
+    # 230 single-resource files and 2,000 NDJSON lines had been left out.
+    others = max(total - summary.bundles, 0)
+    sources = [f"{summary.bundles} bundles"] if summary.bundles or not others else []
+    if others:
+        sources.append(f"{others:,} {'other ' if summary.bundles else ''}inputs (resource files, NDJSON lines)")
+    click.echo(f"Loaded {summary.resources} resources from {' and '.join(sources)} in {elapsed:.1f} s ({rate:,.0f}/s).")
+    if summary.by_type:
+        click.echo(_by_type(summary.by_type))
     if summary.errors:
-        click.echo(f"{len(summary.errors)} problems:", err=True)
+        n = len(summary.errors)
+        click.echo(f"{n} problem{'s' if n != 1 else ''}:", err=True)
         for line in summary.errors[:50]:
             click.echo(f"  {line}", err=True)
-        if len(summary.errors) > 50:
-            click.echo(f"  ... and {len(summary.errors) - 50} more", err=True)
-        raise CliError(f"{len(summary.errors)} items could not be loaded (see above).")
+        if n > 50:
+            click.echo(f"  ... and {n - 50} more", err=True)
+        raise CliError(f"{n} item{'s' if n != 1 else ''} could not be loaded (see above); the rest was loaded.")
+
+
+def _by_type(by_type: dict[str, int], lines: int = 12) -> str:
+    """The most frequent types one per line, and every other type on one line: the summary stopped
+    at twelve without saying so, and the Patients of a Synthea load were among those left out."""
+    ranked = sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0]))
+    out = [f"  {res_type:<28} {n}" for res_type, n in ranked[:lines]]
+    rest = sorted(ranked[lines:])
+    if rest:
+        out.append(f"  and {len(rest)} more type{'s' if len(rest) != 1 else ''}: "
+                   + ", ".join(f"{res_type} {n}" for res_type, n in rest))
+    return "\n".join(out)

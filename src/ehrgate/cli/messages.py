@@ -81,6 +81,9 @@ def search(as_json: bool, limit: int, **flags: Any) -> None:
                                      patient=crit["patient"], text=crit["text"], limit=limit))
     finally:
         ms.close()
+    if rows and not as_json:  # on stderr, as the count: stdout stays one message per line for scripts
+        click.echo(f"{'ID':>8} {'RECEIVED (UTC)':29} {'CHANNEL':16} {'STATUS':11} {'TYPE':10} CONTROL ID (MSH-10)",
+                   err=True)
     for r in rows:
         if as_json:
             click.echo(json.dumps({"id": r["id"], "channel": r["channel"], "control_id": r["control_id"],
@@ -91,7 +94,10 @@ def search(as_json: bool, limit: int, **flags: Any) -> None:
             click.echo(f"{r['id']:>8} {_when(r['received_at'])} {r['channel']:16} {r['status']:11} "
                        f"{r['msg_type']:10} {r['control_id']}" + (f"  {r['error']}" if r["error"] else ""))
     if not as_json:
-        click.echo(f"{len(rows)} message(s)", err=True)
+        from .serve import _command_name
+
+        more = f"; `{_command_name()} messages show ID` shows every stage and delivery of one" if rows else ""
+        click.echo(f"{len(rows)} message(s){more}", err=True)
 
 
 @messages.command()

@@ -134,8 +134,10 @@ def _server_class() -> Any:
     return Server
 
 
-def _bind(host: str, port: int = 0) -> socket.socket:
-    """A socket bound to ``host``:``port`` (0: a port the system picks), as uvicorn binds its own."""
+def _bind(host: str, port: int = 0, *, flag: str = "--port", env: str = "EHRGATE_PORT", what: str = "") -> socket.socket:
+    """A socket bound to ``host``:``port`` (0: a port the system picks), as uvicorn binds its own.
+    A port in use names the flag to change and, for ``make demo`` (which takes no flags), the
+    environment variable: the hint said "--port" to people who had typed no command line."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -143,10 +145,20 @@ def _bind(host: str, port: int = 0) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        hint = " Pick another --port (0: any free one), or stop what uses it." if exc.errno == errno.EADDRINUSE else ""
-        raise CliError(f"Cannot listen on {host}:{port}: {exc.strerror}.{hint}") from None
+        hint = (f" Pick another {flag} (0: any free one; with make demo: {env}={port + 1 if 0 < port < 65535 else 0} make demo), "
+                "or stop what uses it." if exc.errno == errno.EADDRINUSE else "")
+        raise CliError(f"Cannot listen{what} on {host}:{port}: {exc.strerror}.{hint}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def _check_mllp_port(host: str, port: int) -> None:
+    """Fail now, before the database is opened or the demo seeded, when the built-in channel's MLLP
+    port is taken. Found later, by the engine, the start had already re-registered the sample app
+    at this server's address (a second demo on the same data dir broke the first one's EHR launch)
+    and the error told people to change a ``source.port`` that the built-in channel does not have."""
+    if port:
+        _bind(host, port, flag="--mllp-port", env="EHRGATE_MLLP_PORT", what=" for MLLP (channel 'mllp-in')").close()
 
 
 async def _serve(server: Any, settings: Settings, after_ready: Any, sock: socket.socket | None = None) -> None:
@@ -209,6 +221,8 @@ def serve(**flags: Any) -> None:
     from ..engine import DEMO_CHANNEL, demo_channel
 
     settings, sock = _listen(settings_from(**flags))
+    if flags.get("mllp_port") is not None:
+        _check_mllp_port(settings.host, settings.mllp_port)
     store = _open(settings)
     extra = {DEMO_CHANNEL: demo_channel(settings.host, settings.mllp_port)} if flags.get("mllp_port") is not None else None
     _run(settings, store, channels=extra, sock=sock)
@@ -224,6 +238,7 @@ def demo(**flags: Any) -> None:
     from ..engine import DEMO_CHANNEL, demo_channel
 
     settings, sock = _listen(settings_from(**flags))
+    _check_mllp_port(settings.host, settings.mllp_port)
     store = _open(settings)
     from ..demo.seed import is_empty
     from ..smart.demo import seed_smart_demo
@@ -244,6 +259,9 @@ def demo(**flags: Any) -> None:
         click.echo(summary)
     click.echo(seed_smart_demo(store, settings))
     sample = write_sample(settings.data_dir)
+    with store.reader() as conn:  # the demo patient user's record: a $everything line that pastes as it is
+        patient = next((u.fhir_user for u in list_users(conn)
+                        if u.role == "patient" and u.fhir_user.startswith("Patient/")), None)
 
     def tips(base: str, ports: dict[str, int]) -> None:
         import shlex
@@ -254,22 +272,28 @@ def demo(**flags: Any) -> None:
         token_flags = data_flags + ("" if base == "http://127.0.0.1:8080" else f" --fhir-base {base}/fhir")
         auth = '-H "Authorization: Bearer $TOKEN" '
         mllp = ports.get(DEMO_CHANNEL)
-        click.echo(
-            f"\nTry (the FHIR API needs an access token; `{exe} token` gets one as the demo backend service):\n"
-            f"  curl {base}/fhir/metadata\n"
-            f"  TOKEN=$({exe} token{token_flags})\n"
-            f"  curl {auth}'{base}/fhir/Patient?name=nunez'\n"
-            f"  curl {auth}'{base}/fhir/Observation?category=laboratory&_sort=-date&_count=5'\n"
-            f"  curl {auth}'{base}/fhir/Patient/<id>/$everything'\n"
-            f"  open {base}/ehr (sign in as doctor), pick a patient, launch the sample app; or start it at {base}/sample-app\n"
-            + (f"HL7 v2 in (an ADT^A04 registering patient {SAMPLE_MRN}; the channel converts it into the FHIR store):\n"
-               f"  {exe} hl7 send {shlex.quote(_shown_path(sample))} --to {settings.host}:{mllp} -v\n"
-               f"  curl {auth}'{base}/fhir/Patient?identifier={SAMPLE_MRN}'\n"
-               f"  {exe} messages search --channel {DEMO_CHANNEL}{data_flags}\n"
-               f"  open {base}/console (sign in as admin): the channel, the message, every stage\n"
-               if mllp is not None else "")
-            + "Stop with Ctrl+C; the data stays in the data directory."
-        )
+        everything = (f"  curl {auth}'{base}/fhir/{patient}/$everything'   # the record the user 'patient' signs in to"
+                      if patient else f"  curl {auth}'{base}/fhir/Patient/<id>/$everything'")
+        lines = [
+            f"\nTry (the FHIR API needs an access token; `{exe} token` gets one as the demo backend service):",
+            f"  curl {base}/fhir/metadata",
+            f"  TOKEN=$({exe} token{token_flags})",
+            f"  curl {auth}'{base}/fhir/Patient?name=nunez'",
+            f"  curl {auth}'{base}/fhir/Observation?category=laboratory&_sort=-date&_count=5'",
+            everything,
+            f"  open {base}/ehr (sign in as doctor), pick a patient, launch the sample app; or start it at {base}/sample-app",
+        ]
+        if mllp is not None:
+            lines += [
+                f"HL7 v2 in (an ADT^A04 registering patient {SAMPLE_MRN}; the channel converts it into the FHIR store):",
+                f"  {exe} hl7 send {shlex.quote(_shown_path(sample))} --to {settings.host}:{mllp} -v",
+                f"  curl {auth}'{base}/fhir/Patient?identifier={SAMPLE_MRN}'",
+                f"  {exe} messages search --channel {DEMO_CHANNEL}{data_flags}",
+                f"  {exe} messages show ID{data_flags}   # ID: the first column of the search; every stage and delivery",
+                f"  open {base}/console (sign in as admin): the channel, the message, every stage",
+            ]
+        lines.append("Stop with Ctrl+C; the data stays in the data directory.")
+        click.echo("\n".join(lines))
 
     _run(settings, store, tips, channels={DEMO_CHANNEL: demo_channel(settings.host, settings.mllp_port)}, sock=sock)
 
