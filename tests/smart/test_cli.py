@@ -123,9 +123,24 @@ def test_the_sample_app_follows_the_demo_to_its_new_address(store: Any, smart_se
         app = get_app(conn, "ehrgate-sample")
         backend = get_app(conn, "demo-backend")
     assert app is not None and backend is not None
-    assert app.redirect_uris == ("http://127.0.0.1:41002/sample-app/callback",)
+    # this server's address first; the earlier one stays, for a demo still running there
+    assert app.redirect_uris == ("http://127.0.0.1:41002/sample-app/callback", "http://127.0.0.1:41001/sample-app/callback")
     assert app.launch_url == "http://127.0.0.1:41002/sample-app/launch"
     assert app.client_type == "public" and app.description
+    for port in range(41003, 41010):  # the list stays short
+        seed_smart_demo(store, smart_settings.replace(base_url="", port=port))
+    seed_smart_demo(store, smart_settings.replace(base_url="", port=41005))  # an address it had: moved to the front
+    with store.reader() as conn:
+        app = get_app(conn, "ehrgate-sample")
+    assert app is not None
+    assert [u.split(":")[2].split("/")[0] for u in app.redirect_uris] == ["41005", "41009", "41008", "41007", "41006"]
+    assert app.launch_url == "http://127.0.0.1:41005/sample-app/launch"
+
+
+def test_the_demo_names_the_command_the_user_runs(store: Any, smart_settings: Any) -> None:
+    from ehrgate.smart.demo import seed_smart_demo
+
+    assert "`.venv/bin/ehrgate token` prints an access token" in seed_smart_demo(store, smart_settings, ".venv/bin/ehrgate")
 
 
 @pytest.mark.parametrize(("extra", "expected"), [

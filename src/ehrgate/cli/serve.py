@@ -257,7 +257,7 @@ def demo(**flags: Any) -> None:
     summary = seed_demo(store, settings)
     if summary:
         click.echo(summary)
-    click.echo(seed_smart_demo(store, settings))
+    click.echo(seed_smart_demo(store, settings, _command_name()))
     sample = write_sample(settings.data_dir)
     with store.reader() as conn:  # the demo patient user's record: a $everything line that pastes as it is
         patient = next((u.fhir_user for u in list_users(conn)

@@ -30,7 +30,13 @@ def _first(conn: sa.Connection, res_type: str) -> str | None:
     return str(row[0]) if row else None
 
 
-def seed_smart_demo(store: Store, settings: Settings) -> str:
+SAMPLE_APP_ADDRESSES = 5
+"""Return addresses of the sample app kept registered, this server's first (see ``seed_smart_demo``)."""
+
+
+def seed_smart_demo(store: Store, settings: Settings, command: str = "ehrgate") -> str:
+    """Demo users, the sample app and the backend client, unless there; returns what to tell the user
+    (``command``: how their shell runs ``ehrgate``)."""
     from joserfc.jwk import ECKey
 
     base = settings.public_base
@@ -50,11 +56,15 @@ def seed_smart_demo(store: Store, settings: Settings) -> str:
         if sample is None:
             add_app(w.conn, App(SAMPLE_APP, "EHRGate sample app", "public", (redirect,), launch_url=launch,
                                 description="Patient summary: demographics, conditions, recent labs."), now=now)
-        elif sample.redirect_uris != (redirect,) or sample.launch_url != launch:
+        elif sample.redirect_uris[:1] != (redirect,) or sample.launch_url != launch:
             # The demo started on another address than last time (--port 0, --host, base_url): the
             # bundled app lives at this server, so its addresses follow it - or every launch would
-            # end at "the app's return address does not match".
-            update_app(w.conn, replace(sample, redirect_uris=(redirect,), launch_url=launch))
+            # end at "the app's return address does not match". The earlier return addresses stay
+            # registered (the last few): a demo still running at one of them on the same data dir
+            # keeps launching the app - its chart opens this server's copy, which authorizes at
+            # the launching server (``iss``) and returns to this address.
+            uris = (redirect, *(u for u in sample.redirect_uris if u != redirect))[:SAMPLE_APP_ADDRESSES]
+            update_app(w.conn, replace(sample, redirect_uris=uris, launch_url=launch))
         if get_app(w.conn, BACKEND_APP) is None:
             key = ECKey.generate_key("P-384", auto_kid=True)
             key_file.parent.mkdir(parents=True, exist_ok=True)
@@ -68,5 +78,5 @@ def seed_smart_demo(store: Store, settings: Settings) -> str:
         f"SMART discovery: {base}/fhir/.well-known/smart-configuration\n"
         f"Sample app (public client {SAMPLE_APP}): launch it from a chart at {base}/ehr, or start it at {base}/sample-app\n"
         f"Backend services: client_id {BACKEND_APP}, ES384 private key in {key_file}; "
-        "`ehrgate token` prints an access token with it"
+        f"`{command} token` prints an access token with it"
     )
