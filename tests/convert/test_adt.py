@@ -87,6 +87,12 @@ CASES: list[tuple[str, str, Any]] = [
     ("adt_a01.hl7", "AllergyIntolerance(70618).reaction[0].manifestation[0].text", "Hives&Rash"),
     ("adt_a01.hl7", "AllergyIntolerance(70618).reaction[0].manifestation[1].text", "Wheezing"),
     ("adt_a01.hl7", "AllergyIntolerance(70618).onsetDateTime", "2010-01-01"),
+    # AL1-4 → reaction.severity too (AL1[AllergyIntolerance], AllergySeverity[reaction.severity])
+    ("adt_a01.hl7", "AllergyIntolerance(70618).reaction[0].severity", "severe"),
+    # DG1-6 → Encounter.diagnosis.use (DG1[Encounter], DiagnosisType: A → diagnosis-role AD)
+    ("adt_a01.hl7", "Encounter.diagnosis[0].use.coding[0]",
+     {"system": THO + "diagnosis-role", "code": "AD", "display": "Admission diagnosis"}),
+    ("adt_a01.hl7", "Encounter.diagnosis[1].use.coding[0]", {"system": THO + "v2-0052", "code": "W"}),
     ("adt_a01.hl7", "AllergyIntolerance(256349002).category", ["food"]),
     ("adt_a01.hl7", "AllergyIntolerance(256349002).criticality", "low"),
     ("adt_a01.hl7", "Condition.code.coding[0].system", "http://hl7.org/fhir/sid/icd-10-cm"),
@@ -318,3 +324,107 @@ def test_an_update_without_guarantors_keeps_the_account(store: Any) -> None:
     load(store, bundle)
     accounts = current(store, "Account")
     assert len(accounts) == 1 and len(accounts[0]["guarantor"]) == 2 and accounts[0]["coverage"]
+
+
+def test_practitioner_degree_is_a_qualification() -> None:
+    """XCN-7 (degree) → Practitioner.qualification.code (XCN[Practitioner], DegreeLicenseCertificate)."""
+    bundle = convert_sample("adt_a01.hl7").bundle
+    attending = next(p for p in resources(bundle, "Practitioner") if p["identifier"][0]["value"] == "004777")
+    assert attending["qualification"] == [{"code": {"coding": [{"system": THO + "v2-0360", "code": "MD"}]}}]
+    referrer = next(p for p in resources(bundle, "Practitioner") if p["identifier"][0]["value"] == "005111")
+    assert "qualification" not in referrer
+
+
+def test_next_of_kin_social_security_number() -> None:
+    """NK1-37 → RelatedPerson.identifier, system us-ssn, type SS (NK1[RelatedPerson])."""
+    raw = sample("adt_a01.hl7").replace(b"|C^Emergency Contact^HL70131\r",
+                                        b"|C^Emergency Contact^HL70131" + b"|" * 30 + b"123-45-6789\r")
+    assert parse(raw).get("NK1-37") == "123-45-6789"
+    result = convert(parse(raw), OPTIONS)
+    assert pick(result.bundle, "RelatedPerson.identifier") == [
+        {"type": {"coding": [{"system": THO + "v2-0203", "code": "SS"}]}, "system": "http://hl7.org/fhir/sid/us-ssn",
+         "value": "123-45-6789"}]
+    assert not result.ignored_fields
+
+
+def test_pv2_visit_details() -> None:
+    """PV2 → Encounter (PV2[Encounter]): PV2-11 length of stay in days, PV2-13 referral source a
+    referrer participant, PV2-25 priority (EncounterPriority → v3-ActPriority), PV2-38 mode of arrival."""
+    fields = {3: "CP^Chest pain^L", 11: "4", 13: "0099^Source^Sam", 25: "2", 38: "A^Ambulance^HL70430"}
+    pv2 = "|".join(["PV2", *(fields.get(n, "") for n in range(1, 39))]).encode()
+    raw = sample("adt_a01.hl7").replace(b"PV2|||CP^Chest pain^L", pv2)
+    msg = parse(raw)
+    assert (msg.get("PV2-11"), msg.get("PV2-13.1"), msg.get("PV2-25"), msg.get("PV2-38")) == ("4", "0099", "2", "A")
+    result = convert(msg, OPTIONS)
+    visit = pick(result.bundle, "Encounter")
+    assert visit["length"] == {"value": 4, "unit": "days", "system": "http://unitsofmeasure.org", "code": "d"}
+    assert visit["priority"] == {"coding": [{"system": THO + "v3-ActPriority", "code": "UR", "display": "urgent"}]}
+    referrer = [p for p in visit["participant"] if p["individual"].get("display") == "Sam Source"]
+    assert referrer and referrer[0]["type"][0]["coding"][0]["code"] == "REF"
+    assert visit["extension"] == [{"url": "http://hl7.org/fhir/StructureDefinition/encounter-modeOfArrival",
+                                   "valueCoding": {"system": THO + "v2-0430", "code": "A", "display": "Ambulance"}}]
+    assert visit["reasonCode"][0]["coding"][0]["code"] == "CP"
+    assert not errors(result.bundle)
+    assert not [f for f in result.ignored_fields if f.startswith("PV2")]
+
+
+def test_insurance_company_address() -> None:
+    """IN1-5 → the payor Organization's address (IN1[Coverage]: payer(Organization.address), XAD)."""
+    raw = sample("adt_a01.hl7").replace(b"|Acme Health Insurance||", b"|Acme Health Insurance|PO Box 500^^Hartford^CT^06101^USA^B|")
+    result = convert(parse(raw), OPTIONS)
+    payor = pick(result.bundle, "Coverage.payor[0].reference")
+    insurer = next(e["resource"] for e in result.bundle["entry"] if e["fullUrl"] == payor)
+    assert insurer["address"] == [{"use": "work", "line": ["PO Box 500"], "city": "Hartford", "state": "CT",
+                                   "postalCode": "06101", "country": "USA"}]
+    assert "IN1-5" not in result.ignored_fields
+
+
+def test_citizenship_and_nationality() -> None:
+    """PID-26 citizenship, PID-39 tribal citizenship → patient-citizenship; PID-28 nationality →
+    patient-nationality (PID[Patient]: extension.extension 'code' valueCodeableConcept)."""
+    pid = parse(sample("adt_a01.hl7")).segments[2]
+    assert pid.name == "PID"
+    fields = {26: "USA^United States^ISO3166_1~CAN^Canada^ISO3166_1", 28: "USA^United States^ISO3166_1",
+              39: "170^Navajo Nation^HL70171"}
+    old = sample("adt_a01.hl7").split(b"\r")[2]
+    parts = old.split(b"|") + [b""] * 15
+    for n, value in fields.items():
+        parts[n] = value.encode()
+    raw = sample("adt_a01.hl7").replace(old, b"|".join(parts[:40]))
+    result = convert(parse(raw), OPTIONS)
+    exts = {e["url"].rsplit("/", 1)[1]: e for e in pick(result.bundle, "Patient.extension")}
+    iso = "urn:iso:std:iso:3166"
+    assert [e["extension"] for e in pick(result.bundle, "Patient.extension")
+            if e["url"].endswith("patient-citizenship")] == [
+        [{"url": "code", "valueCodeableConcept": {"coding": [{"system": iso, "code": "USA", "display": "United States"}]}}],
+        [{"url": "code", "valueCodeableConcept": {"coding": [{"system": iso, "code": "CAN", "display": "Canada"}]}}],
+        [{"url": "code", "valueCodeableConcept": {"coding": [{"system": THO + "v2-0171", "code": "170",
+                                                                  "display": "Navajo Nation"}]}}]]
+    assert exts["patient-nationality"]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == "USA"
+    assert not errors(result.bundle)
+    assert not [f for f in result.ignored_fields if f in ("PID-26", "PID-28", "PID-39")]
+
+
+def test_free_text_fields_keep_an_unescaped_ampersand() -> None:
+    """ST fields (DG1-4 description, PID-23 birth place) hold text: a '&' the sender did not escape
+    is part of it, not a subcomponent separator to cut at."""
+    raw = (sample("adt_a01.hl7")
+           .replace(b"DG1|1||I10^Essential (primary) hypertension^I10C|", b"DG1|1|||Hypertension & CKD stage 3|")
+           .replace(b"|Greensboro NC|", b"|Greensboro & Guilford NC|"))
+    bundle = convert(parse(raw), OPTIONS).bundle
+    assert [c["code"].get("text") for c in resources(bundle, "Condition")].count("Hypertension & CKD stage 3") == 1
+    birth_place = [e for e in pick(bundle, "Patient.extension") if e["url"].endswith("patient-birthPlace")]
+    assert birth_place[0]["valueAddress"] == {"text": "Greensboro & Guilford NC"}
+
+
+@pytest.mark.parametrize(("pid15", "expected"), [
+    ("en^English", {"system": "urn:ietf:bcp:47", "code": "en", "display": "English"}),
+    ("es-MX", {"system": "urn:ietf:bcp:47", "code": "es-MX"}),
+    ("ENG^English^L", {"system": "urn:ehrgate:codesystem:L", "code": "ENG", "display": "English"}),
+    ("SPA^Spanish", {"system": THO + "v2-0296", "code": "SPA", "display": "Spanish"}),
+])
+def test_language_without_a_coding_system(pid15: str, expected: dict[str, Any]) -> None:
+    """PID-15 → communication.language (PID[Patient], PrimaryLanguage: BCP-47 codes): a language tag
+    sent without a coding system is BCP-47, not a code of the user-defined table 0296."""
+    raw = sample("adt_a01.hl7").replace(b"|en^English^ISO639|", f"|{pid15}|".encode())
+    assert pick(convert(parse(raw), OPTIONS).bundle, "Patient.communication[0].language.coding[0]") == expected

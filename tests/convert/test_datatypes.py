@@ -138,6 +138,12 @@ TELECOM: list[tuple[str, str, dict[str, Any] | None]] = [
     ("^NET^Internet^a@b.org", "home", {"system": "email", "value": "a@b.org"}),
     ("^^FX^^^555^5550000", "", {"system": "fax", "value": "555 5550000"}),
     ("^PRN^PH", "home", None),
+    # XTN-18 preference order → rank, a positiveInt: a number past its range is left out
+    ("^PRN^PH^^^555^5551212^^^^^^^^^^^2", "", {"system": "phone", "value": "555 5551212", "use": "home", "rank": 2}),
+    ("^PRN^PH^^^555^5551212^^^^^^^^^^^99999999999", "", {"system": "phone", "value": "555 5551212", "use": "home"}),
+    # XTN-13/14 effective start / expiration → period (XTN[ContactPoint])
+    ("^PRN^PH^^^555^5551212^^^^^^20200101^20231231", "", {"system": "phone", "value": "555 5551212", "use": "home",
+                                                          "period": {"start": "2020-01-01", "end": "2023-12-31"}}),
 ]
 
 
@@ -183,3 +189,19 @@ def test_error_locations_are_parsed_from_the_field_name() -> None:
     assert (loc.segment, loc.sequence, loc.field, loc.repetition, loc.component) == ("OBX", 3, 5, 2, 1)
     assert parse_where("PID-7").to_er7() == "PID^1^7"  # type: ignore[union-attr]
     assert parse_where("no location") is None
+
+
+def test_text_keeps_unescaped_delimiters_and_reads_formatting_commands() -> None:
+    """ST/TX/FT text: a '&' or '^' left unescaped is text; FT formatting commands (HL7 v2.5.1 section
+    2.7.6) become plain text only when asked, escapes are decoded either way."""
+    d = Delimiters()
+    assert Value(["Ham & eggs"], d, "OBX-5").text() == "Ham & eggs"
+    assert Value(["a", "b&c"], d, "OBX-5").text() == "a^b&c"
+    ft = Value(["\\H\\Note:\\N\\\\.sp2\\x \\T\\ y\\.ce\\z\\.sk 3\\w\\.in+4\\\\E\\H\\E\\"], d, "OBX-5")
+    assert ft.text(formatted=True) == "Note:\n\nx & y\nz   w\\H\\"
+    assert ft.text() == "\\H\\Note:\\N\\\\.sp2\\x & y\\.ce\\z\\.sk 3\\w\\.in+4\\\\H\\"
+
+
+def test_shift_past_the_calendar_names_the_field() -> None:
+    with pytest.raises(ConversionError, match=r"^PR1-5: '20240520093000' plus 6e\+09 minutes is past the year 9999"):
+        shifted("20240520093000", "PR1-5", UTC, 6e9)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import convert_sample, current, errors, load, pick
+from .conftest import convert_sample, current, errors, load, pick, resources
 
 CASES: list[tuple[str, str, Any]] = [
     ("orm_o01_nw.hl7", "ServiceRequest.status", "active"),
@@ -87,3 +87,19 @@ def test_every_sample_is_valid_and_loads(store: Any) -> None:
     orders = current(store, "ServiceRequest", "identifier=urn:ehrgate:id:EHR|ORD900")
     assert len(orders) == 1
     assert orders[0]["status"] == "revoked"
+
+
+def test_orders_of_one_requisition_keep_their_own_answers(store: Any) -> None:
+    """Two orders sharing one ORC-2 (a requisition number), each with an ask-at-order-entry OBX of the
+    same code: each ServiceRequest's supportingInfo is its own answer, none lost or swapped."""
+    bundle = convert_sample("orm_o01_requisition.hl7").bundle
+    by_url = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    answers = {r["code"]["coding"][0]["code"]: [by_url[s["reference"]]["valueCodeableConcept"]["coding"][0]["code"]
+                                                for s in r["supportingInfo"]]
+               for r in resources(bundle, "ServiceRequest")}
+    assert answers == {"2345-7": ["Y"], "2093-3": ["N"]}
+    assert errors(bundle) == []
+    load(store, bundle)
+    load(store, bundle)
+    assert len(current(store, "ServiceRequest")) == 2
+    assert len(current(store, "Observation")) == 2

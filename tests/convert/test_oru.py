@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ehrgate.convert import convert
+from ehrgate.fhir.errors import PreconditionFailed
 from ehrgate.hl7 import parse
 
 from .conftest import OPTIONS, convert_sample, current, errors, load, pick, resources, sample
@@ -162,3 +163,137 @@ def test_participations_are_read_and_valid() -> None:
     result = convert_sample("oru_r01_prt.hl7")
     assert not errors(result.bundle)
     assert not result.ignored_segments and result.ignored_fields == {"PRT-1": 7}
+
+
+def test_orders_sharing_a_filler_number_keep_their_own_report(store: Any) -> None:
+    """A lab that sends one accession number (OBR-3) for every test of a specimen: each OBR is still
+    its own DiagnosticReport with its own result (OBR[DiagnosticReport]); none is folded into another,
+    and a replay finds each order and report again."""
+    bundle = convert_sample("oru_r01_accession.hl7").bundle
+    reports = resources(bundle, "DiagnosticReport")
+    assert sorted(r["code"]["coding"][0]["code"] for r in reports) == ["2345-7", "2823-3"]
+    by_url = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    for report in reports:
+        (result,) = report["result"]
+        assert by_url[result["reference"]]["code"] == report["code"]
+    assert len(resources(bundle, "ServiceRequest")) == 2
+    assert errors(bundle) == []
+    load(store, bundle)
+    load(store, bundle)
+    assert len(current(store, "DiagnosticReport")) == 2
+    assert len(current(store, "ServiceRequest")) == 2
+    assert len(current(store, "Observation")) == 2
+
+
+TEXT_CASES: list[tuple[str, Any]] = [
+    # a '&' the sender left unescaped in ST/TX/FT is text, not a subcomponent separator to cut at
+    ("Observation(22634-0).valueString", "Tan & white tissue, 2 x 3 cm"),
+    ("DiagnosticReport.code.coding[0].code", "11529-5"),
+    ("ServiceRequest.note[0].text", "Specimen received in formalin & saline"),
+    # FT formatting commands (HL7 v2.5.1 section 2.7.6) read as plain text; escapes decoded
+    ("Observation(22637-3).valueString", "DIAGNOSIS:\nBenign skin & subcutis\nNo malignancy."),
+    ("Observation(22636-5).valueString", "Lesion A^B \\ C"),
+    # OBX-2 DR → valuePeriod (OBX[Observation]: IF OBX-2 EQUALS "DR" valuePeriod, DR[Period])
+    ("Observation(8708-0).valuePeriod", {"start": "2024-03-01", "end": "2024-03-05"}),
+    # OBX-2 RP → a pointer Attachment (OBX[Observation]: IF OBX-2 EQUALS "RP" valueAttachment, RP[Attachment])
+    ("Observation(18748-4).extension[0]",
+     {"url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment",
+      "valueAttachment": {"contentType": "image/jpeg", "url": "https://pacs.example.org/wado?study=1.2.3"}}),
+    # OBX-29 observation type → a category coding (OBX[Observation] category[1].coding.code)
+    ("Observation(22634-0).category[1].coding[0]",
+     {"system": "http://terminology.hl7.org/CodeSystem/v2-0936", "code": "RSLT"}),
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), TEXT_CASES, ids=[p for p, _ in TEXT_CASES])
+def test_text_and_period_values(path: str, expected: Any) -> None:
+    assert pick(convert_sample("oru_r01_text.hl7").bundle, path) == expected
+
+
+def test_text_values_are_valid_and_fully_read() -> None:
+    result = convert_sample("oru_r01_text.hl7")
+    assert errors(result.bundle) == []
+    assert not result.ignored_fields
+
+
+def test_not_asked_result_has_a_data_absent_reason() -> None:
+    """OBX-11 N (not asked) → dataAbsentReason not-asked (OBX[Observation]); status stays unknown."""
+    raw = sample("oru_r01.hl7").replace(b"OBX|9|NM|2951-2^Sodium^LN||||||||X", b"OBX|9|NM|2951-2^Sodium^LN||||||||N")
+    bundle = convert(parse(raw), OPTIONS).bundle
+    sodium = pick(bundle, "Observation(2951-2)")
+    assert sodium["status"] == "unknown"
+    assert sodium["dataAbsentReason"] == {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                                      "code": "not-asked"}]}
+    assert not errors(bundle)
+
+
+def test_microbiology_parent_order_producer_and_accession() -> None:
+    """OBR-29 parent → the child order's basedOn, by the parent's placer and filler numbers
+    (OBR[ServiceRequest]); OBX-15 producer → a performer Organization (OBX[Observation], CWE[Organization]);
+    SPM-30 → Specimen.accessionIdentifier (SPM[Specimen])."""
+    result = convert_sample("oru_r01_micro.hl7")
+    bundle = result.bundle
+    plac = {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC"}
+    fill = {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "FILL"}
+    assert pick(bundle, "ServiceRequest(29576-6).basedOn") == [
+        {"type": "ServiceRequest", "identifier": {"type": {"coding": [plac]}, "system": "urn:ehrgate:id:EHR",
+                                                  "value": "ORD950"}},
+        {"type": "ServiceRequest", "identifier": {"type": {"coding": [fill]}, "system": "urn:ehrgate:id:LIS",
+                                                  "value": "M-100"}}]
+    assert "basedOn" not in pick(bundle, "ServiceRequest(630-4)")
+    culture = pick(bundle, "Observation(630-4)")
+    by_url = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    (producer,) = culture["performer"]
+    assert producer["display"] == "Good Health Microbiology"
+    assert by_url[producer["reference"]]["identifier"][0]["value"] == "LAB01"
+    assert pick(bundle, "Specimen.accessionIdentifier") == {"system": "urn:ehrgate:id:LIS", "value": "ACC-9100"}
+    # OBX-19 analysis time → extension; OBX-24 → the OBX-23 performing organization's address
+    cipro = pick(bundle, "Observation(18906-8)")
+    assert cipro["extension"] == [{"url": "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time",
+                                   "valueDateTime": "2024-03-22T09:30:00-05:00"}]
+    (lab,) = cipro["performer"]
+    assert by_url[lab["reference"]]["identifier"][0]["value"] == "05D0000001"
+    assert by_url[lab["reference"]]["address"] == [{"use": "work", "line": ["100 Lab Way"], "city": "Greensboro",
+                                                    "state": "NC", "postalCode": "27401", "country": "USA"}]
+    assert errors(bundle) == []
+    assert result.ignored_fields == {"OBR-26": 1}
+
+
+def test_malformed_analysis_time_is_a_warning() -> None:
+    """OBX-19 dates metadata: a value that is not an HL7 date is left out with a warning, the result stays."""
+    raw = sample("oru_r01_micro.hl7").replace(b"|20240322093000-0500|", b"|22 Mar 2024|")
+    result = convert(parse(raw), OPTIONS)
+    assert "extension" not in pick(result.bundle, "Observation(18906-8)")
+    assert any(w.startswith("OBX[2]-19: '22 Mar 2024' is not a valid HL7 date") for w in result.warnings)
+
+
+def test_a_shared_accession_number_alone_is_refused_not_attached_to_one_report(store: Any) -> None:
+    """After a message whose reports share one accession number, a message naming only that number is
+    ambiguous: the store refuses it rather than overwrite one of the reports."""
+    load(store, convert_sample("oru_r01_accession.hl7").bundle)
+    lone = b"\r".join(line for line in sample("oru_r01_accession.hl7").split(b"\r")
+                      if not line.startswith((b"ORC|RE|ORD801", b"OBR|1|", b"OBX|1|NM|2345-7")))
+    with pytest.raises(PreconditionFailed, match="match 2 DiagnosticReport resources"):
+        load(store, convert(parse(lone), OPTIONS).bundle)
+    assert len(current(store, "DiagnosticReport")) == 2
+
+
+def test_v23_specimen_from_obr() -> None:
+    """Without SPM (v2.3/v2.4 results), OBR-15 specimen source, OBR-14 received time, OBR-7 collection
+    time and OBR-10 collector make the report's Specimen (IG ORU_R01: OBR → OBR[Specimen], SPS[Specimen])."""
+    result = convert_sample("oru_r01_v23.hl7")
+    bundle = result.bundle
+    (spec,) = resources(bundle, "Specimen")
+    assert spec["type"] == {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0070", "code": "BLD",
+                                        "display": "Blood"}]}
+    assert spec["receivedTime"] == "2024-03-23T07:45:00Z"
+    assert spec["collection"]["collectedDateTime"] == "2024-03-23T07:00:00Z"
+    assert spec["collection"]["bodySite"]["coding"][0]["code"] == "LA"
+    assert spec["collection"]["collector"]["display"] == "Pat Draw"
+    assert spec["note"] == [{"text": "Fasting draw"}]
+    url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"] is spec)
+    assert pick(bundle, "DiagnosticReport.specimen") == [{"reference": url}]
+    assert pick(bundle, "Observation.specimen") == {"reference": url}
+    assert errors(bundle) == []
+    assert not {"OBR-14", "OBR-15"} & set(result.ignored_fields)
+    assert convert_sample("oru_r01_v23.hl7").bundle == bundle  # the same identity every time

@@ -100,3 +100,33 @@ def test_unusable_resources_are_refused_with_the_reason() -> None:
         patient_to_adt({"resourceType": "Patient"}, action="create", control_id="C", timestamp="20240101")
     with pytest.raises(OutboundError, match="takes an Appointment"):
         appointment_to_siu(PATIENT, action="create", control_id="C", timestamp="20240101")
+
+
+def test_patient_round_trip_keeps_what_pid_can_carry() -> None:
+    """Elements the inbound PID map reads come back after patient_to_adt → convert: the birth time
+    (PID-7, patient-birthTime), every name suffix (XPN-4/XPN-6), a postal address (XAD-7 M), the
+    validity periods of names, addresses and numbers (XPN-12/13, XAD-13/14, XTN-13/14), the birth order
+    (PID-24/25) and the language (PID-15)."""
+    patient = {
+        **PATIENT,
+        "name": [{"use": "official", "family": "Everywoman", "given": ["Eve", "Elaine"], "prefix": ["Dr"],
+                  "suffix": ["Jr", "PhD"], "period": {"start": "2001-06-02"}}],
+        "birthDate": "1962-03-20",
+        "_birthDate": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime",
+                                      "valueDateTime": "1962-03-20T06:15:00-05:00"}]},
+        "address": [{"use": "home", "line": ["2222 Home Street"], "city": "Greensboro", "state": "NC",
+                     "period": {"start": "2019-01-01", "end": "2024-12-31"}},
+                    {"type": "postal", "line": ["PO Box 12"], "city": "Greensboro", "state": "NC"}],
+        "telecom": [{"system": "phone", "value": "336-555-2004", "use": "home", "period": {"start": "2020-05-01"}}],
+        "multipleBirthInteger": 2,
+        "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "en"}]},
+                           "preferred": True}],
+    }
+    msg = patient_to_adt(patient, action="update", control_id="C1", timestamp="20240501120000")
+    assert msg.get("PID-7") == "19620320061500-0500"
+    back = convert(msg, OPTIONS).bundle
+    for key in ("name", "birthDate", "_birthDate", "address", "telecom", "multipleBirthInteger", "communication"):
+        assert pick(back, f"Patient.{key}") == patient[key], key
+    twin = patient_to_adt({**PATIENT, "multipleBirthBoolean": True}, action="update", control_id="C2",
+                          timestamp="20240501120000")
+    assert pick(convert(twin, OPTIONS).bundle, "Patient.multipleBirthBoolean") is True

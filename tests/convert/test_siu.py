@@ -88,3 +88,14 @@ def test_schedule_id_gives_a_schedule_and_a_slot(store: Any) -> None:
     assert [s["status"] for s in current(store, "Slot")] == ["free"]
     assert len(current(store, "Schedule")) == 1
     assert resources(convert_sample("siu_s12.hl7").bundle, "Slot") == []  # no SCH-5: no Slot
+
+
+@pytest.mark.parametrize("minutes", ["3020240230", "99999999999"])
+def test_an_impossible_duration_names_the_field(minutes: str) -> None:
+    """A duration no FHIR positiveInt (minutesDuration) or calendar (the end) can hold is a
+    ConversionError naming SCH-9, not an invalid Bundle or a crash."""
+    raw = sample("siu_s12.hl7").replace(b"|30|min|^^30^20240520093000-0400^20240520100000-0400|",
+                                        f"|{minutes}|min|^^^20240520093000-0400|".encode())
+    with pytest.raises(ConversionError) as info:
+        convert(parse(raw), OPTIONS)
+    assert str(info.value).startswith(f"SCH-9: '{minutes}' is not a duration an appointment can have")

@@ -26,7 +26,7 @@ from typing import Any
 
 from .account import account, guarantor
 from .bundle import Builder, search_key
-from .clinical import allergy, condition, coverage, coverage_details
+from .clinical import allergy, condition, coverage, coverage_details, diagnosis
 from .datatypes import decimal, human_name, identifier
 from .encounter import EncounterRef, encounter
 from .errors import REQUIRED_FIELD_MISSING, UNSUPPORTED_MESSAGE_TYPE, ConversionError
@@ -95,7 +95,7 @@ def convert(b: Builder, segs: list[Seg], trigger: str) -> None:
             b.use(seg)
             found = condition(b, seg, who, visit)
             if found and visit is not None:
-                diagnoses.append({"condition": {"reference": found}})
+                diagnoses.append(diagnosis(seg, found))
             context = ""
         elif name == "PR1":
             b.use(seg)

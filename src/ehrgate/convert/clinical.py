@@ -16,18 +16,18 @@ from .dtm import date, datetime_, is_null_date
 from .encounter import EncounterRef
 from .parties import organization, person_display, practitioner
 from .patient import PatientRef
-from .tables import ALLERGY_CATEGORY, ALLERGY_CRITICALITY, ALLERGY_TYPE
+from .tables import ALLERGY_CATEGORY, ALLERGY_CRITICALITY, ALLERGY_SEVERITY, ALLERGY_TYPE, DIAGNOSIS_ROLE
 from .values import Seg
 
 __all__ = ["AL1_FIELDS", "DG1_FIELDS", "IAM_FIELDS", "IN1_FIELDS", "IN2_FIELDS", "allergy", "condition", "coverage",
-           "coverage_details"]
+           "coverage_details", "diagnosis"]
 
 JSON = dict[str, Any]
 THO = "http://terminology.hl7.org/CodeSystem/"
 AL1_FIELDS = frozenset({1, 2, 3, 4, 5, 6})
 IAM_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 17})
-DG1_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 16, 19, 20, 21})
-IN1_FIELDS = frozenset({1, 2, 3, 4, 8, 12, 13, 15, 16, 17, 18, 19, 22, 36, 49})
+DG1_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 15, 16, 19, 20, 21})
+IN1_FIELDS = frozenset({1, 2, 3, 4, 5, 8, 12, 13, 15, 16, 17, 18, 19, 22, 36, 49})
 #: IN2 (insurance additional information): the member numbers a payer knows the patient by.
 IN2_FIELDS = frozenset({6, 8, 61})
 _IN2_IDENTIFIERS = ((61, "MB"), (6, "MC"), (8, "MA"))
@@ -84,6 +84,9 @@ def allergy(b: Builder, seg: Seg, who: PatientRef) -> str | None:
     reactions = [{"text": v.text()} for v in seg.reps(5) if v.text()]
     if reactions:
         out["reaction"] = [{"manifestation": reactions}]
+        severity = ALLERGY_SEVERITY.get(seg.text(4).upper())
+        if severity:
+            out["reaction"][0]["severity"] = severity
     ident = out.get("identifier", [None])[0]
     return b.identity("AllergyIntolerance", out, ident, f"{who.key}|allergy|{_code_key(code)}")
 
@@ -91,7 +94,7 @@ def allergy(b: Builder, seg: Seg, who: PatientRef) -> str | None:
 def condition(b: Builder, dg1: Seg, who: PatientRef, visit: EncounterRef | None) -> str | None:
     """DG1 → Condition, an encounter diagnosis when the message has a visit."""
     ctx = b.ctx
-    code = codeable_or_text(dg1.value(3), dg1.text(4), ctx)
+    code = codeable_or_text(dg1.value(3), dg1.string(4), ctx)
     if code is None:
         return None
     out: JSON = {}
@@ -117,6 +120,21 @@ def condition(b: Builder, dg1: Seg, who: PatientRef, visit: EncounterRef | None)
     return b.identity("Condition", out, ident, f"{scope}|diagnosis|{_code_key(code)}")
 
 
+def diagnosis(dg1: Seg, url: str) -> JSON:
+    """DG1 → an Encounter.diagnosis entry (IG DG1[Encounter]): the Condition, DG1-6 type → ``use``
+    (DiagnosisType: A → diagnosis-role AD, else the table 0052 code), DG1-15 priority → ``rank``."""
+    out: JSON = {"condition": {"reference": url}}
+    kind = dg1.text(6).upper()
+    if kind:
+        role = DIAGNOSIS_ROLE.get(kind)
+        out["use"] = {"coding": [{"system": THO + "diagnosis-role", "code": role[0], "display": role[1]}
+                                 if role else {"system": THO + "v2-0052", "code": kind}]}
+    rank = dg1.text(15)
+    if rank.isdigit() and 0 < int(rank) < 2**31:  # a positiveInt
+        out["rank"] = int(rank)
+    return out
+
+
 def coverage(b: Builder, in1: Seg, who: PatientRef) -> str | None:
     """IN1 → Coverage: payor from IN1-3/IN1-4, plan IN1-2, period IN1-12/13, type IN1-15."""
     ctx = b.ctx
@@ -129,6 +147,9 @@ def coverage(b: Builder, in1: Seg, who: PatientRef) -> str | None:
             resource: JSON = {"identifier": [ident]}
             if name:
                 resource["name"] = name
+            addresses = [a for a in (address(v, ctx) for v in in1.reps(5)) if a]  # IN1-5 → payor address
+            if addresses:
+                resource["address"] = addresses
             criteria = search_key(ident)
             payor_ref = {"reference": b.ensure("Organization", resource, criteria)}
             if name:

@@ -278,8 +278,16 @@ def contact_point(v: Value | None, ctx: Ctx, *, default_use: str = "") -> JSON |
     if use:
         out["use"] = use
     rank = v[18]
-    if rank.isdigit() and int(rank) > 0:
+    if rank.isdigit() and 0 < int(rank) < 2**31:  # a positiveInt
         out["rank"] = int(rank)
+    start, end = v[13], v[14]
+    if start or end:
+        period: JSON = {}
+        if start:
+            period["start"] = datetime_(start, f"{v.where}.13", ctx)
+        if end:
+            period["end"] = datetime_(end, f"{v.where}.14", ctx)
+        out["period"] = period
     return out
 
 

@@ -142,9 +142,12 @@ def shifted(raw: str, where: str, ctx: Ctx, minutes: float) -> str:
     else:
         tz = ctx.tz
     start = datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0), int(second or 0))
-    if isinstance(tz, timedelta):
-        end, off = start + timedelta(minutes=minutes), tz
-    else:  # elapsed time across a daylight-saving change: add in UTC, read back in the zone
-        aware = (start.replace(tzinfo=tz).astimezone(UTC) + timedelta(minutes=minutes)).astimezone(tz)
-        end, off = aware.replace(tzinfo=None), aware.utcoffset() or timedelta(0)
+    try:
+        if isinstance(tz, timedelta):
+            end, off = start + timedelta(minutes=minutes), tz
+        else:  # elapsed time across a daylight-saving change: add in UTC, read back in the zone
+            aware = (start.replace(tzinfo=tz).astimezone(UTC) + timedelta(minutes=minutes)).astimezone(tz)
+            end, off = aware.replace(tzinfo=None), aware.utcoffset() or timedelta(0)
+    except OverflowError:
+        raise ConversionError(where, f"{raw!r} plus {minutes:g} minutes is past the year 9999") from None
     return end.strftime("%Y-%m-%dT%H:%M:%S") + _offset_text(off)

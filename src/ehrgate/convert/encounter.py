@@ -10,19 +10,27 @@ from __future__ import annotations
 from typing import Any
 
 from .bundle import Builder, search_key
-from .datatypes import codeable, identifier
+from .codesystems import UCUM
+from .datatypes import Ctx, codeable, coding, decimal, identifier
 from .dtm import datetime_
 from .parties import location, practitioner
 from .patient import PatientRef
-from .tables import ENCOUNTER_CLASS, ENCOUNTER_STATUS_BY_CLASS, ENCOUNTER_STATUS_BY_EVENT, V2_0004
+from .tables import (
+    ENCOUNTER_CLASS,
+    ENCOUNTER_PRIORITY,
+    ENCOUNTER_STATUS_BY_CLASS,
+    ENCOUNTER_STATUS_BY_EVENT,
+    V2_0004,
+)
 from .values import Seg
 
 __all__ = ["PV1_FIELDS", "PV2_FIELDS", "EncounterRef", "encounter"]
 
 JSON = dict[str, Any]
 PV1_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 19, 36, 38, 42, 44, 45, 50, 52})
-PV2_FIELDS = frozenset({3})
+PV2_FIELDS = frozenset({3, 11, 13, 25, 38})
 _PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+_ACT_PRIORITY = "http://terminology.hl7.org/CodeSystem/v3-ActPriority"
 _ROLES = ((7, "ATND", "attender"), (8, "REF", "referrer"), (9, "CON", "consultant"), (17, "ADM", "admitter"),
           (52, "PART", "Participation"))
 #: Triggers after which the visit is in progress whatever PV1 says (transfer, its cancellation,
@@ -50,6 +58,25 @@ def _status(pv1: Seg, trigger: str) -> str:
     if pv1.has(45):
         return "finished"
     return ENCOUNTER_STATUS_BY_CLASS.get(pv1.text(2).upper(), "unknown")
+
+
+def _visit_details(pv2: Seg, out: JSON, ctx: Ctx) -> None:
+    """PV2[Encounter]: PV2-11 actual length of stay (days, NM[Quantity-LengthOfStay]), PV2-25 visit
+    priority (EncounterPriority), PV2-38 mode of arrival (the R4 encounter-modeOfArrival extension)."""
+    days = pv2.text(11)
+    if days:
+        out["length"] = {"value": decimal(days, pv2.where(11)), "unit": "days", "system": UCUM, "code": "d"}
+    priority = pv2.value(25)
+    if priority is not None and priority[1]:
+        mapped = ENCOUNTER_PRIORITY.get(priority[1])
+        found = {"coding": [{"system": _ACT_PRIORITY, "code": mapped[0], "display": mapped[1]}]} if mapped else (
+            codeable(priority, ctx, "0217"))
+        if found:
+            out["priority"] = found
+    arrival = coding(pv2.value(38), ctx, "0430")
+    if arrival:
+        out["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/encounter-modeOfArrival",
+                             "valueCoding": arrival}]
 
 
 def encounter(b: Builder, pv1: Seg, who: PatientRef, *, pv2: Seg | None = None, trigger: str = "",
@@ -82,8 +109,11 @@ def encounter(b: Builder, pv1: Seg, who: PatientRef, *, pv2: Seg | None = None, 
         out["serviceType"] = service
     out["subject"] = who.ref()
     participants = []
-    for field, code, text in _ROLES:
-        for v in pv1.reps(field):
+    roles = [(pv1, field, code, text) for field, code, text in _ROLES]
+    if pv2 is not None:
+        roles.append((pv2, 13, "REF", "referrer"))  # PV2-13 referral source (PV2[Encounter])
+    for seg, field, code, text in roles:
+        for v in seg.reps(field):
             actor = practitioner(b, v)
             if actor:
                 participants.append({"type": [{"coding": [{"system": _PARTICIPATION, "code": code}], "text": text}],
@@ -102,6 +132,7 @@ def encounter(b: Builder, pv1: Seg, who: PatientRef, *, pv2: Seg | None = None, 
         reasons = [c for c in (codeable(v, ctx) for v in pv2.reps(3)) if c]
         if reasons:
             out["reasonCode"] = reasons
+        _visit_details(pv2, out, ctx)
     stay: JSON = {}
     pre = identifier(pv1.value(5), ctx)
     if pre:

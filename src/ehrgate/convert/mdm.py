@@ -134,7 +134,7 @@ def convert(b: Builder, segs: list[Seg], trigger: str) -> None:
     relation = _RELATION.get(trigger)
     if parent and relation:
         out["relatesTo"] = [{"code": relation, "target": {"type": "DocumentReference", "identifier": parent}}]
-    title = txa.text(25)
+    title = txa.string(25)
     if title:
         out["description"] = title
     label = txa.text(18).upper()

@@ -3,8 +3,8 @@ OBX[Observation], NTE[Observation], SPM[Specimen]; datatype maps SN[Quantity/Ran
 
 OBX-5 is read by its type OBX-2: NM → valueQuantity (units OBX-6), ST/TX/FT → valueString, coded
 types → valueCodeableConcept, SN → valueQuantity/valueRange/valueRatio (or the text when it is
-none of those), DT/DTM/TS → valueDateTime, TM → valueTime, NR → valueRange, ED → an Attachment
-(the R5 valueAttachment extension, as the IG says). A repeated coded or numeric OBX-5 becomes one
+none of those), DT/DTM/TS → valueDateTime, TM → valueTime, DR → valuePeriod, NR → valueRange, ED
+and RP → an Attachment (the R5 valueAttachment extension, as the IG says). A repeated coded or numeric OBX-5 becomes one
 component per repetition.
 """
 
@@ -17,22 +17,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from .bundle import Builder, search_key
-from .datatypes import COMPARED, absent_code, codeable, decimal, ei_identifier, quantity
+from .datatypes import COMPARED, absent_code, address, codeable, decimal, ei_identifier, identifier, quantity
 from .dtm import datetime_, instant, is_null_date
 from .encounter import EncounterRef
 from .errors import ConversionError
-from .parties import organization, practitioner
+from .parties import organization, organization_from_cwe, practitioner
 from .patient import PatientRef
 from .tables import INTERPRETATION, OBSERVATION_STATUS
 from .values import Seg, Value
 
-__all__ = ["OBX_FIELDS", "SPM_FIELDS", "attachment", "notes", "observation", "specimen"]
+__all__ = ["OBX_FIELDS", "SPM_FIELDS", "attachment", "notes", "obr_specimen", "observation", "specimen"]
 
 JSON = dict[str, Any]
 THO = "http://terminology.hl7.org/CodeSystem/"
-OBX_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 11, 14, 16, 17, 20, 21, 23, 29})
-SPM_FIELDS = frozenset({1, 2, 4, 7, 8, 12, 14, 17, 18, 24, 27})
+OBX_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 11, 14, 15, 16, 17, 19, 20, 21, 23, 24, 29})
+SPM_FIELDS = frozenset({1, 2, 4, 7, 8, 12, 14, 17, 18, 24, 27, 30})
 NTE_FIELDS = frozenset({1, 2, 3, 4})
+ANALYSIS_TIME = "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time"
 VALUE_ATTACHMENT = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment"
 
 _MIME = {"PDF": "application/pdf", "JPEG": "image/jpeg", "JPG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif",
@@ -49,7 +50,7 @@ def notes(segs: list[Seg]) -> list[JSON]:
     """NTE segments → Annotations (NTE-3 comment lines of one NTE joined by line feeds)."""
     out = []
     for nte in segs:
-        text = "\n".join(v.text() for v in nte.reps(3)).strip()
+        text = "\n".join(v.text(formatted=True) for v in nte.reps(3)).strip()  # NTE-3 is FT
         if text:
             out.append({"text": text})
     return out
@@ -118,6 +119,10 @@ def _value(obx: Seg, kind: str, v: Value, b: Builder) -> dict[str, Any]:
         return {"valueCodeableConcept": cc} if cc else {}
     if kind in ("DT", "DTM", "TS"):
         return {"valueDateTime": datetime_(v[1], v.where, ctx)} if v[1] else {}
+    if kind == "DR":  # OBX[Observation]: IF OBX-2 EQUALS "DR" valuePeriod (DR[Period])
+        start, end = v.part(1)[1], v.part(2)[1]
+        period = {k: datetime_(t, f"{v.where}.{n}", ctx) for k, t, n in (("start", start, 1), ("end", end, 2)) if t}
+        return {"valuePeriod": period} if period else {}
     if kind == "TM":
         raw = v[1].split("+")[0].split("-")[0]
         if not re.fullmatch(r"\d{2}(\d{2}(\d{2}(\.\d+)?)?)?", raw):
@@ -134,6 +139,11 @@ def _value(obx: Seg, kind: str, v: Value, b: Builder) -> dict[str, Any]:
     if kind == "VR":  # value range: OBX-5.1 + "-" + OBX-5.2 (OBX[Observation], IF OBX-2 EQUALS "VR")
         text = "-".join(x for x in (v[1], v[2]) if x)
         return {"valueString": text} if text else {}
+    if kind == "RP" and v[1]:  # IF OBX-2 EQUALS "RP": valueAttachment (RP[Attachment]: pointer, type/subtype)
+        mime = v[4] if "/" in v[4] else _MIME.get(v[4].upper()) or _MIME.get(v[3].upper(), "")
+        pointer: JSON = {"contentType": mime.lower()} if mime else {}
+        pointer["url"] = v[1]
+        return {"extension": [{"url": VALUE_ATTACHMENT, "valueAttachment": pointer}]}
     if kind == "ED":
         found = attachment(v)
         return {"extension": [{"url": VALUE_ATTACHMENT, "valueAttachment": found}]} if found else {}
@@ -180,8 +190,12 @@ def observation(b: Builder, obx: Seg, who: PatientRef, *, scope: str, visit: Enc
     if extra:
         out.update(extra)
     kind = obx.text(2).upper()
-    if category:
-        out["category"] = [{"coding": [{"system": THO + "observation-category", "code": category}]}]
+    categories = [{"coding": [{"system": THO + "observation-category", "code": category}]}] if category else []
+    observation_type = obx.text(29)  # OBX[Observation]: OBX-29 → category (table 0936)
+    if observation_type:
+        categories.append({"coding": [{"system": THO + "v2-0936", "code": observation_type}]})
+    if categories:
+        out["category"] = categories
     out["code"] = code
     if who.url:
         out["subject"] = who.ref()
@@ -194,19 +208,38 @@ def observation(b: Builder, obx: Seg, who: PatientRef, *, scope: str, visit: Enc
         out["effectiveDateTime"] = effective
     if issued:
         out["issued"] = issued
+    analysed = obx.text(19)
+    if analysed and not is_null_date(analysed):  # OBX[Observation]: OBX-19 → observation-analysis-date-time
+        try:  # lenient, like ORC-9 in the order's Provenance: metadata does not cost the result
+            out["extension"] = [{"url": ANALYSIS_TIME, "valueDateTime": datetime_(analysed, obx.where(19), ctx)}]
+        except ConversionError as exc:
+            b.warnings.append(f"{exc}; the analysis time is left out")
     performers = [p for p in (practitioner(b, v) for v in obx.reps(16)) if p]
-    performers += [p for p in (organization(b, v) for v in obx.reps(23)) if p]
+    labs = [p for p in (organization(b, v) for v in obx.reps(23)) if p]
+    lab_address = address(obx.value(24), ctx) if labs and "reference" in labs[0] else None
+    if lab_address:  # OBX-24 → the performing organization's address (OBX[Observation], XAD[Address])
+        b.resource(labs[0]["reference"]).setdefault("address", [lab_address])
+    performers += labs
+    # OBX-15 producer (CWE[Organization]): the lab OBX-23 names from v2.5 on, read when OBX-23 is empty
+    producer = organization_from_cwe(b, obx.value(15)) if not obx.has(23) else None
+    if producer:
+        performers.append(producer)
     if performers:
         out["performer"] = performers
     values = [v for v in obx.reps(5) if not v.empty()]
     if raw_status == "X":
         out["dataAbsentReason"] = {"coding": [{"system": THO + "data-absent-reason", "code": "cannot-be-obtained"}]}
+    elif raw_status == "N" and not values:  # OBX[Observation]: IF OBX-11 IS "N" dataAbsentReason "not-asked"
+        out["dataAbsentReason"] = {"coding": [{"system": THO + "data-absent-reason", "code": "not-asked"}]}
     elif kind in _TEXT and values:
-        text = "\n".join(v.text() for v in values).strip()
+        text = "\n".join(v.text(formatted=kind == "FT") for v in values).strip()
         if text:
             out["valueString"] = text
     elif len(values) == 1:
-        out.update(_value(obx, kind, values[0], b))
+        found = _value(obx, kind, values[0], b)
+        if "extension" in found and "extension" in out:  # an ED value beside the analysis time
+            found["extension"] = out["extension"] + found["extension"]
+        out.update(found)
     elif len(values) > 1:
         comps = []
         for v in values:
@@ -233,7 +266,7 @@ def observation(b: Builder, obx: Seg, who: PatientRef, *, scope: str, visit: Enc
     site = codeable(obx.value(20), ctx)
     if site:
         out["bodySite"] = site
-    ranges = obx.text(7)
+    ranges = obx.string(7)
     if ranges:
         out["referenceRange"] = [_reference_range(ranges, obx.value(6), b)]
     annotations = notes(list(nte))
@@ -292,13 +325,50 @@ def specimen(b: Builder, spm: Seg, who: PatientRef, *, scope: str) -> str:
     container = codeable(spm.value(27), ctx)
     if container:
         out["container"] = [{"type": container}]
-    if spm.text(14):
-        out["note"] = [{"text": spm.text(14)}]
+    description = spm.string(14)
+    if description:
+        out["note"] = [{"text": description}]
+    accession = identifier(spm.value(30), ctx)  # SPM-30 accession ID (CX, v2.7+)
+    if accession:
+        out["accessionIdentifier"] = accession
     key_ident = next((i for i in reversed(idents)), None)
     if key_ident is not None:
         criteria = search_key(key_ident)
         return b.upsert("Specimen", out, criteria)
     return b.keyed("Specimen", out, f"{scope}|spm|{spm.text(1) or spm.seq}")
+
+
+def obr_specimen(b: Builder, obr: Seg, who: PatientRef, key: str) -> str | None:
+    """OBR → the Specimen of a result without SPM (v2.3/v2.4; IG ORU_R01 OBR[Specimen] and
+    SPS[Specimen-Source]): OBR-15 source (type, free text, body site), OBR-14 received, OBR-7/8
+    collection time (OBR-10, the collector, is ``order_people``'s). None unless OBR-14 or OBR-15 is valued."""
+    source, received = obr.value(15), obr.text(14)
+    if source is None and not received:
+        return None
+    ctx = b.ctx
+    out: JSON = {}
+    kind = codeable(source.part(1), ctx, "0070") if source is not None else None
+    if kind:
+        out["type"] = kind
+    if who.url:
+        out["subject"] = who.ref()
+    if received and not is_null_date(received):
+        out["receivedTime"] = datetime_(received, obr.where(14), ctx)
+    collection: JSON = {}
+    start, end = (t if not is_null_date(t) else "" for t in (obr.text(7), obr.text(8)))
+    if start and end:
+        collection["collectedPeriod"] = {"start": datetime_(start, obr.where(7), ctx),
+                                         "end": datetime_(end, obr.where(8), ctx)}
+    elif start:
+        collection["collectedDateTime"] = datetime_(start, obr.where(7), ctx)
+    site = codeable(source.part(4), ctx, "0163") if source is not None else None
+    if site:
+        collection["bodySite"] = site
+    if collection:
+        out["collection"] = collection
+    if source is not None and source[3]:
+        out["note"] = [{"text": source[3]}]
+    return b.keyed("Specimen", out, key)
 
 
 def issued_at(raw: str, where: str, b: Builder) -> str:

@@ -17,7 +17,7 @@ from .observation import observation, specimen
 from .oru import group_orders, people, shared_placers
 from .patient import patient
 from .roles import to_observation, to_order
-from .service_request import order_identifiers, order_people, service_request
+from .service_request import order_identifiers, order_number, order_people, service_request
 
 __all__ = ["convert"]
 
@@ -40,7 +40,11 @@ def convert(b: Builder, segs: list, trigger: str) -> None:  # type: ignore[type-
         for index, order in enumerate(group.orders):
             b.use(order.orc, order.obr, order.tq1, *order.nte)
             idents = order_identifiers(b, order.orc, order.obr)
-            scope = (f"{idents[0].get('system', '')}|{idents[0]['value']}" if idents
+            # the order's own number (as service_request keys it): a requisition number several
+            # orders share would give their supporting OBX and SPM one identity
+            own = next((i for i in idents if order_number(i) not in shared), None)
+            scope = (order_number(own) if own is not None
+                     else f"{order_number(idents[0])}|{order.obr.text(4) if order.obr else ''}" if idents
                      else f"{b.message_key}|order|{index}")
             reasons = []
             for dg1 in order.dg1:

@@ -18,18 +18,18 @@ from .datatypes import absent_code, codeable
 from .dtm import datetime_, is_null_date
 from .encounter import EncounterRef, encounter
 from .errors import REQUIRED_FIELD_MISSING, ConversionError
-from .observation import issued_at, observation, specimen
+from .observation import issued_at, obr_specimen, observation, specimen
 from .parties import practitioner
 from .patient import PatientRef, patient
 from .roles import to_encounter, to_observation, to_order, to_patient
-from .service_request import order_identifiers, order_people, service_request
+from .service_request import order_identifiers, order_number, order_people, service_request
 from .tables import REPORT_STATUS
 from .values import Seg
 
 __all__ = ["OBR_REPORT_FIELDS", "Order", "convert", "group_orders", "people"]
 
 JSON = dict[str, Any]
-OBR_REPORT_FIELDS = frozenset({7, 8, 22, 24, 25, 32, 33, 34, 35})
+OBR_REPORT_FIELDS = frozenset({7, 8, 14, 15, 22, 24, 25, 32, 33, 34, 35})
 THO = "http://terminology.hl7.org/CodeSystem/"
 _LAB_SECTIONS = frozenset({"", "LAB", "CH", "HM", "MB", "MCB", "MYC", "SR", "SP", "BLB", "CP", "IMM", "TX", "VR",
                            "PAT", "CG", "BG", "OSL", "HLA", "CUS"})
@@ -128,12 +128,14 @@ def group_orders(segs: list[Seg]) -> list[PatientGroup]:
 
 
 def shared_placers(b: Builder, orders: list[Order]) -> frozenset[str]:
-    """Placer order numbers carried by more than one order group of the message."""
+    """Order numbers (placer or filler, ``order_number``) carried by more than one order group of
+    the message: they identify a requisition or an accession, not one order or report."""
+    if len(orders) < 2:
+        return frozenset()
     seen: dict[str, int] = {}
     for order in orders:
-        for ident in order_identifiers(b, order.orc, order.obr)[:1]:
-            if ident["type"]["coding"][0]["code"] == "PLAC":
-                seen[ident["value"]] = seen.get(ident["value"], 0) + 1
+        for number in {order_number(i) for i in order_identifiers(b, order.orc, order.obr)}:
+            seen[number] = seen.get(number, 0) + 1
     return frozenset(v for v, n in seen.items() if n > 1)
 
 
@@ -196,6 +198,10 @@ def _report(b: Builder, order: Order, who: PatientRef, visit: EncounterRef | Non
         b.use(spm)
         specimens.append(specimen(b, spm, who, scope=scope))
     specimens = specimens or loose
+    if not specimens:  # v2.3/v2.4: the specimen is described in OBR (one per order: its numbers)
+        found = obr_specimen(b, obr, who, f"{'|'.join(order_number(i) for i in idents) or scope}|obr")
+        if found:
+            specimens = [found]
     order_people(b, order.orc, obr, request, specimens, scope)
     out: JSON = {}
     if idents:
@@ -235,8 +241,11 @@ def _report(b: Builder, order: Order, who: PatientRef, visit: EncounterRef | Non
         out["specimen"] = [{"reference": u} for u in specimens]
     for seg in order.roles:
         to_order(b, seg, request=request, report=out, specimens=specimens)
-    key_ident = next((i for i in reversed(idents)), None)
-    report_key = f"{key_ident.get('system', '')}|{key_ident['value']}" if key_ident else scope
+    key_ident = next((i for i in reversed(idents) if order_number(i) not in shared), None)
+    report_key = order_number(key_ident) if key_ident else scope
+    if key_ident is None and idents:  # an accession number several reports share: it and the test
+        coding = (code.get("coding") or [{}])[0]
+        report_key = f"{order_number(idents[-1])}|{coding.get('system', '')}|{coding.get('code', '')}"
     results = []
     seen: dict[tuple[str, str], int] = {}
     lab = "laboratory" if section in _LAB_SECTIONS else ""
@@ -257,4 +266,4 @@ def _report(b: Builder, order: Order, who: PatientRef, visit: EncounterRef | Non
         criteria = search_key(key_ident)
         b.upsert("DiagnosticReport", out, criteria)
     else:
-        b.keyed("DiagnosticReport", out, scope)
+        b.keyed("DiagnosticReport", out, report_key)

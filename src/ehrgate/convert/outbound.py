@@ -36,6 +36,7 @@ _NAME_USE = {"official": "L", "usual": "D", "maiden": "M", "nickname": "N", "ano
              "temp": "TEMP"}
 _TELECOM_USE = {"home": "PRN", "work": "WPN", "mobile": "PRS"}
 _TELECOM_SYSTEM = {"phone": "PH", "fax": "FX", "email": "Internet", "pager": "BP"}
+_BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
 _SIU_EVENT = {"create": "S12", "update": "S14", "delete": "S17"}
 _SIU_REASON = {"S12": "Booked", "S13": "Rescheduled", "S14": "Modified", "S15": "Cancelled", "S17": "Deleted",
                "S26": "No-show"}
@@ -115,18 +116,31 @@ def _cx(ident: JSON) -> str:
 
 
 def _xpn(name: JSON) -> str:
+    """HumanName → XPN; suffixes go where the inbound map reads them (XPN-4, XPN-6, XPN-14)."""
     given = name.get("given") or []
+    suffix = [*(name.get("suffix") or []), "", ""]
+    start, end = _period(name)
     return _join([_e(name.get("family", "")), _e(given[0] if given else ""), _e(" ".join(given[1:])),
-                  _e((name.get("suffix") or [""])[0]), _e((name.get("prefix") or [""])[0]), "",
-                  _e(_NAME_USE.get(name.get("use", ""), ""))], "^")
+                  _e(suffix[0]), _e((name.get("prefix") or [""])[0]), _e(suffix[1]),
+                  _e(_NAME_USE.get(name.get("use", ""), "")), "", "", "", "", start, end,
+                  _e(" ".join(suffix[2:]).strip())], "^")
+
+
+def _period(element: JSON) -> tuple[str, str]:
+    """A name's, address's or number's ``period`` → the DTMs of its effective and expiration dates."""
+    period = element.get("period") or {}
+    return (fhir_dtm(period["start"]) if period.get("start") else "",
+            fhir_dtm(period["end"]) if period.get("end") else "")
 
 
 def _xad(addr: JSON) -> str:
     lines = addr.get("line") or []
-    kind = {"home": "H", "work": "O", "temp": "C", "old": "BA", "billing": "BI"}.get(addr.get("use", ""), "")
+    kind = {"home": "H", "work": "O", "temp": "C", "old": "BA", "billing": "BI"}.get(addr.get("use", ""), "") or (
+        "M" if addr.get("type") == "postal" else "")  # table 0190: M mailing (AddressType-Type.csv)
+    start, end = _period(addr)
     return _join([_e(lines[0] if lines else ""), _e(" ".join(lines[1:])), _e(addr.get("city", "")),
                   _e(addr.get("state", "")), _e(addr.get("postalCode", "")), _e(addr.get("country", "")),
-                  _e(kind), "", _e(addr.get("district", ""))], "^")
+                  _e(kind), "", _e(addr.get("district", "")), "", "", "", start, end], "^")
 
 
 def _xtn(cp: JSON) -> str:
@@ -134,9 +148,11 @@ def _xtn(cp: JSON) -> str:
     value = _e(cp.get("value", ""))
     use = _TELECOM_USE.get(cp.get("use", ""), "")
     kind = "CP" if cp.get("use") == "mobile" and system == "phone" else _TELECOM_SYSTEM.get(system, "")
+    start, end = _period(cp)
+    dates = ["", "", "", "", "", "", "", "", start, end] if start or end else []  # XTN-13/14
     if system == "email":
-        return _join(["", use or "NET", kind, value], "^")
-    return _join([value, use, kind], "^")
+        return _join(["", use or "NET", kind, value, *dates], "^")
+    return _join([value, use, kind, "", *dates], "^")
 
 
 def _pid(patient: JSON) -> str:
@@ -145,17 +161,27 @@ def _pid(patient: JSON) -> str:
     if not f[3]:
         raise OutboundError("Patient.identifier: none with a value (PID-3 needs at least one patient identifier)")
     f[5] = "~".join(_xpn(n) for n in patient.get("name", [])) or '""'
-    if patient.get("birthDate"):
-        f[7] = fhir_dtm(patient["birthDate"])
+    birth_time = next((e.get("valueDateTime") for e in (patient.get("_birthDate") or {}).get("extension", [])
+                       if e.get("url") == _BIRTH_TIME), None)
+    if birth_time or patient.get("birthDate"):
+        f[7] = fhir_dtm(birth_time or patient["birthDate"])
     if patient.get("gender"):
         f[8] = _GENDER.get(patient["gender"], "U")
     f[11] = "~".join(_xad(a) for a in patient.get("address", []))
     telecom = patient.get("telecom", [])
     f[13] = "~".join(_xtn(t) for t in telecom if t.get("use") != "work")
     f[14] = "~".join(_xtn(t) for t in telecom if t.get("use") == "work")
+    languages = patient.get("communication") or []
+    language = next((c for c in languages if c.get("preferred")), languages[0] if languages else None)
+    if language and language.get("language"):
+        f[15] = _cwe(language["language"])
     marital = ((patient.get("maritalStatus") or {}).get("coding") or [{}])[0].get("code", "")
     if marital in _MARITAL:
         f[16] = _MARITAL[marital]
+    if patient.get("multipleBirthInteger"):
+        f[24], f[25] = "Y", str(patient["multipleBirthInteger"])
+    elif "multipleBirthBoolean" in patient:
+        f[24] = "Y" if patient["multipleBirthBoolean"] else "N"
     if patient.get("deceasedDateTime"):
         f[29] = fhir_dtm(patient["deceasedDateTime"])
         f[30] = "Y"

@@ -20,6 +20,7 @@ __all__ = ["location", "organization", "organization_from_cwe", "person_display"
 JSON = dict[str, Any]
 LOCATION_SYSTEM = "urn:ehrgate:location"
 _PHYSICAL = "http://terminology.hl7.org/CodeSystem/location-physical-type"
+_DEGREE = "http://terminology.hl7.org/CodeSystem/v2-0360"
 
 
 def person_display(name: JSON | None) -> str:
@@ -49,6 +50,9 @@ def practitioner(b: Builder, v: Value | None) -> JSON | None:
     resource: JSON = {"identifier": [ident]}
     if name:
         resource["name"] = [name]
+    degree = v[7]  # XCN[Practitioner]: XCN.7 → qualification.code (DegreeLicenseCertificate, table 0360)
+    if degree:
+        resource["qualification"] = [{"code": {"coding": [{"system": _DEGREE, "code": degree}]}}]
     return ref(b.ensure("Practitioner", resource, ident), display)
 
 

@@ -8,10 +8,11 @@ write the Patient with a conditional update; the others link to it, creating it 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .bundle import Builder, ref
-from .datatypes import V2_0203, address, codeable, contact_point, human_name, identifier
+from .datatypes import V2_0203, Ctx, address, codeable, contact_point, human_name, identifier
 from .dtm import date, datetime_, has_time, is_null_date
 from .parties import organization, person_display, practitioner
 from .tables import CONTACT_ROLE, GENDER, MARITAL_STATUS, RELATIONSHIP, YES_NO
@@ -24,16 +25,17 @@ THO = "http://terminology.hl7.org/CodeSystem/"
 US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
 CDCREC = "urn:oid:2.16.840.1.113883.6.238"
 
-PID_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 25, 29,
-                        30, 40})
+PID_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26,
+                        28, 29, 30, 39, 40})
 PD1_FIELDS = frozenset({3, 4})
-NK1_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 20, 30, 31, 32, 33, 40, 41})
+NK1_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 20, 30, 31, 32, 33, 37, 40, 41})
 
 _OMB_RACE = {"1002-5": "American Indian or Alaska Native", "2028-9": "Asian",
              "2054-5": "Black or African American", "2076-8": "Native Hawaiian or Other Pacific Islander",
              "2106-3": "White"}
 _OMB_ETHNICITY = {"2135-2": "Hispanic or Latino", "2186-5": "Not Hispanic or Latino"}
 _ETHNIC_0189 = {"H": "2135-2", "N": "2186-5"}
+_BCP47 = re.compile(r"[a-z]{2}(-[A-Z]{2})?")  # ISO 639-1 [+ region]: a tag as it stands
 
 
 class PatientRef:
@@ -87,6 +89,15 @@ def _race(reps: list[Value], url: str, omb: dict[str, str], b: Builder) -> JSON 
     return {"url": url, "extension": [*subs, {"url": "text", "valueString": ", ".join(texts)}]}
 
 
+def _language(v: Value | None, ctx: Ctx) -> JSON | None:
+    """PID-15/NK1-20 → a CodeableConcept (PrimaryLanguage: BCP-47). A code sent without a coding
+    system that is a language tag ('en', 'es-MX') is BCP-47; other codes stay in table 0296."""
+    found = codeable(v, ctx, "0296")
+    if found and v is not None and not v[3] and _BCP47.fullmatch(v[1]):
+        found["coding"][0]["system"] = "urn:ietf:bcp:47"
+    return found
+
+
 def _patient_resource(pid: Seg, pd1: Seg | None, b: Builder) -> JSON:
     ctx = b.ctx
     out: JSON = {}
@@ -119,9 +130,17 @@ def _patient_resource(pid: Seg, pd1: Seg | None, b: Builder) -> JSON:
     if religion:
         exts.append({"url": "http://hl7.org/fhir/StructureDefinition/patient-religion",
                      "valueCodeableConcept": religion})
-    if pid.text(23):
+    birth_place = pid.string(23)
+    if birth_place:
         exts.append({"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
-                     "valueAddress": {"text": pid.text(23)}})
+                     "valueAddress": {"text": birth_place}})
+    # PID-26 citizenship, PID-39 tribal citizenship, PID-28 nationality (PID[Patient]: a 'code' each)
+    for field, name, table in ((26, "citizenship", "0171"), (39, "citizenship", "0171"), (28, "nationality", "0212")):
+        for v in pid.reps(field):
+            found = codeable(v, ctx, table)
+            if found:
+                exts.append({"url": f"http://hl7.org/fhir/StructureDefinition/patient-{name}",
+                             "extension": [{"url": "code", "valueCodeableConcept": found}]})
     if exts:
         out["extension"] = exts
     names = [n for f in (5, 9) for n in (human_name(v, ctx) for v in pid.reps(f)) if n]
@@ -168,7 +187,7 @@ def _patient_resource(pid: Seg, pd1: Seg | None, b: Builder) -> JSON:
         out["multipleBirthInteger"] = int(order)
     elif pid.text(24).upper() in YES_NO:
         out["multipleBirthBoolean"] = YES_NO[pid.text(24).upper()]
-    language = codeable(pid.value(15), ctx, "0296")
+    language = _language(pid.value(15), ctx)
     if language:
         out["communication"] = [{"language": language, "preferred": True}]
     if pd1 is not None:
@@ -202,6 +221,10 @@ def related_person(b: Builder, nk1: Seg, who: PatientRef) -> str | None:
     ctx = b.ctx
     out: JSON = {"patient": who.ref()}
     idents = [i for f in (12, 33) for i in (identifier(v, ctx) for v in nk1.reps(f)) if i]
+    ssn = nk1.text(37)
+    if ssn:
+        idents.append({"type": {"coding": [{"system": V2_0203, "code": "SS"}]},
+                       "system": "http://hl7.org/fhir/sid/us-ssn", "value": ssn})
     if idents:
         out["identifier"] = idents
     relations: list[JSON] = []
@@ -236,7 +259,7 @@ def related_person(b: Builder, nk1: Seg, who: PatientRef) -> str | None:
     start, end = nk1.text(8), nk1.text(9)
     if start or end:
         out["period"] = {k: date(t, nk1.where(f)) for k, t, f in (("start", start, 8), ("end", end, 9)) if t}
-    language = codeable(nk1.value(20), ctx, "0296")
+    language = _language(nk1.value(20), ctx)
     if language:
         out["communication"] = [{"language": language}]
     if len(out) == 1:

@@ -29,7 +29,7 @@ _PERFORMERS = ((8, "88189002", "Anesthesiologist"), (11, "304292004", "Surgeon")
 def procedure(b: Builder, pr1: Seg, who: PatientRef, visit: EncounterRef | None) -> str | None:
     """PR1 → Procedure; returns its fullUrl (None when PR1 names no procedure)."""
     ctx = b.ctx
-    code = codeable_or_text(pr1.value(3), pr1.text(4), ctx)
+    code = codeable_or_text(pr1.value(3), pr1.string(4), ctx)
     if code is None:
         return None
     out: JSON = {}

@@ -22,11 +22,12 @@ from .patient import PatientRef
 from .tables import ORDER_CONTROL_STATUS, ORDER_STATUS, PRIORITY, REPORT_STATUS
 from .values import Seg
 
-__all__ = ["OBR_ORDER_FIELDS", "ORC_FIELDS", "TQ1_FIELDS", "order_identifiers", "order_people", "service_request"]
+__all__ = ["OBR_ORDER_FIELDS", "ORC_FIELDS", "TQ1_FIELDS", "order_identifiers", "order_number", "order_people",
+           "service_request"]
 
 JSON = dict[str, Any]
 ORC_FIELDS = frozenset({1, 2, 3, 4, 5, 7, 9, 10, 11, 12, 19})
-OBR_ORDER_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 10, 11, 16, 27, 31, 53})
+OBR_ORDER_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 10, 11, 16, 27, 29, 31, 53})
 TQ1_FIELDS = frozenset({1, 7, 9})
 _REPORT_TO_ORDER = {"final": "completed", "corrected": "completed", "cancelled": "revoked"}
 
@@ -40,6 +41,11 @@ def order_identifiers(b: Builder, orc: Seg | None, obr: Seg | None) -> list[JSON
         if found:
             out.append(found)
     return out
+
+
+def order_number(ident: JSON) -> str:
+    """'system|value' of a placer or filler order number (what ``shared`` holds)."""
+    return f"{ident.get('system', '')}|{ident['value']}"
 
 
 def _status(orc: Seg | None, obr: Seg | None) -> str:
@@ -58,9 +64,10 @@ def service_request(b: Builder, orc: Seg | None, obr: Seg | None, who: PatientRe
                     visit: EncounterRef | None = None, update: bool, scope: str, tq1: Seg | None = None,
                     nte: Sequence[Seg] = (), reasons: Sequence[JSON] = (), specimens: Sequence[str] = (),
                     supporting: Sequence[str] = (), shared: frozenset[str] = frozenset()) -> tuple[str, str]:
-    """Returns (fullUrl, identity key). ``shared`` holds placer order numbers that several order
-    groups of the message carry (a sender using ORC-2 for the requisition): those orders are keyed
-    by their filler order number instead, else by the placer number and the service code."""
+    """Returns (fullUrl, identity key). ``shared`` holds order numbers that several order groups of
+    the message carry (a sender using ORC-2 for the requisition, or one accession number in OBR-3
+    for every test of a specimen): those orders are keyed by their other order number instead, else
+    by the shared number and the service code."""
     ctx = b.ctx
     out: JSON = {}
     idents = order_identifiers(b, orc, obr)
@@ -75,6 +82,15 @@ def service_request(b: Builder, orc: Seg | None, obr: Seg | None, who: PatientRe
         group = ei_identifier(orc.value(4), ctx, "PGN")
         if group:
             out["requisition"] = group
+    parents = []
+    if obr is not None and obr.has(29) and not obr.has(50):
+        parent = obr.value(29)  # EIP: the parent's placer and filler order numbers (OBR[ServiceRequest])
+        for n, kind in ((1, "PLAC"), (2, "FILL")):
+            found = ei_identifier(parent.part(n), ctx, kind) if parent is not None else None
+            if found:
+                parents.append({"type": "ServiceRequest", "identifier": found})
+    if parents:
+        out["basedOn"] = parents
     out["status"] = _status(orc, obr)
     out["intent"] = "reflex-order" if obr is not None and obr.text(11).upper() == "G" else "order"
     priority_code = ((tq1.text(9) if tq1 is not None else "") or (orc.text(7, 6) if orc is not None else "")
@@ -115,12 +131,10 @@ def service_request(b: Builder, orc: Seg | None, obr: Seg | None, who: PatientRe
     annotations = notes(list(nte))
     if annotations:
         out["note"] = annotations
-    key_ident = idents[0] if idents else None
-    if key_ident is not None and key_ident["value"] in shared and key_ident["type"]["coding"][0]["code"] == "PLAC":
-        key_ident = idents[1] if len(idents) > 1 else None
-        if key_ident is None:
-            code = out.get("code", {}).get("coding", [{}])[0].get("code", "")
-            scope = f"{idents[0].get('system', '')}|{idents[0]['value']}|{code}"
+    key_ident = next((i for i in idents if order_number(i) not in shared), None)
+    if key_ident is None and idents:
+        code = out.get("code", {}).get("coding", [{}])[0].get("code", "")
+        scope = f"{order_number(idents[0])}|{code}"
     if key_ident is not None:
         criteria = search_key(key_ident)
         url = b.upsert("ServiceRequest", out, criteria) if update else b.ensure("ServiceRequest", out, criteria)

@@ -46,6 +46,7 @@ TRIGGERS = {"S12": "", "S13": "", "S14": "", "S15": "cancelled", "S16": "cancell
             "S26": "noshow"}
 _UNITS = {"": 1.0, "MIN": 1.0, "M": 1.0, "MINS": 1.0, "MINUTE": 1.0, "MINUTES": 1.0, "S": 1 / 60, "SEC": 1 / 60,
           "H": 60.0, "HR": 60.0, "HRS": 60.0, "HOUR": 60.0, "HOURS": 60.0, "D": 1440.0, "DAY": 1440.0, "DAYS": 1440.0}
+_MAX_MINUTES = 2**31 - 1  # Appointment.minutesDuration is a positiveInt
 _PARTICIPANT_STATUS = {"booked": "accepted", "pending": "tentative", "waitlist": "tentative",
                        "cancelled": "declined", "entered-in-error": "declined", "noshow": "declined"}
 # (segment, start field, duration field, duration units field, filler status field)
@@ -60,7 +61,11 @@ def _minutes(seg: Seg, amount_field: int, unit_field: int) -> float | None:
     if factor is None:
         raise ConversionError(seg.where(unit_field), f"{seg.text(unit_field)!r} is not a duration unit this "
                               "conversion knows (expected minutes, hours, seconds or days, e.g. 'MIN')")
-    return float(decimal(amount, seg.where(amount_field))) * factor
+    minutes = float(decimal(amount, seg.where(amount_field))) * factor
+    if not 0 <= minutes <= _MAX_MINUTES:
+        raise ConversionError(seg.where(amount_field), f"{amount!r} is not a duration an appointment can have "
+                              f"(expected 0 to {_MAX_MINUTES} minutes, the range of FHIR's minutesDuration)")
+    return minutes
 
 
 def _filler_status(seg: Seg, field: int) -> str:

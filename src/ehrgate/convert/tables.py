@@ -8,11 +8,12 @@ module using the map says what it writes instead).
 from __future__ import annotations
 
 __all__ = [
-    "ADDRESS_TYPE", "ADDRESS_USE", "ALLERGY_CATEGORY", "ALLERGY_CRITICALITY", "ALLERGY_TYPE", "APPOINTMENT_STATUS",
-    "COMPLETION_STATUS", "CONTACT_ROLE", "ENCOUNTER_CLASS", "ENCOUNTER_STATUS_BY_CLASS",
-    "ENCOUNTER_STATUS_BY_EVENT", "GENDER", "INTERPRETATION", "MARITAL_STATUS", "NAME_USE",
-    "OBSERVATION_STATUS", "ORDER_CONTROL_STATUS", "ORDER_STATUS", "PRIORITY", "RELATIONSHIP",
-    "REPORT_STATUS", "ROUTE", "TELECOM_SYSTEM", "TELECOM_USE", "YES_NO",
+    "ADDRESS_TYPE", "ADDRESS_USE", "ALLERGY_CATEGORY", "ALLERGY_CRITICALITY", "ALLERGY_SEVERITY",
+    "ALLERGY_TYPE", "APPOINTMENT_STATUS", "COMPLETION_STATUS", "CONTACT_ROLE", "DIAGNOSIS_ROLE",
+    "ENCOUNTER_CLASS", "ENCOUNTER_PRIORITY", "ENCOUNTER_STATUS_BY_CLASS", "ENCOUNTER_STATUS_BY_EVENT", "GENDER",
+    "INTERPRETATION", "MARITAL_STATUS", "NAME_USE", "OBSERVATION_STATUS", "ORDER_CONTROL_STATUS",
+    "ORDER_STATUS", "PRIORITY", "RELATIONSHIP", "REPORT_STATUS", "ROUTE", "TELECOM_SYSTEM", "TELECOM_USE",
+    "YES_NO",
 ]
 
 V3_ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -46,6 +47,9 @@ ENCOUNTER_CLASS: dict[str, tuple[str, str, str]] = {
 ENCOUNTER_STATUS_BY_CLASS = {"E": "in-progress", "I": "in-progress", "O": "in-progress", "P": "planned",
                              "R": "in-progress", "B": "in-progress", "C": "in-progress", "N": "in-progress",
                              "U": "unknown"}
+
+# EncounterPriority.csv (table 0217 → v3-ActPriority)
+ENCOUNTER_PRIORITY = {"1": ("EM", "emergency"), "2": ("UR", "urgent"), "3": ("EL", "elective")}
 
 # Event-EncounterStatus.csv (trigger event → Encounter.status). A08 ("unknown" in the IG table) and
 # the other update events are left out on purpose: an update must not erase the visit's state, so
@@ -105,6 +109,11 @@ ALLERGY_TYPE = {"DA": "allergy", "FA": "allergy", "MA": "allergy", "EA": "allerg
                 "PA": "allergy", "LA": "allergy"}
 # AllergySeverity-AllergyIntolerance.criticality.csv (table 0128)
 ALLERGY_CRITICALITY = {"SV": "high", "MI": "low"}
+# AllergySeverity-AllergyIntolerance.reaction.severity.csv (table 0128)
+ALLERGY_SEVERITY = {"SV": "severe", "MO": "moderate", "MI": "mild"}
+
+# DiagnosisType.csv (table 0052 → diagnosis-role; W and F have no target and keep their v2 code)
+DIAGNOSIS_ROLE = {"A": ("AD", "Admission diagnosis")}
 
 # TelecommunicationUseCode.csv (table 0201 → contact-point-use)
 TELECOM_USE = {"PRN": "home", "WPN": "work", "PRS": "mobile"}
