@@ -121,6 +121,9 @@ def test_missing_state_and_bad_response_type(world: World) -> None:
     assert got["error"] == "invalid_request" and "state" not in got
     got = callback_params(world.client.get("/auth/authorize", params=authorize_params(response_type="token")[0]))
     assert got["error"] == "unsupported_response_type"
+    # RFC 6749 §4.1.2.1: a missing required parameter is invalid_request, and the message names it
+    got = callback_params(world.client.get("/auth/authorize", params=authorize_params(response_type=None)[0]))
+    assert got["error"] == "invalid_request" and got["error_description"].startswith("Missing 'response_type'")
 
 
 def test_unregistered_scopes_are_not_granted(world: World) -> None:
@@ -334,3 +337,74 @@ def test_token_endpoint_is_rate_limited_per_client(store: Any, smart_settings: A
 
 def test_parse_qs_helper() -> None:
     assert parse_qs(urlsplit("http://x/?a=1").query) == {"a": ["1"]}
+
+
+def test_odd_access_token_header_is_a_401_not_a_500(world: World) -> None:
+    """RFC 6750 §3: a token whose header names an algorithm with a quote and a non-Latin-1
+    character is still just an invalid token; error_description is a quoted-string of printable
+    ASCII without '"' or '\\' (it used to be copied in as it was: a 500)."""
+    token = _b64({"alg": 'x"\u20ac\\', "typ": "JWT"}) + "." + _b64({"sub": "x"}) + ".c2ln"
+    r = world.client.get(f"/fhir/Patient/{world.patient}", headers=bearer(token))
+    assert r.status_code == 401
+    challenge = r.headers["www-authenticate"]
+    assert challenge.startswith('Bearer realm="') and 'error="invalid_token"' in challenge
+    description = challenge.split('error_description="', 1)[1]
+    assert description.endswith('"') and all(0x20 <= ord(ch) <= 0x7E and ch not in '"\\' for ch in description[:-1])
+
+
+@pytest.mark.parametrize("name", ["scope", "state", "code_challenge"])
+def test_a_repeated_authorize_parameter_goes_back_to_the_app(world: World, name: str) -> None:
+    """RFC 6749 §3.1 and §4.1.2.1: a repeated parameter is an invalid_request; with a good client_id
+    and redirect_uri it is told to the app (with the state, unless the state is what was repeated)."""
+    auth, _ = authorize_params()
+    items = [*auth.items(), (name, auth[name])]
+    got = callback_params(world.client.get("/auth/authorize", params=items))
+    assert got["error"] == "invalid_request" and name in got["error_description"] and "code" not in got
+    assert got.get("state") == (None if name == "state" else auth["state"])
+
+
+@pytest.mark.parametrize("name", ["client_id", "redirect_uri"])
+def test_a_repeated_client_id_or_redirect_uri_never_redirects(world: World, name: str) -> None:
+    auth, _ = authorize_params()
+    r = world.client.get("/auth/authorize", params=[*auth.items(), (name, auth[name])])
+    assert r.status_code == 400 and "location" not in r.headers and "more than once" in r.text
+
+
+def test_two_client_authentication_methods_are_refused(world: World) -> None:
+    """RFC 6749 §2.3: the client MUST NOT use more than one authentication method in a request; a
+    client_id beside HTTP Basic must name the same client."""
+    got, verifier, _ = authorize_code(world, client_id="conf-app", user="ada")
+    r = exchange(world.client, got["code"], verifier, client_id="conf-app", auth=("conf-app", world.secret),
+                 client_secret=world.secret)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+    assert "one" in r.json()["error_description"]
+    r = world.client.post("/auth/token", auth=("conf-app", world.secret), data={
+        "grant_type": "authorization_code", "code": got["code"], "redirect_uri": CALLBACK, "code_verifier": verifier,
+        "client_id": "public-app"})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client" and "client_id" in r.json()["error_description"]
+    assert r.headers["www-authenticate"].startswith("Basic ")  # Basic was used: RFC 6749 §5.2
+    ok = exchange(world.client, got["code"], verifier, client_id="conf-app", auth=("conf-app", world.secret))
+    assert ok.status_code == 200, ok.text  # the refused requests did not use the code up
+
+
+def test_missing_client_id_or_redirect_uri_page_says_which(world: World, store: Any) -> None:
+    """The error page names the missing parameter instead of "client_id ''" (RFC 6749 §4.1.2.1:
+    the user is told, the browser is not redirected)."""
+    from ehrgate.smart import apps as A
+
+    r = world.client.get("/auth/authorize", params=authorize_params(client_id=None)[0])
+    assert r.status_code == 400 and "location" not in r.headers and "did not send its client_id" in r.text
+    with store.writer() as w:
+        A.add_app(w.conn, A.App("two-uris", "Two URIs", "public", (CALLBACK, CALLBACK + "2")), now=0)
+    r = world.client.get("/auth/authorize", params=authorize_params(client_id="two-uris", redirect_uri=None)[0])
+    assert r.status_code == 400 and "location" not in r.headers and "did not send a redirect_uri" in r.text
+
+
+@pytest.mark.parametrize("endpoint", ["/auth/token", "/auth/introspect", "/auth/revoke"])
+def test_non_ascii_basic_credentials_are_invalid_client_not_a_500(world: World, endpoint: str) -> None:
+    """RFC 6749 §5.2 / RFC 7617: a Basic header that is not base64 (here: non-ASCII) is a failed
+    client authentication - 401 invalid_client with WWW-Authenticate - never a 500."""
+    r = world.client.post(endpoint, data={"grant_type": "client_credentials", "token": "x"},
+                          headers={"Authorization": "Basic é€".encode()})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    assert r.headers["www-authenticate"].startswith("Basic ")

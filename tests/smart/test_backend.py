@@ -110,3 +110,55 @@ def test_keys_from_jwks_uri(world: World, store) -> None:  # type: ignore[no-unt
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_rotated_key_at_the_jwks_uri_is_fetched_at_once(world: World, store) -> None:  # type: ignore[no-untyped-def]
+    """A client that rotates its key (SMART Backend Services: keys at the jwks_uri) is not refused for
+    the five minutes its old JWKS is cached: an assertion whose kid the cached set lacks fetches the
+    set again (at most every few seconds per URI, so unknown kids cannot make us fetch it in a loop)."""
+    import json
+    import threading
+    import time as _time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from joserfc.jwk import ECKey
+
+    from ehrgate.smart.apps import App, add_app
+
+    old, new = ECKey.generate_key("P-384", auto_kid=True), ECKey.generate_key("P-384", auto_kid=True)
+    served = {"keys": [old.as_dict(private=False)]}
+    fetches = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            fetches.append(1)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(served).encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+        with store.writer() as w:
+            add_app(w.conn, App("rotating", "Rotating", "confidential-asymmetric", jwks_uri=uri, scopes="system/*.rs"),
+                    now=int(_time.time()))
+        assert backend_token(world.client, old, "ES384", client_id="rotating").status_code == 200
+        served["keys"] = [new.as_dict(private=False)]  # the client rotates
+        cache = world.app.state.smart._jwks_cache
+        fetched, keys = cache[uri]
+        cache[uri] = (fetched - 20, keys)  # fetched 20 s ago, well inside the 5-minute cache
+        r = backend_token(world.client, new, "ES384", client_id="rotating")
+        assert r.status_code == 200, r.text
+        assert len(fetches) == 2
+        stranger = ECKey.generate_key("P-384", auto_kid=True)  # a kid nobody published: one more fetch at most
+        for _ in range(3):
+            assert backend_token(world.client, stranger, "ES384", client_id="rotating").status_code == 401
+        assert len(fetches) == 2  # just fetched: not again
+    finally:
+        server.shutdown()
+        server.server_close()

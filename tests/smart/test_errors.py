@@ -25,3 +25,13 @@ def test_render() -> None:
     assert e.AccessDenied("The user denied access.").redirect_query("s1") == (
         "error=access_denied&error_description=The+user+denied+access.&state=s1"
     )
+
+
+def test_every_401_names_an_authentication_scheme() -> None:
+    """RFC 7235 §3.1: a 401 carries WWW-Authenticate. RFC 6749 §5.2 lets invalid_client be a 401 to
+    say which schemes the token endpoint takes, so every invalid_client names Basic (browsers do not
+    prompt for it on a cross-origin request), whether or not the client used the header."""
+    for exc in (e.InvalidClient("Client 'x' is not registered."),
+                e.InvalidClient("wrong secret", headers={"WWW-Authenticate": 'Basic realm="token"'})):
+        status, _, headers = exc.render()
+        assert status == 401 and headers["WWW-Authenticate"] == 'Basic realm="token"'

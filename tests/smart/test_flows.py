@@ -4,6 +4,7 @@ OpenID Connect, refresh, introspection, revocation."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from joserfc import jwt
@@ -17,6 +18,7 @@ from .conftest import (
     authorize_code,
     authorize_params,
     bearer,
+    callback_params,
     consent,
     csrf_of,
     ehr_launch_handle,
@@ -110,7 +112,6 @@ def test_authorize_post(world: World) -> None:
     auth, verifier = authorize_params()
     first = world.client.post("/auth/authorize", data=auth)
     page = follow_to_consent(world.client, first, user="ada")
-    from .conftest import callback_params
 
     got = callback_params(consent(world.client, page))
     assert exchange(world.client, got["code"], verifier).status_code == 200
@@ -241,7 +242,6 @@ def test_revocation_ends_the_grant(world: World, which: str) -> None:
 def test_denied_consent_returns_access_denied(world: World) -> None:
     auth, _ = authorize_params()
     page = follow_to_consent(world.client, world.client.get("/auth/authorize", params=auth), user="ada")
-    from .conftest import callback_params
 
     got = callback_params(consent(world.client, page, decision="deny"))
     assert got == {"error": "access_denied", "error_description": "The user denied access to the app.", "state": auth["state"]}
@@ -264,3 +264,82 @@ def test_unauthenticated_fhir_read_is_401(world: World) -> None:
 
 def test_callback_constant() -> None:
     assert CALLBACK.startswith("http://127.0.0.1")
+
+
+def test_openid_alone_gets_an_id_token(world: World) -> None:
+    """OpenID Connect Core §3.1.3.3: an authentication request (scope openid) gets an id_token in the
+    token response, with or without fhirUser/profile; fhirUser is a claim only when asked for."""
+    body = standalone_tokens(world, user="ada", scope="openid launch/patient patient/*.rs")
+    keys = KeySet.import_key_set(world.client.get("/auth/jwks").json())
+    claims = jwt.decode(body["id_token"], keys, algorithms=["RS256"]).claims
+    assert claims["aud"] == "public-app" and claims["iss"] == FHIR and claims["sub"] and claims["nonce"] == "nonce-123"
+    assert "fhirUser" not in claims
+    with_user = standalone_tokens(world, user="ada", scope="openid fhirUser launch/patient patient/*.rs")
+    assert "fhirUser" in jwt.decode(with_user["id_token"], keys, algorithms=["RS256"]).claims
+    assert "id_token" not in standalone_tokens(world, user="ada", scope="launch/patient patient/*.rs")
+
+
+def test_redirect_uri_left_out_of_both_requests(world: World) -> None:
+    """RFC 6749 §3.1.2.3 and §4.1.3: with one registered redirect URI the authorization request may
+    leave redirect_uri out, and then the token request need not send it (but may, the same)."""
+    for sent in ({}, {"redirect_uri": CALLBACK}):
+        got, verifier, _ = authorize_code(world, user="ada", redirect_uri=None)
+        data = {"grant_type": "authorization_code", "code": got["code"], "code_verifier": verifier,
+                "client_id": "public-app", **sent}
+        r = world.client.post("/auth/token", data=data)
+        assert r.status_code == 200, r.text
+        remember(r.json()["access_token"], r.json()["refresh_token"], r.json()["id_token"])
+    got, verifier, _ = authorize_code(world, user="ada", redirect_uri=None)
+    r = world.client.post("/auth/token", data={"grant_type": "authorization_code", "code": got["code"], "code_verifier": verifier,
+                                               "client_id": "public-app", "redirect_uri": CALLBACK + "/other"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"  # sent, it must be the registered one
+    got, verifier, _ = authorize_code(world, user="ada")  # sent to the authorize endpoint: required
+    r = world.client.post("/auth/token", data={"grant_type": "authorization_code", "code": got["code"],
+                                               "code_verifier": verifier, "client_id": "public-app"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant" and "redirect_uri" in r.json()["error_description"]
+
+
+def test_a_narrowed_refresh_keeps_the_refresh_token_lifetime(world: World, smart_settings: Any) -> None:
+    """A refresh whose scope leaves out offline_access still gets a refresh token, and it expires
+    like the grant's others (refresh_token_lifetime) instead of never."""
+    body = standalone_tokens(world, user="ada")
+    r = world.client.post("/auth/token", data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"],
+                                               "scope": "patient/*.rs"})
+    assert r.status_code == 200, r.text
+    new = r.json()
+    remember(new["access_token"], new["refresh_token"])
+    info = world.client.post("/auth/introspect", data={"token": new["refresh_token"]}).json()
+    assert info["active"] is True
+    assert abs(info["exp"] - (time.time() + smart_settings.refresh_token_lifetime)) < 60
+
+
+def test_revocation_checks_whose_token_it_is(world: World) -> None:
+    """RFC 7009 §2.1: a confidential client's token is revoked only with its credentials, and a
+    client may revoke only its own tokens; both refusals say so instead of a 200 that did nothing."""
+    got, verifier, _ = authorize_code(world, client_id="conf-app", user="ada")
+    body = exchange(world.client, got["code"], verifier, auth=("conf-app", world.secret)).json()
+    remember(body["access_token"], body["refresh_token"])
+    read = f"/fhir/Patient/{world.patient}"
+    anonymous = world.client.post("/auth/revoke", data={"token": body["refresh_token"]})
+    assert anonymous.status_code == 401 and anonymous.json()["error"] == "invalid_client"
+    other = world.client.post("/auth/revoke", data={"token": body["access_token"], "client_id": "public-app"})
+    assert other.status_code == 400 and other.json()["error"] == "invalid_grant"
+    assert "another client" in other.json()["error_description"]
+    assert world.client.get(read, headers=bearer(body["access_token"])).status_code == 200  # nothing was revoked
+    own = world.client.post("/auth/revoke", data={"token": body["refresh_token"]}, auth=("conf-app", world.secret))
+    assert own.status_code == 200
+    assert world.client.get(read, headers=bearer(body["access_token"])).status_code == 401
+
+
+@pytest.mark.parametrize(("name", "error"), [("request", "request_not_supported"),
+                                             ("request_uri", "request_uri_not_supported"),
+                                             ("registration", "registration_not_supported")])
+def test_request_objects_are_refused_not_ignored(world: World, name: str, error: str) -> None:
+    """OpenID Connect Core §6.1, §6.2, §7.2.1: an OP that does not support request objects (or
+    registration by parameter) MUST say so; ignoring one would act on parameters the app did not
+    mean. Discovery says they are unsupported (request_uri_parameter_supported defaults to true)."""
+    auth, _ = authorize_params(**{name: "eyJhbGciOiJub25lIn0.e30."})
+    got = callback_params(world.client.get("/auth/authorize", params=auth))
+    assert got["error"] == error and got["state"] == auth["state"] and "code" not in got
+    doc = world.client.get("/.well-known/openid-configuration").json()
+    assert doc["request_parameter_supported"] is False and doc["request_uri_parameter_supported"] is False

@@ -22,7 +22,8 @@ def test_good_verifier_passes() -> None:
 @pytest.mark.parametrize(
     ("challenge", "method", "message"),
     [(None, "S256", "Missing 'code_challenge'"), ("x" * 43, None, "Missing 'code_challenge_method'"),
-     (VERIFIER, "plain", "'plain' is refused"), ("short", "S256", "43 characters")],
+     (VERIFIER, "plain", "'plain' is refused"), ("short", "S256", "43 characters"),
+     (s256_challenge(VERIFIER) + "\n", "S256", "43 characters")],
 )
 def test_bad_challenges(challenge: str | None, method: str | None, message: str) -> None:
     with pytest.raises(PkceError, match=message):
@@ -33,8 +34,16 @@ def test_bad_challenges(challenge: str | None, method: str | None, message: str)
     ("verifier", "message"),
     [(None, "Missing 'code_verifier'"), ("", "Missing 'code_verifier'"), ("a" * 50, "does not match"),
      ("bad verifier with spaces and more than forty three chars", "43-128"),
-     ("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "equals the code_challenge")],
+     ("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "equals the code_challenge"),
+     ("a" * 42, "43-128"), ("a" * 129, "43-128"), (VERIFIER + "\n", "43-128")],
 )
 def test_bad_verifiers(verifier: str | None, message: str) -> None:
+    """RFC 7636 §4.1: 43-128 characters of the unreserved set, nothing else (not even a newline)."""
     with pytest.raises(PkceError, match=message):
         verify(verifier, s256_challenge(VERIFIER), "S256")
+
+
+@pytest.mark.parametrize("length", [43, 128])
+def test_verifier_length_bounds_are_inclusive(length: int) -> None:
+    verifier = ("abcdefghij" * 13)[:length]
+    verify(verifier, s256_challenge(verifier), "S256")

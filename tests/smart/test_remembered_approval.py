@@ -230,3 +230,75 @@ def test_prompt_login_on_an_ehr_launch_keeps_the_launch(world: World, store: Any
     got = callback_params(_approve(world, page, remember=False))
     body = exchange(world.client, got["code"], verifier).json()
     assert body["patient"] == world.patient
+
+
+def test_prompt_select_account_asks_which_account(world: World, store: Any) -> None:
+    """OpenID Connect Core §3.1.2.1 prompt=select_account: the user is asked which account to use -
+    continue as the signed-in one or sign in as another - even when the approval is remembered."""
+    scope = "openid fhirUser launch/patient patient/*.rs"
+    callback_params(_approve(world, _authorize(world, scope=scope)[0], remember=True))  # the clinician
+    auth, verifier = authorize_params(scope=scope, prompt="select_account")
+    first = world.client.get("/auth/authorize", params=auth)
+    assert first.status_code in (302, 303) and first.headers["location"].startswith("/auth/login?req=")
+    chooser = world.client.get(first.headers["location"])
+    assert "Continue as Dr Greg House" in chooser.text and 'name="password"' in chooser.text
+    kept = world.client.post("/auth/login", data={"csrf": csrf_of(chooser.text), "req": req_of(first.headers["location"]),
+                                                  "continue": "yes"})
+    got = callback_params(follow_to_consent(world.client, kept, patient=world.patient))  # remembered: no page
+    assert exchange(world.client, got["code"], verifier).json()["patient"] == world.patient
+
+    auth, verifier = authorize_params(scope=scope, prompt="select_account")
+    first = world.client.get("/auth/authorize", params=auth)
+    assert first.headers["location"].startswith("/auth/login?req=")
+    signed = sign_in(world.client, "ada", req=req_of(first.headers["location"]))
+    page = world.client.get(signed.headers["location"])
+    got = callback_params(_approve(world, page, remember=False))  # ada has approved nothing yet: asked
+    body = exchange(world.client, got["code"], verifier).json()
+    info = world.client.post("/auth/introspect", data={"token": body["access_token"]}).json()
+    assert info["fhirUser"].endswith(f"/Patient/{world.patient}")  # ada's token, not the clinician's
+    auth, _ = authorize_params(scope=scope, prompt="select_account none")
+    got = callback_params(world.client.get("/auth/authorize", params=auth))
+    assert got["error"] == "invalid_request"
+
+
+
+def test_max_age_asks_for_a_fresh_sign_in(world: World, store: Any) -> None:
+    """OpenID Connect Core §3.1.2.1 max_age: a sign-in older than max_age seconds is done again (the
+    id_token's auth_time then says when); with prompt=none that is login_required."""
+    import base64
+    import json
+    import time
+
+    from ehrgate.smart.schema import sessions
+
+    scope = "openid fhirUser user/Patient.rs"
+    callback_params(_approve(world, _authorize(world, scope=scope)[0], remember=True))
+    with store.writer() as w:  # the sign-in was an hour ago
+        w.conn.execute(sessions.update().values(created=sessions.c.created - 3600))
+    auth, _ = authorize_params(scope=scope, max_age="7200")
+    assert callback_params(world.client.get("/auth/authorize", params=auth))["code"]  # recent enough
+    auth, _ = authorize_params(scope=scope, max_age="60", prompt="none")
+    got = callback_params(world.client.get("/auth/authorize", params=auth))
+    assert got["error"] == "login_required" and got["state"] == auth["state"]
+    auth, _ = authorize_params(scope=scope, max_age="soon")
+    got = callback_params(world.client.get("/auth/authorize", params=auth))
+    assert got["error"] == "invalid_request" and "max_age" in got["error_description"]
+
+    auth, verifier = authorize_params(scope=scope, max_age="60")
+    first = world.client.get("/auth/authorize", params=auth)
+    assert first.status_code in (302, 303) and first.headers["location"].startswith("/auth/login?req=")
+    signed = sign_in(world.client, "doctor", req=req_of(first.headers["location"]))
+    got = callback_params(world.client.get(signed.headers["location"]))
+    id_token = exchange(world.client, got["code"], verifier).json()["id_token"]
+    claims = json.loads(base64.urlsafe_b64decode(id_token.split(".")[1] + "=="))
+    assert abs(claims["auth_time"] - time.time()) < 60
+
+    # max_age=0 is prompt=login (Core §3.1.2.1), even for a sign-in of this very second; the sign-in
+    # made for the request satisfies it, however many seconds pass before the browser comes back
+    auth, _ = authorize_params(scope=scope, max_age="0")
+    first = world.client.get("/auth/authorize", params=auth)
+    assert first.headers["location"].startswith("/auth/login?req=")
+    signed = sign_in(world.client, "doctor", req=req_of(first.headers["location"]))
+    with store.writer() as w:  # the user was slow to come back
+        w.conn.execute(sessions.update().values(created=sessions.c.created - 5))
+    assert callback_params(world.client.get(signed.headers["location"]))["code"]

@@ -31,6 +31,9 @@ from .errors import (
     InvalidScope,
     LoginRequired,
     OAuthError,
+    RegistrationNotSupported,
+    RequestNotSupported,
+    RequestUriNotSupported,
     UnsupportedResponseType,
 )
 from .hashing import digest
@@ -73,9 +76,18 @@ def _app_error(redirect_uri: str, exc: OAuthError, state: str | None) -> Redirec
 
 # -- 1. the authorization request --------------------------------------------------------------
 
+_UNSUPPORTED: dict[str, type[OAuthError]] = {
+    "request": RequestNotSupported, "request_uri": RequestUriNotSupported, "registration": RegistrationNotSupported,
+}
+
 
 def _validate(srv: SmartServer, app: App, params: dict[str, str]) -> dict[str, Any]:
     """Everything after client and redirect URI; raises OAuthError (sent back to the app)."""
+    for name, error in _UNSUPPORTED.items():  # OpenID Connect Core §6: refused, never silently ignored
+        if name in params:
+            raise error(f"The '{name}' parameter is not supported by this server; send the parameters themselves.")
+    if not params.get("response_type"):
+        raise InvalidRequest("Missing 'response_type'; send response_type=code.")
     if params.get("response_type") != "code":
         raise UnsupportedResponseType(f"response_type {params.get('response_type')!r} is not supported; use 'code'.")
     if not params.get("state"):
@@ -96,6 +108,9 @@ def _validate(srv: SmartServer, app: App, params: dict[str, str]) -> dict[str, A
     prompt = set(params.get("prompt", "").split())
     if "none" in prompt and len(prompt) > 1:
         raise InvalidRequest(f"prompt {params['prompt']!r}: 'none' cannot be combined with other values.")
+    max_age = params.get("max_age")
+    if max_age is not None and not (max_age.isascii() and max_age.isdigit()):
+        raise InvalidRequest(f"'max_age' must be a number of seconds; got {max_age!r}.")
     system = [s.raw for s in requested if s.resource and s.resource.context == "system"]
     if system:
         raise InvalidScope(f"Scope {system[0]!r} is for backend services (client_credentials), not for a user's authorization.")
@@ -108,8 +123,12 @@ def _validate(srv: SmartServer, app: App, params: dict[str, str]) -> dict[str, A
         "code_challenge_method": params["code_challenge_method"], "nonce": params.get("nonce") or None,
         "launch": params.get("launch") or None,
         # OpenID Connect Core §3.1.2.1 prompt: consent asks again even when the user's approval is
-        # remembered; login asks for the password again; none shows no page at all (or says why not)
+        # remembered; login asks for the password again; select_account asks which account to use (the
+        # sign-in page: continue as the signed-in user or sign in as another); none shows no page at all
+        # (or says why not)
         "prompt_consent": "consent" in prompt, "prompt_login": "login" in prompt, "prompt_none": "none" in prompt,
+        "prompt_select_account": "select_account" in prompt,
+        "max_age": int(max_age) if max_age is not None else None,  # §3.1.2.1: an older sign-in is done again
     }
 
 
@@ -120,30 +139,45 @@ async def authorize(srv: SmartServer, request: Request) -> Response:
     else:
         items = list(request.query_params.multi_items())
     params: dict[str, str] = {}
+    repeated: list[str] = []
     for key, value in items:
         if not isinstance(value, str):
             continue
         if key in params:
-            return error_page(request, "The app sent a malformed request",
-                              f"The parameter {key!r} appears more than once. {START_AGAIN}", secure=srv.secure_cookies)
+            if key in ("client_id", "redirect_uri"):  # no trusted address to tell the app at (§4.1.2.1)
+                return error_page(request, "The app sent a malformed request",
+                                  f"The parameter {key!r} appears more than once. {START_AGAIN}", secure=srv.secure_cookies)
+            repeated.append(key)
         params[key] = value
     client_id = params.get("client_id", "")
-    app = await srv.app(client_id) if client_id else None
+    if not client_id:
+        return error_page(request, "The app sent a malformed request",
+                          f"The app did not send its client_id. {START_AGAIN} If this keeps happening, tell the app's "
+                          "developer.", secure=srv.secure_cookies)
+    app = await srv.app(client_id)
     if app is None:
         return error_page(request, "Unknown app",
                           f"No app with client_id {client_id!r} is registered with this EHR. Ask the app's developer "
                           "to register it, or check the client_id.", secure=srv.secure_cookies)
     redirect_uri = params.get("redirect_uri") or (app.redirect_uris[0] if len(app.redirect_uris) == 1 else "")
+    if not redirect_uri and app.redirect_uris:  # §3.1.2.3: with several registered, the app must say which
+        return error_page(request, "The app sent a malformed request",
+                          f"{app.name} did not send a redirect_uri, and it has several registered return addresses. "
+                          "Ask the app's developer to send redirect_uri.", secure=srv.secure_cookies)
     if redirect_uri not in app.redirect_uris:
         return error_page(request, "The app's return address does not match",
                           f"The redirect_uri {redirect_uri!r} is not registered for {app.name}; registered addresses "
                           "must match exactly. Ask the app's developer to fix the registration.", secure=srv.secure_cookies)
+    sent = bool(params.get("redirect_uri"))
     params["redirect_uri"] = redirect_uri
     try:
+        if repeated:  # RFC 6749 §3.1: parameters MUST NOT be included more than once
+            raise InvalidRequest(f"Parameter {repeated[0]!r} is repeated; send it once (RFC 6749 §3.1).")
         parked = _validate(srv, app, params)
     except OAuthError as exc:
         log.info("authorize refused client=%s error=%s", app.client_id, exc.error)
-        return _app_error(redirect_uri, exc, params.get("state"))
+        return _app_error(redirect_uri, exc, None if "state" in repeated else params.get("state"))
+    parked["redirect_uri_sent"] = sent
     pid = await srv.writing(lambda w: new_pending(w.conn, parked, now=srv.now()))
     return await _advance(srv, request, pid)
 
@@ -184,7 +218,14 @@ async def _advance(srv: SmartServer, request: Request, pid: str) -> Response:
             return await _no_page(srv, pid, params, LoginRequired("Nobody is signed in; ask again without prompt=none."))
         return _redirect(f"/auth/login?{urlencode({'req': pid})}")
     _sid, session, user = found
-    if params.get("prompt_login"):  # prompt=login: sign in again (the sign-in clears the flag)
+    # OpenID Connect Core §3.1.2.1 max_age; ">=": max_age=0 is prompt=login (the sign-in clears it)
+    if params.get("max_age") is not None and srv.now() - session.created >= params["max_age"]:
+        if params.get("prompt_none"):
+            return await _no_page(srv, pid, params, LoginRequired(
+                "The sign-in is older than max_age; ask again without prompt=none."))
+        return _redirect(f"/auth/login?{urlencode({'req': pid})}")
+    if params.get("prompt_login") or params.get("prompt_select_account"):
+        # prompt=login: sign in again; select_account: choose the account (the sign-in clears the flags)
         return _redirect(f"/auth/login?{urlencode({'req': pid})}")
     if user.role in ENGINE_ONLY_ROLES:  # engine staff, not clinicians: no access to records through apps
         return error_page(request, "This account cannot authorize apps",
@@ -316,7 +357,9 @@ def _grant_code(srv: SmartServer, w: WriteSession, request: Request, pid: str, p
         encounter=encounter, context=context, session_hash=session.id_hash, offline="offline_access" in granted,
         now=srv.now(),
     )
-    code = G.issue_code(w.conn, grant, redirect_uri=redirect_uri, code_challenge=params["code_challenge"],
+    # RFC 6749 §4.1.3: the token request must repeat redirect_uri only if the authorization request sent it
+    sent = params.get("redirect_uri_sent", True)
+    code = G.issue_code(w.conn, grant, redirect_uri=redirect_uri if sent else "", code_challenge=params["code_challenge"],
                         challenge_method=params["code_challenge_method"], nonce=params.get("nonce"),
                         auth_time=session.created, now=srv.now(), lifetime=srv.settings.auth_code_lifetime)
     how = "The user's remembered approval granted" if remembered else "The user granted"
@@ -393,14 +436,37 @@ def _next_url(form_or_query: Any) -> str:
     return nxt if nxt.startswith(("/ehr", "/console", "/auth/apps")) else "/ehr"
 
 
+async def _account_choice(srv: SmartServer, request: Request, pid: str) -> tuple[Any, User] | None:
+    """For OpenID Connect ``prompt=select_account`` (Core §3.1.2.1): the request waiting for an
+    account choice and the user signed in now, whom the sign-in page offers to continue as."""
+    pending = await srv.reading(lambda conn: get_pending(conn, pid, now=srv.now()))
+    if pending is None or not pending.params.get("prompt_select_account") or pending.params.get("prompt_login"):
+        return None
+    found = await _session_user(srv, request)
+    max_age = pending.params.get("max_age")
+    if found is None or (max_age is not None and srv.now() - found[1].created >= max_age):  # a sign-in is due anyway
+        return None
+    return pending, found[2]
+
+
 async def login(srv: SmartServer, request: Request) -> Response:
     if request.method == "GET":
-        return page(request, "login.html", secure=srv.secure_cookies, req=request.query_params.get("req", ""),
-                    next=request.query_params.get("next", ""), error=None, username="")
+        req = request.query_params.get("req", "")
+        choice = await _account_choice(srv, request, req) if req else None
+        return page(request, "login.html", secure=srv.secure_cookies, req=req, next=request.query_params.get("next", ""),
+                    error=None, username="", current=choice[1] if choice else None)
     form = await request.form()
     if not check_csrf(request, form.get("csrf")):
         return error_page(request, "The sign-in form has expired",
                           "Reload the sign-in page and try again.", status=403, secure=srv.secure_cookies)
+    if form.get("continue") == "yes":  # prompt=select_account: the signed-in account was chosen
+        choice = await _account_choice(srv, request, str(form.get("req") or ""))
+        if choice is None:
+            return _expired(srv, request)
+        waiting = choice[0]
+        await srv.writing(lambda w: update_pending(w.conn, waiting.id,
+                                                   params=_dump({**waiting.params, "prompt_select_account": False})))
+        return _redirect(_next_url(form))
     username = str(form.get("username") or "")
     password = str(form.get("password") or "")
     address = client_key(request.client.host if request.client else "")
@@ -421,8 +487,11 @@ async def login(srv: SmartServer, request: Request) -> Response:
         srv.audit(w, "login", request, user=user.fhir_user or None, description=f"User {user.username} signed in.")
         sid = new_session(w.conn, user.id, now=srv.now(), lifetime=srv.settings.session_lifetime)
         waiting = get_pending(w.conn, str(form.get("req") or ""), now=srv.now())
-        if waiting is not None and waiting.params.get("prompt_login"):  # the fresh sign-in prompt=login asked for
-            update_pending(w.conn, waiting.id, params=_dump({**waiting.params, "prompt_login": False}))
+        if waiting is not None and (waiting.params.get("prompt_login") or waiting.params.get("prompt_select_account")
+                                    or waiting.params.get("max_age") is not None):
+            # the fresh sign-in prompt=login or max_age asked for, or the account select_account asked to choose
+            update_pending(w.conn, waiting.id, params=_dump({**waiting.params, "prompt_login": False,
+                                                             "prompt_select_account": False, "max_age": None}))
             if waiting.params.get("launch"):  # an EHR launch bound to the session signed in before
                 rebind_launch(w.conn, waiting.params["launch"], user_id=user.id, session_hash=digest(sid))
         return sid

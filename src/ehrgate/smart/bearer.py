@@ -28,6 +28,12 @@ __all__ = ["BearerPolicy"]
 CACHE_SIZE = 20000
 
 
+def _quotable(text: str) -> str:
+    """RFC 6750 §3: error_description holds printable ASCII but '"' and '\\' (it quotes parts of a
+    presented token, which may hold anything; a non-Latin-1 character could not even be sent)."""
+    return "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "?" for ch in text)
+
+
 @dataclass
 class _Entry:
     ctx: TokenContext
@@ -60,7 +66,7 @@ class BearerPolicy:
         exc = Unauthorized(description)
         value = f'Bearer realm="{self.realm}"'
         if error:
-            value += f', error="{error}", error_description="{description}"'
+            value += f', error="{error}", error_description="{_quotable(description)}"'
         exc.headers["WWW-Authenticate"] = value
         return exc
 

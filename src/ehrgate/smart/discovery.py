@@ -90,6 +90,8 @@ async def openid_configuration(srv: SmartServer, request: Request) -> Response:
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
         "code_challenge_methods_supported": ["S256"],
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,  # Discovery §3: true when left out
     }
     return json_response(doc, no_store=False, headers=cors(request))
 

@@ -3,13 +3,15 @@ itself as ``(status, body, headers)`` without a web framework.
 
     OAuthError (400)
     ├── InvalidRequest (400, invalid_request)
-    ├── InvalidClient (401, invalid_client; WWW-Authenticate when Basic was used)
+    ├── InvalidClient (401, invalid_client; always with WWW-Authenticate: Basic)
     ├── InvalidGrant (400, invalid_grant)
     ├── UnauthorizedClient (400, unauthorized_client)
     ├── UnsupportedGrantType (400, unsupported_grant_type)
     ├── UnsupportedResponseType (400, unsupported_response_type)
     ├── InvalidScope (400, invalid_scope)
     ├── AccessDenied (403, access_denied)
+    ├── LoginRequired, ConsentRequired, InteractionRequired (400; OpenID Connect prompt=none)
+    ├── RequestNotSupported, RequestUriNotSupported, RegistrationNotSupported (400; OpenID Connect)
     ├── ServerError (500, server_error)
     ├── TemporarilyUnavailable (503, temporarily_unavailable)
     └── SlowDown (429, temporarily_unavailable; the per-client token rate limit, with Retry-After)
@@ -32,6 +34,9 @@ __all__ = [
     "InvalidScope",
     "LoginRequired",
     "OAuthError",
+    "RegistrationNotSupported",
+    "RequestNotSupported",
+    "RequestUriNotSupported",
     "ServerError",
     "SlowDown",
     "TemporarilyUnavailable",
@@ -75,8 +80,13 @@ class InvalidRequest(OAuthError):
 
 
 class InvalidClient(OAuthError):
+    """401 with WWW-Authenticate always (RFC 7235 §3.1: a 401 names a scheme; RFC 6749 §5.2)."""
+
     error = "invalid_client"
     status = 401
+
+    def __init__(self, description: str = "", *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(description, headers={"WWW-Authenticate": 'Basic realm="token"', **(headers or {})})
 
 
 class InvalidGrant(OAuthError):
@@ -120,6 +130,24 @@ class InteractionRequired(OAuthError):
     """OpenID Connect Core §3.1.2.6: ``prompt=none`` and the user would have to choose (a patient)."""
 
     error = "interaction_required"
+
+
+class RequestNotSupported(OAuthError):
+    """OpenID Connect Core §6.1: a ``request`` (request object) this server does not support."""
+
+    error = "request_not_supported"
+
+
+class RequestUriNotSupported(OAuthError):
+    """OpenID Connect Core §6.2: a ``request_uri`` this server does not support."""
+
+    error = "request_uri_not_supported"
+
+
+class RegistrationNotSupported(OAuthError):
+    """OpenID Connect Core §7.2.1: a ``registration`` parameter this server does not support."""
+
+    error = "registration_not_supported"
 
 
 class ServerError(OAuthError):

@@ -15,9 +15,9 @@ from collections.abc import Callable
 __all__ = ["CHALLENGE_METHODS", "PkceError", "check_challenge", "s256_challenge", "verify"]
 
 # RFC 7636 §4.1: 43–128 characters of [A-Z a-z 0-9 - . _ ~].
-_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 # §4.2: BASE64URL(SHA256(verifier)) without padding is exactly 43 characters.
-_S256_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+_S256_CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 
 
 class PkceError(ValueError):
@@ -44,7 +44,7 @@ def check_challenge(challenge: str | None, method: str | None) -> None:
         raise PkceError("Missing 'code_challenge_method': send code_challenge_method=S256.")
     if method not in CHALLENGE_METHODS:
         raise PkceError(f"'code_challenge_method' {method!r} is not supported; use S256 ('plain' is refused).")
-    if not _S256_CHALLENGE.match(challenge):
+    if not _S256_CHALLENGE.fullmatch(challenge):
         raise PkceError("'code_challenge' is not a base64url SHA-256 digest (43 characters).")
 
 
@@ -52,7 +52,7 @@ def verify(verifier: str | None, challenge: str, method: str) -> None:
     """Check the token request's ``code_verifier`` against the stored challenge."""
     if not verifier:
         raise PkceError("Missing 'code_verifier'.")
-    if not _VERIFIER.match(verifier):
+    if not _VERIFIER.fullmatch(verifier):  # fullmatch: "$" would let a trailing newline through
         raise PkceError("'code_verifier' must be 43-128 characters of A-Z a-z 0-9 - . _ ~.")
     if verifier == challenge:
         raise PkceError("'code_verifier' equals the code_challenge: 'plain' PKCE is refused; send the verifier.")

@@ -13,7 +13,6 @@ one transaction; failures that revoke something commit the revocation before the
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import logging
 import time
@@ -42,7 +41,7 @@ from .errors import (
 from .pkce import PkceError, verify
 from .policy import TokenContext
 from .scopes import ScopeError, parse_scopes
-from .tokens import TokenError, _unverified_claims, verify_client_assertion
+from .tokens import TokenError, _unverified_claims, _unverified_header, verify_client_assertion
 from .web import cors, json_response, oauth_error, preflight
 
 if TYPE_CHECKING:
@@ -54,6 +53,7 @@ __all__ = ["introspect", "revoke", "token"]
 log = logging.getLogger("ehrgate.smart")
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _JWKS_TTL = 300.0
+_JWKS_REFETCH = 10.0
 
 
 async def _form(request: Request) -> FormData:
@@ -98,7 +98,7 @@ def _basic(request: Request) -> tuple[str, str] | None:
         return None
     try:
         raw = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not UTF-8, or not even ASCII
         raise InvalidClient("The Basic credentials are not base64 of client_id:client_secret.",
                             headers={"WWW-Authenticate": 'Basic realm="token"'}) from None
     cid, sep, secret = raw.partition(":")
@@ -117,14 +117,19 @@ def _claimed_client(request: Request, form: FormData) -> str:
     return _field(form, "client_id")
 
 
-async def _client_keys(srv: SmartServer, app: App) -> KeySet:
+async def _client_keys(srv: SmartServer, app: App, kid: Any = None) -> KeySet:
+    """The client's keys: its registered ``jwks``, or its ``jwks_uri``'s set, cached five minutes; a
+    ``kid`` the cached set lacks (the client rotated its key) fetches it again, at most every
+    ``_JWKS_REFETCH`` seconds."""
     if app.jwks:
         ks = app.keyset()
         assert ks is not None
         return ks
     cached = srv._jwks_cache.get(app.jwks_uri)
     if cached and time.monotonic() - cached[0] < _JWKS_TTL:
-        return cached[1]  # type: ignore[no-any-return]
+        known = kid is None or any(k.kid == kid for k in cached[1].keys)
+        if known or time.monotonic() - cached[0] < _JWKS_REFETCH:
+            return cached[1]  # type: ignore[no-any-return]
 
     def fetch() -> Any:
         req = urllib.request.Request(app.jwks_uri, headers={"Accept": "application/json"})
@@ -150,6 +155,11 @@ async def authenticate(
     assertion_type = _field(form, "client_assertion_type")
     assertion = _field(form, "client_assertion")
     body_id = _field(form, "client_id")
+    used = [name for name, sent in (("HTTP Basic", basic), ("client_assertion", assertion_type or assertion),
+                                    ("client_secret", _field(form, "client_secret"))) if sent]
+    if len(used) > 1:  # RFC 6749 §2.3: a client MUST NOT use more than one authentication method per request
+        raise InvalidRequest(f"The request authenticates the client in more than one way ({' and '.join(used)}); "
+                             "use exactly one.")
     if assertion_type or assertion:
         if assertion_type != JWT_BEARER:
             raise InvalidClient(f"client_assertion_type must be {JWT_BEARER!r}.")
@@ -164,7 +174,8 @@ async def authenticate(
         if app.client_type != "confidential-asymmetric":
             raise InvalidClient(f"Client {app.client_id!r} is not registered for private_key_jwt authentication.")
         try:
-            claims = verify_client_assertion(assertion, await _client_keys(srv, app), client_id=app.client_id,
+            keys = await _client_keys(srv, app, _unverified_header(assertion).get("kid"))
+            claims = verify_client_assertion(assertion, keys, client_id=app.client_id,
                                              token_url=srv.token_url, now=srv.clock())
         except TokenError as exc:
             raise InvalidClient(str(exc)) from None
@@ -180,6 +191,9 @@ async def authenticate(
         return ClientAuth(app, app.client_id, "private_key_jwt")
     if basic:
         cid, secret = basic
+        if body_id and body_id != cid:
+            raise InvalidClient("The client_id in the body is not the client of the Basic credentials; send one client.",
+                                headers={"WWW-Authenticate": 'Basic realm="token"'})
         app = await srv.app(cid)
         if app is None or not app.check_secret(secret):
             raise InvalidClient("Client authentication failed: unknown client_id or wrong secret.",
@@ -266,15 +280,22 @@ def _token_body(
     for key in ("need_patient_banner", "smart_style_url", "practice_id", "fhirContext", "intent", "tenant"):
         if key in ctx_extra:
             body[key] = ctx_extra[key]
-    if with_id_token and grant.user_id and "openid" in scopes and ("fhirUser" in scopes or "profile" in scopes):
+    if with_id_token and grant.user_id and "openid" in scopes:  # OpenID Connect Core §3.1.3.3: openid alone asks
+        user_claim = "fhirUser" in scopes or "profile" in scopes
         body["id_token"] = srv.tokens.id_token(
-            client_id=grant.client_id, sub=grant.user_id, fhir_user=srv.absolute_user(fhir_user), nonce=nonce,
-            lifetime=lifetime, auth_time=auth_time,
+            client_id=grant.client_id, sub=grant.user_id, fhir_user=srv.absolute_user(fhir_user) if user_claim else "",
+            nonce=nonce, lifetime=lifetime, auth_time=auth_time,
         )
     if refresh and ("offline_access" in scopes or "online_access" in scopes):
-        life = srv.settings.refresh_token_lifetime if grant.offline else srv.settings.session_lifetime
-        body["refresh_token"] = G.issue_refresh(w.conn, grant, now=srv.now(), lifetime=life or None)
+        body["refresh_token"] = G.issue_refresh(w.conn, grant, now=srv.now(), lifetime=_refresh_lifetime(srv, grant))
     return body
+
+
+def _refresh_lifetime(srv: SmartServer, grant: G.Grant) -> int | None:
+    """Seconds a refresh token of ``grant`` lives (None: no expiry): offline_access grants by the
+    ``refresh_token_lifetime`` setting, online_access ones as long as a sign-in."""
+    life = srv.settings.refresh_token_lifetime if grant.offline else srv.settings.session_lifetime
+    return life or None
 
 
 async def _authorization_code(srv: SmartServer, request: Request, form: FormData, auth: ClientAuth) -> dict[str, Any]:
@@ -287,6 +308,7 @@ async def _authorization_code(srv: SmartServer, request: Request, form: FormData
         raise InvalidClient("No client identification.")
     if not auth.app.redirect_uris:
         raise UnauthorizedClient(f"Client {auth.client_id!r} is not registered for the authorization_code grant.")
+    registered = auth.app.redirect_uris
 
     def step(w: WriteSession) -> Any:
         claim_jti(srv, w, auth)
@@ -296,7 +318,8 @@ async def _authorization_code(srv: SmartServer, request: Request, form: FormData
                 srv.audit(w, "token-issue", request, outcome="serious", client_id=auth.client_id,
                           grant_id=use.revoked_grant, description="Authorization code replayed; the grant was revoked.")
             return InvalidGrant(str(use)), use.revoked_grant
-        if redirect_uri != use.redirect_uri:
+        # "" stored: the authorization request left redirect_uri out (one registered), so may this one
+        if redirect_uri != use.redirect_uri and not (use.redirect_uri == "" and redirect_uri in registered):
             return InvalidGrant("redirect_uri does not match the one sent to the authorize endpoint."), None
         try:
             verify(verifier, use.code_challenge, use.challenge_method)
@@ -352,7 +375,7 @@ async def _refresh_token(srv: SmartServer, request: Request, form: FormData, aut
             return InvalidGrant(str(used)), used.revoked_grant
         body = _token_body(srv, w, used, scope, refresh=True, with_id_token=False)
         if "refresh_token" not in body:  # the narrowed scope dropped offline/online access: keep refreshing possible
-            body["refresh_token"] = G.issue_refresh(w.conn, used, now=srv.now(), lifetime=None)
+            body["refresh_token"] = G.issue_refresh(w.conn, used, now=srv.now(), lifetime=_refresh_lifetime(srv, used))
         srv.audit(w, "token-refresh", request, client_id=used.client_id, user=used.context.get("fhir_user") or None,
                   patient=used.patient, grant_id=used.id, description="Access token refreshed.")
         return body, None
@@ -474,7 +497,18 @@ async def revoke(srv: SmartServer, request: Request) -> Response:
         _row, grant = await srv.reading(lambda conn: G.find_refresh(conn, value))
         if grant is not None:
             grant_id, client_id = grant.id, grant.client_id
-    if grant_id and (auth.app is None or auth.client_id == client_id):
+    if grant_id and client_id:
+        # RFC 7009 §2.1: a confidential client authenticates, and a client revokes only its own tokens
+        if auth.app is None:
+            owner = await srv.app(client_id)
+            if owner is not None and not owner.public:
+                return oauth_error(InvalidClient(f"Client {client_id!r} is confidential; authenticate it to revoke its "
+                                                 "tokens."), request, cors_open=True)
+        elif auth.client_id != client_id:
+            return oauth_error(InvalidGrant("The token was issued to another client; a client can revoke only its own "
+                                            "tokens."), request, cors_open=True)
+
+    if grant_id:
 
         def step(w: WriteSession) -> None:
             if G.revoke_grant(w.conn, grant_id, reason="revoked", now=srv.now()):
