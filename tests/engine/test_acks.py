@@ -139,3 +139,18 @@ def test_generated_headers(raw: bytes, other_id: str) -> None:
 @pytest.mark.parametrize("raw", [b"", b"garbage", b"MSH|^~\\&|A\rPID|1||X~Y~X^^^Z\r", b"MSH|^~\\&|A|B|C|D|1||ADT|1\rPID"])
 def test_edge_cases(raw: bytes) -> None:
     assert describe(raw) == reference(raw)
+
+
+def test_an_error_text_the_character_set_cannot_carry_still_gives_an_ae() -> None:
+    """An error text (a destination's, a step's) with a character MSH-18's character set lacks made
+    the ACK builder raise, and the listener answered AR 'cannot be encoded' for a message that was
+    stored and processed: the sender read 'rejected' where the outcome was an application error."""
+    from ehrgate.hl7 import AckError, ErrorCode
+
+    latin = parse("MSH|^~\\&|A|B|C|D|20240401||ADT^A01|E1|P|2.5.1||||||8859/1\rPID|1||1||Müller\r".encode("latin-1"))
+    ack, code = Acks().outcome(latin, "error", [AckError(ErrorCode.APPLICATION_INTERNAL_ERROR,
+                                                         "peer: Ungültig – €10 fehlt")], application=True)
+    assert code == "AE"
+    got = parse(ack)
+    assert got.get("MSA-1") == "AE" and got.get("MSA-2") == "E1" and got.get("MSH-18") == "8859/1"
+    assert got.get("ERR-8") == "peer: Ungültig ? ?10 fehlt"

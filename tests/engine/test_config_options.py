@@ -45,10 +45,10 @@ def problems(spec: dict[str, Any], base: Path) -> str:
      "Channel 'adt-in': source: option 'tsl' is not known to the mllp source. Expected host, idle_timeout, "
      "max_connections, max_message_bytes, port or tls."),
     (channel(source={"type": "directory", "path": "in", "patern": "*.txt"}),
-     "Channel 'adt-in': source: option 'patern' is not known to the directory source. Expected interval, path or "
-     "pattern."),
+     "Channel 'adt-in': source: option 'patern' is not known to the directory source. Expected interval, min_age, "
+     "path or pattern."),
     (channel(source={"type": "http", "port": 8080}),
-     "Channel 'adt-in': source: option 'port' is not known to the http source. Expected no options."),
+     "Channel 'adt-in': source: option 'port' is not known to the http source. Expected max_message_bytes."),
     (channel(destinations={"lab": {"type": "mllp", "host": "127.0.0.1", "port": 2576, "tsl": {"ca": "a.pem"}}}),
      "Channel 'adt-in': destinations.lab: option 'tsl' is not known to the mllp destination. Expected host, port "
      "or tls."),

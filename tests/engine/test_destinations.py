@@ -19,10 +19,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ehrgate.engine import MessageStore, SearchQuery
-from ehrgate.hl7 import MLLPClient, parse
+from ehrgate.hl7 import MLLPClient, parse, start_mllp_server
 
 from .conftest import Certificates, hl7, run
-from .helpers import port_of, running, until
+from .helpers import Receiver, port_of, running, send, until
 
 
 def test_mllp_source_with_mutual_tls(messages: MessageStore, certificates: Certificates, tmp_path: Path) -> None:
@@ -185,4 +185,76 @@ def test_retention_prunes_old_finished_messages(messages: MessageStore, tmp_path
                                      "WHERE control_id = 'OLD'"))
             assert await eng.prune_expired() == 1
         assert [r["control_id"] for r in messages.search(SearchQuery(channel="keep"))] == ["NEW"]
+    run(body())
+
+
+def test_mllp_destination_reconnects_when_the_receiver_closed_the_idle_connection(messages: MessageStore) -> None:
+    """Receivers close idle connections. The kept connection was written to anyway: the attempt
+    failed ("the receiver closed the connection"), counted as a retry and waited out a backoff."""
+    async def body() -> None:
+        receiver = Receiver()
+        receiver.server = await start_mllp_server(receiver._handle, "127.0.0.1", 0, idle_timeout=0.2)
+        chan = {"source": {"type": "mllp", "port": 0}, "destinations": {"peer": {
+            "type": "mllp", "host": "127.0.0.1", "port": receiver.server.port, "timeout": 2,
+            "retry": {"max_attempts": 5, "base_delay": 5}}}}
+        try:
+            async with running(messages, {"out": chan}) as eng:
+                for cid in ("I1", "I2"):
+                    await send(port_of(eng, "out"), [hl7(cid)])
+                    await until(lambda c=cid: c in receiver.control_ids(), what=f"{cid} delivered", timeout=4)
+                    await asyncio.sleep(0.5)  # the receiver closes the idle connection
+            for cid in ("I1", "I2"):
+                got = messages.get(messages.search(SearchQuery(control_id=cid))[0]["id"])
+                assert got is not None and [a["outcome"] for a in got["attempts"]] == ["SENT"], got["attempts"]
+        finally:
+            await receiver.stop()
+    run(body())
+
+
+def test_a_message_mllp_cannot_frame_is_an_error_at_once_not_retried(messages: MessageStore) -> None:
+    """A message holding the MLLP start or end block (from an HTTP or directory source, or a
+    transformer) can never be framed: it was retried until max_attempts, each attempt failing alike."""
+    async def body() -> None:
+        receiver = Receiver()
+        port = await receiver.start()
+        chan = {"source": "http", "destinations": {"peer": {
+            "type": "mllp", "host": "127.0.0.1", "port": port, "timeout": 2,
+            "retry": {"max_attempts": 5, "base_delay": 0.01}}}}
+        try:
+            async with running(messages, {"web": chan}) as eng:
+                _, code = await eng.handle("web", hl7("V1", extra="NTE|1||a\x0bb\r"), "test")
+                assert code == "AA"
+                await until(lambda: [r["status"] for r in messages.search(SearchQuery(control_id="V1"))] == ["ERROR"],
+                            what="V1 in ERROR")
+            got = messages.get(messages.search(SearchQuery(control_id="V1"))[0]["id"])
+            assert got is not None and [a["outcome"] for a in got["attempts"]] == ["ERROR"]
+            assert "start block 0x0B" in got["error"] and receiver.received == []
+        finally:
+            await receiver.stop()
+    run(body())
+
+
+def test_file_destination_syncs_the_directory_after_the_rename(messages: MessageStore, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file was fsynced under its temporary name, then renamed, and the delivery recorded SENT:
+    until the directory is synced the rename is not durable, so a power cut could lose a SENT file."""
+    import os
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:  # the real fsync, noting what it synced
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+
+    async def body() -> None:
+        out = tmp_path / "out"
+        chan = {"source": "http", "destinations": {"out": {"type": "file", "directory": str(out),
+                                                           "filename": "{control_id}.hl7"}}}
+        async with running(messages, {"web": chan}) as eng:
+            assert (await eng.handle("web", hl7("W1"), "test"))[1] == "AA"
+            await until(lambda: (out / "W1.hl7").exists() and str(out) in synced, what="written and synced")
+        assert synced.index(str(out / ".W1.hl7.tmp")) < synced.index(str(out))
     run(body())

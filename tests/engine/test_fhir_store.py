@@ -176,7 +176,8 @@ def test_a_message_whose_bookkeeping_fails_rolls_back_alone(store: Store) -> Non
 
     from ehrgate.fhir.validation import known_resource_types
 
-    dest = FhirStoreDestination(DestinationConfig("store", "fhir_store", {}, RetryPolicy(), 1, 30.0),
+    # batch_ms: the three messages in one transaction however slow the machine (not the 20 ms default)
+    dest = FhirStoreDestination(DestinationConfig("store", "fhir_store", {"batch_ms": 10_000}, RetryPolicy(), 1, 30.0),
                                 Context(store, frozenset(known_resource_types())))
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": {"resourceType": "Basic", "code": {"text": "marker"}}, "request": {"method": "POST", "url": "Basic"}}]}

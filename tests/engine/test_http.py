@@ -190,3 +190,216 @@ def test_directory_source_moves_files(messages: MessageStore, tmp_path: Path) ->
                         == ["ERROR", "SENT", "SENT"], what="messages stored and delivered")
         assert (inbox / "ignored.txt").exists()
     run(body())
+
+
+def test_admin_api_answers_odd_criteria_with_400_or_results_never_500(messages: MessageStore, tmp_path: Path) -> None:
+    """A NUL in a text criterion (PostgreSQL refuses it in text) and a duration too long for a float
+    or a database integer ('since=9...9d') were 500s."""
+    async def body() -> None:
+        chan = {"source": "http", "destinations": {"out": {"type": "file", "directory": str(tmp_path)}}}
+        async with running(messages, {"web": chan}) as eng, client_for(eng) as http:
+            assert (await http.post("/channels/web/messages", content=hl7("O1"))).status_code == 200
+            for name in ("channel", "type", "control_id", "patient", "text"):
+                r = await http.get("/admin/messages", params={name: "a\x00b"})
+                assert r.status_code == 400 and f"{name} contains a NUL character" in r.json()["error"], name
+            for name in ("actor", "target"):
+                r = await http.get("/admin/audit", params={name: "\x00"})
+                assert r.status_code == 400 and "NUL" in r.json()["error"]
+            r = await http.post("/admin/messages/prune", json={"older_than": "1d", "channel": "a\x00"})
+            assert r.status_code == 400
+            for since in ("9" * 400 + "d", "99999999999999999999d"):  # beyond any message: all of them
+                r = await http.get("/admin/messages", params={"since": since})
+                assert r.status_code == 200 and [m["control_id"] for m in r.json()["messages"]] == ["O1"]
+                assert (await http.get("/admin/audit", params={"since": since})).status_code == 200
+    run(body())
+
+
+def test_directory_source_keeps_the_bytes_of_each_message(messages: MessageStore, tmp_path: Path) -> None:
+    """Each message of a file was re-encoded as UTF-8 whatever its MSH-18: a Latin-1 file (8859/1)
+    was stored as UTF-8 bytes still labelled 8859/1, and every later reading showed 'MÃ¼ller'."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    latin = ("MSH|^~\\&|LAB|FAC|EHRGATE|HUB|20240401120000||ADT^A01|L1|P|2.5.1||||||8859/1\r"
+             "PID|1||P1^^^FAC^MR||Müller^Zoë\r").encode("latin-1")
+    (inbox / "latin.hl7").write_bytes(latin + b"\n" + latin.replace(b"|L1|", b"|L2|"))
+
+    async def body() -> None:
+        chan = {"source": {"type": "directory", "path": str(inbox), "interval": 0.1},
+                "destinations": {"out": {"type": "file", "directory": str(tmp_path / "out")}}}
+        async with running(messages, {"files": chan}):
+            await until(lambda: (inbox / "processed" / "latin.hl7").exists(), what="file moved")
+    run(body())
+    for cid in ("L1", "L2"):
+        got = messages.get(messages.search(SearchQuery(control_id=cid))[0]["id"])
+        assert got is not None and parse(bytes(got["raw"])).get("PID-5.2") == "Zoë"
+        assert bytes(got["raw"]) == latin.replace(b"|L1|", f"|{cid}|".encode())
+
+
+def test_http_source_refuses_a_body_over_its_limit_without_reading_it_all(messages: MessageStore,
+                                                                         tmp_path: Path) -> None:
+    """The HTTP source read any body whole into memory: one huge or endless POST could exhaust it."""
+    async def body() -> None:
+        chan = {"source": {"type": "http", "max_message_bytes": 1000},
+                "destinations": {"out": {"type": "file", "directory": str(tmp_path)}}}
+        async with running(messages, {"web": chan}) as eng, client_for(eng) as http:
+            sent = 0
+
+            async def endless() -> Any:
+                nonlocal sent
+                while sent < 10_000_000:
+                    sent += 500
+                    yield b"x" * 500
+
+            r = await http.post("/channels/web/messages", content=endless())
+            assert r.status_code == 413 and "limit of 1000 bytes" in r.json()["error"]
+            assert sent < 100_000  # stopped reading
+            r = await http.post("/channels/web/messages", content=hl7("S1") + b"NTE|1||" + b"y" * 2000 + b"\r")
+            assert r.status_code == 413
+            r = await http.post("/channels/web/messages", content=hl7("S2"))
+            assert r.status_code == 200 and r.headers["x-hl7-ack-code"] == "AA"
+    run(body())
+
+
+def test_directory_source_waits_for_a_file_still_being_written(messages: MessageStore, tmp_path: Path) -> None:
+    """A file was taken as soon as it appeared: one still being copied in was read half-written, its
+    first messages stored, the file moved to processed/ - and what the writer added after that was
+    never read (the rename keeps the writer's open file)."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    path = inbox / "slow.hl7"
+
+    async def body() -> None:
+        chan = {"source": {"type": "directory", "path": str(inbox), "interval": 0.05, "min_age": 1.0},
+                "destinations": {"out": {"type": "file", "directory": str(tmp_path / "out")}}}
+        async with running(messages, {"files": chan}):
+            with open(path, "wb") as fh:
+                fh.write(hl7("W1") + b"\n")
+                fh.flush()
+                await asyncio.sleep(0.5)  # the writer is slow: ten polls go by
+                fh.write(hl7("W2"))
+            await until(lambda: (inbox / "processed" / "slow.hl7").exists(), what="file moved")
+            await until(lambda: sorted(r["control_id"] for r in messages.search(SearchQuery(channel="files")))
+                        == ["W1", "W2"], what="both messages stored")
+        assert (inbox / "processed" / "slow.hl7").read_bytes() == hl7("W1") + b"\n" + hl7("W2")
+    run(body())
+
+
+def test_http_source_undeployed_while_a_body_is_read_answers_404_not_500(messages: MessageStore,
+                                                                        tmp_path: Path) -> None:
+    async def body() -> None:
+        chan = {"source": "http", "destinations": {"out": {"type": "file", "directory": str(tmp_path)}}}
+        async with running(messages, {"web": chan}) as eng, client_for(eng) as http:
+            async def slow_body() -> Any:
+                yield hl7("U1")[:20]
+                await eng.undeploy("web")
+                yield hl7("U1")[20:]
+
+            r = await http.post("/channels/web/messages", content=slow_body())
+            assert r.status_code == 404 and "not deployed" in r.json()["error"]
+            assert messages.search(SearchQuery(control_id="U1")) == []
+    run(body())
+
+
+class _FailingReceipts(MessageStore):
+    """The message store, except that its first ``failures`` receipt transactions fail (as a database
+    that is down, or a full disk, would): nothing of them is stored."""
+
+    def __init__(self, store: MessageStore, failures: int) -> None:
+        super().__init__(store.engine, clock=store.clock)
+        self.failures = failures
+
+    def receive(self, batch: Any, *, duplicate_window_ms: int = 0) -> Any:
+        if self.failures:
+            self.failures -= 1
+            import sqlalchemy as sa
+
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error (test)"))
+        return super().receive(batch, duplicate_window_ms=duplicate_window_ms)
+
+
+def test_directory_source_keeps_a_file_it_could_not_store_for_the_next_poll(messages: MessageStore,
+                                                                          tmp_path: Path) -> None:
+    """A file read while the database was unavailable was moved to error/, as if its messages could
+    not be parsed, and stayed there after the database came back."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "a.hl7").write_bytes(hl7("K1") + b"\n" + hl7("K2"))
+    flaky = _FailingReceipts(messages, failures=2)
+
+    async def body() -> None:
+        chan = {"source": {"type": "directory", "path": str(inbox), "interval": 0.05, "min_age": 0},
+                "destinations": {"out": {"type": "file", "directory": str(tmp_path / "out")}}}
+        async with running(flaky, {"files": chan}):
+            await until(lambda: (inbox / "processed" / "a.hl7").exists(), what="file moved to processed/")
+    try:
+        run(body())
+    finally:
+        flaky.fast.close()
+    assert flaky.failures == 0 and not (inbox / "error" / "a.hl7").exists()
+    assert sorted(r["control_id"] for r in messages.search(SearchQuery(channel="files"))) == ["K1", "K2"]
+
+
+def test_directory_source_recreates_processed_and_never_reads_a_file_twice(messages: MessageStore,
+                                                                         tmp_path: Path) -> None:
+    """processed/ and error/ were made at start only: an inbox recreated without them (or a file that
+    could not be moved) left the file in place, so it was read - and its messages stored again - at
+    every poll, while the log said it had been moved."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+
+    async def body() -> None:
+        chan = {"source": {"type": "directory", "path": str(inbox), "interval": 0.05, "min_age": 0},
+                "destinations": {"out": {"type": "file", "directory": str(tmp_path / "out")}}}
+        async with running(messages, {"files": chan}) as eng:
+            await until(lambda: (inbox / "processed").is_dir(), what="processed/ made")
+            (inbox / "processed").rmdir()
+            (inbox / "one.hl7").write_bytes(hl7("R1"))
+            await until(lambda: (inbox / "processed" / "one.hl7").exists(), what="moved to a recreated processed/")
+            (inbox / "error").rmdir()
+            (inbox / "error").write_text("not a directory")  # error/ cannot be made: the move fails
+            (inbox / "two.hl7").write_bytes(b"MSH|^~\\&|A\rnot a segment\r")
+            await until(lambda: len(messages.search(SearchQuery(channel="files"))) == 2, what="two stored")
+            await asyncio.sleep(0.5)  # ten polls
+            assert len(messages.search(SearchQuery(channel="files"))) == 2
+            assert (inbox / "two.hl7").exists() and eng.runtimes["files"]._unmovable
+    run(body())
+
+
+def test_http_source_labels_the_ack_with_its_character_set(messages: MessageStore, tmp_path: Path) -> None:
+    """The ACK is encoded in the message's MSH-18 character set but was labelled charset=utf-8: a
+    Latin-1 sender's facility copied into MSH-6 came back garbled to a client that read the label."""
+    async def body() -> None:
+        chan = {"source": "http", "destinations": {"out": {"type": "file", "directory": str(tmp_path)}}}
+        async with running(messages, {"web": chan}) as eng, client_for(eng) as http:
+            latin = ("MSH|^~\\&|LAB|Hôpital|EHRGATE|HUB|20240401120000||ADT^A01|C1|P|2.5.1||||||8859/1\r"
+                     "PID|1||P1^^^FAC^MR||Müller^Zoë\r").encode("latin-1")
+            r = await http.post("/channels/web/messages", content=latin)
+            assert r.headers["content-type"] == "application/hl7-v2; charset=iso-8859-1"
+            assert "|Hôpital|" in r.text and parse(r.content).get("MSH-6") == "Hôpital"
+            r = await http.post("/channels/web/messages", content=hl7("C2"))
+            assert r.headers["content-type"] == "application/hl7-v2; charset=utf-8"
+    run(body())
+
+
+def test_http_source_answers_ce_when_an_enhanced_mode_message_could_not_be_stored(messages: MessageStore,
+                                                                                 tmp_path: Path) -> None:
+    """Enhanced mode (MSH-15/16 set) over HTTP: the one answer is the accept acknowledgment, so a
+    message that could not be stored gets CE (commit error, HL7 v2.5 section 2.9.3), not an AR;
+    an original-mode message keeps its AR (section 2.9.2: the system is down)."""
+    flaky = _FailingReceipts(messages, failures=2)
+    enhanced = hl7("EN1").replace(b"|P|2.5.1|", b"|P|2.5.1|||AL|NE|")
+
+    async def body() -> None:
+        chan = {"source": "http", "destinations": {"out": {"type": "file", "directory": str(tmp_path)}}}
+        async with running(flaky, {"web": chan}) as eng, client_for(eng) as http:
+            r = await http.post("/channels/web/messages", content=enhanced)
+            assert r.headers["x-hl7-ack-code"] == "CE" and parse(r.content).get("MSA-2") == "EN1"
+            assert "could not be stored" in parse(r.content).get("ERR-8")
+            r = await http.post("/channels/web/messages", content=hl7("OR1"))
+            assert r.headers["x-hl7-ack-code"] == "AR" and "could not be stored" in r.text
+            r = await http.post("/channels/web/messages", content=enhanced)
+            assert r.headers["x-hl7-ack-code"] == "CA"
+    try:
+        run(body())
+    finally:
+        flaky.fast.close()

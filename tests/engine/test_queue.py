@@ -132,3 +132,24 @@ def test_concurrent_claimers_never_share_a_row(messages: MessageStore) -> None:
     assert not errors
     flat = [i for s in seen for i in s]
     assert len(flat) == 60 and len(set(flat)) == 60
+
+
+def test_a_nul_in_an_error_text_is_recorded_not_a_stuck_queue(messages: MessageStore) -> None:
+    """PostgreSQL refuses NUL in text: a step's or a receiver's error text holding one (a user
+    function's exception quoting message data; a remote ACK's ERR-8 with \\X00\\) made recording
+    the outcome fail, so the queue row ran again after its lease, forever - for a pipeline batch,
+    every message claimed with it."""
+    q = Queue(messages, "host:1:a")
+    receipts = messages.receive([incoming(hl7("Z1")), incoming(hl7("Z2"))])
+    one, two = q.claim("adt", "", limit=10, lease_ms=60_000)
+    with messages.write() as conn:
+        q.finish_pipeline(conn, one, status="ERROR", error="transform 1 (f) failed: ValueError: a\x00b")
+        q.finish_pipeline(conn, two, status="QUEUED", transformed=b"x", destinations=["d"])
+    [item] = q.claim("adt", "d", limit=10, lease_ms=60_000)
+    with messages.write() as conn:
+        assert q.finish_delivery(conn, item, Delivered(False, error="peer answered AE: no\x00pe", retry=False),
+                                 give_up=False, next_at=0) == "ERROR"
+    first, second = messages.get(receipts[0].id), messages.get(receipts[1].id)
+    assert first is not None and first["error"] == "transform 1 (f) failed: ValueError: a b"
+    assert second is not None and second["error"] == "d: peer answered AE: no pe"
+    assert second["attempts"][0]["error"] == "peer answered AE: no pe"

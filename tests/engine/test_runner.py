@@ -237,3 +237,40 @@ def test_hl7_to_fhir_step_stores_resources_once(messages: MessageStore, store: S
         got = messages.get(messages.search(SearchQuery(control_id="F1"))[0]["id"])
         assert got is not None and json.loads(got["bundle"])["resourceType"] == "Bundle"
     run(body())
+
+
+def test_a_pipeline_batch_holds_a_bounded_size_of_messages(messages: MessageStore, tmp_path: Path) -> None:
+    """A pipeline batch took 200 messages whatever their size, and held each one, its parsed form and
+    its outputs until the batch was recorded: a backlog of messages with large attachments took
+    gigabytes. Now a batch stops at ``batch_bytes`` (one message at least); the rest is given back - and
+    so does a destination worker's claim."""
+    import asyncio
+
+    from ehrgate.engine.channel import _PAYLOAD_SIZE
+
+    async def body() -> None:
+        chan = mllp_in(destinations={"out": {"type": "file", "directory": str(tmp_path / "out")}})
+        async with running(messages, {"adt": chan}) as eng:
+            await eng.pause("adt")
+            raws = [hl7(f"B{i}", extra="OBX|1|ED|PDF||" + "A" * 1000 + "\r") for i in range(5)]
+            assert await send(port_of(eng, "adt"), raws) == ["AA"] * 5
+            rt = eng.runtimes["adt"]
+            rt.batch_bytes = 2 * len(raws[0]) + 10
+            assert await asyncio.to_thread(rt._pipeline_batch) == 2
+            given_back = messages.get(messages.search(SearchQuery(control_id="B2"))[0]["id"])
+            assert given_back is not None and given_back["queued"][0]["lease_owner"] is None
+            rt.batch_bytes = 1
+            assert await asyncio.to_thread(rt._pipeline_batch) == 1  # one at least, however large
+            rt.batch_bytes = 10**9
+            assert await asyncio.to_thread(rt._pipeline_batch) == 2  # the rest
+            items = eng.queue.claim("adt", "out", limit=20, lease_ms=60_000)
+            assert len(items) == 5
+            rt.batch_bytes = 2 * len(raws[0]) + 10
+            kept = rt._within_budget(items, _PAYLOAD_SIZE)  # what a destination worker does with its claim
+            assert kept == items[:2]
+            again = eng.queue.claim("adt", "out", limit=20, lease_ms=60_000)
+            assert again == items[2:]  # given back
+            rt._release([i.id for i in items])
+            await eng.resume("adt")
+            await until(lambda: statuses(messages, "adt") == ["SENT"] * 5, what="all delivered in small batches")
+    run(body())

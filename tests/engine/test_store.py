@@ -247,3 +247,25 @@ def test_group_commit_waits_briefly_for_the_senders_of_the_last_round(messages: 
     sizes, took = run(body())
     assert sizes == [1, 3, 3, 1, 1]
     assert took < 0.25  # no linger
+
+
+def test_a_nul_in_the_header_facts_does_not_fail_the_messages_stored_with_it(messages: MessageStore) -> None:
+    """PostgreSQL refuses NUL in text columns. A message with one in MSH-3, MSH-10 or PID-3 (as a byte,
+    or as the escape \\X00\\) failed the whole group commit: every message committed with it - other
+    senders' too - was answered "could not be stored", and its own resends failed forever."""
+    nul = (b"MSH|^~\\&|LA\x00B|FAC|EHRGATE|HUB|20240401120000||ADT^A01|N\\X00\\1|P|2.5.1\r"
+           b"PID|1||P\x001^^^FAC^MR||Doe^Jane\r")
+    receipts = messages.receive([incoming(hl7("G1")), incoming(nul), incoming(hl7("G2"))], duplicate_window_ms=60_000)
+    assert [r.status for r in receipts] == ["RECEIVED"] * 3
+    got = messages.get(receipts[1].id)
+    assert got is not None and bytes(got["raw"]) == nul  # the message itself is kept as received
+    # PostgreSQL keeps the facts with a space for the NUL; SQLite (no such limit, and no work added
+    # to its receipt path) as they are
+    assert got["control_id"] in ("N 1", "N\x001") and got["sender"] in ("LA B^FAC", "LA\x00B^FAC")
+    [again] = messages.receive([incoming(nul)], duplicate_window_ms=60_000)  # a resend is still recognised
+    assert again.duplicate_of == receipts[1].id
+    [patient] = got["patient_ids"]
+    assert [r["id"] for r in messages.search(SearchQuery(patient=patient))] == [again.id, receipts[1].id]
+    # searching by the value as sent finds it too (a NUL in a criterion was a 500 on PostgreSQL)
+    assert receipts[1].id in [r["id"] for r in messages.search(SearchQuery(control_id="N\x001"))]
+    assert messages.search(SearchQuery(channel="adt\x00", patient="P\x001")) == []

@@ -193,6 +193,30 @@ def test_non_hl7_frame_gets_an_ar_and_nobody_else_notices() -> None:
     run(body())
 
 
+def test_a_stray_fs_inside_a_message_gets_an_ar_for_the_whole_message() -> None:
+    """A 0x1C inside a message ended its frame there: the first half was handed to the handler and
+    answered AA - the sender took the whole message as delivered - and the rest closed the connection."""
+    seen: list[bytes] = []
+
+    async def recording(raw: bytes, peer: Peer) -> bytes:
+        seen.append(raw)
+        return await ack_handler(raw, peer)
+
+    async def body() -> None:
+        async with await server(recording) as srv:
+            reader, writer = await asyncio.open_connection(HOST, srv.port)
+            stray = message("FS1").replace(b"PID|1|", b"PID|1\x1c|")
+            writer.write(b"\x0b" + stray + b"\x1c\r")
+            ar = parse(await read_frame(reader))
+            assert ar.get("MSA-1") == "AR" and ar.get("MSA-2") == "FS1" and ar.get("ERR-3") == "102"
+            assert "0x1C at offset" in ar.get("ERR-8") and "\\X1C\\" in ar.get("ERR-8")
+            writer.write(frame(message("FS2")))  # the connection carries on
+            assert parse(await read_frame(reader)).get("MSA-1") == "AA"
+            writer.close()
+            assert [parse(r).control_id for r in seen] == ["FS2"]
+    run(body())
+
+
 def test_handler_failures_become_ar_207_without_details() -> None:
     async def crashing(raw: bytes, peer: Peer) -> bytes:
         if b"|CRASH|" in raw:

@@ -60,11 +60,22 @@ def test_garbage_outside_frames_is_reported_in_order() -> None:
     assert events == [Garbage(b"junk"), Frame(b"a"), Garbage(b"more junk"), Frame(b"b"), Garbage(b"tail")]
 
 
-def test_fs_without_cr_still_ends_the_frame() -> None:
+def test_fs_followed_by_lf_or_the_next_start_block_still_ends_the_frame() -> None:
     decoder = MLLPDecoder()
     assert decoder.feed(b"\x0ba\x1c\x0bb\x1c\r") == [Frame(b"a"), Frame(b"b")]
-    assert decoder.feed(b"\x0bc\x1c") == []
-    assert decoder.feed(b"x") == [Frame(b"c"), Garbage(b"x")]
+    assert decoder.feed(b"\x0bc\x1c\n\x0bd\x1c") == [Frame(b"c")]
+    assert decoder.feed(b"\x0be\x1c\r") == [Frame(b"d"), Frame(b"e")]
+
+
+@pytest.mark.parametrize("cut", [None, 12, 13, 14])
+def test_a_stray_fs_inside_a_message_does_not_end_its_frame(cut: int | None) -> None:
+    """An FS followed by other data is part of the payload: ending the frame there answered the first
+    half of the message as if it were all of it, and closed the connection on the rest ("bytes
+    outside any frame") - wherever the reads are cut."""
+    data = b"\x0bMSH|^~\\&|A\x1c|B\rPID|1\x1c\r\x0bMSH|2\x1c\r"
+    decoder = MLLPDecoder()
+    events = decoder.feed(data) if cut is None else decoder.feed(data[:cut]) + decoder.feed(data[cut:])
+    assert events == [Frame(b"MSH|^~\\&|A\x1c|B\rPID|1"), Frame(b"MSH|2")]
 
 
 def test_start_block_inside_a_frame_truncates_it() -> None:

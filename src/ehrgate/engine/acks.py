@@ -74,6 +74,16 @@ class _Template:
         return (self.head + stamp + self.middle + control_id + self.tail + their_id + "\r").encode(self.codec)
 
 
+def _encoded(ack: Message) -> bytes:
+    """The ACK's bytes in its MSH-18 character set; a character that set cannot carry (an error text
+    quoting a remote server, a name read with a fallback codec) becomes '?' - an ACK that raised
+    instead reached the sender as an AR 'cannot be encoded', whatever the message's outcome."""
+    try:
+        return ack.to_bytes()
+    except HL7Error:
+        return ack.to_er7().encode(ack.codec, "replace")
+
+
 class Acks:
     """ACK builder with its control IDs (a per-process prefix and a counter) and a template cache."""
 
@@ -114,21 +124,18 @@ class Acks:
         ack = self._build(msg, "accept", (), application=application, stamp=stamp, control_id=control_id)
         if key not in templates and len(templates) < _MAX_TEMPLATES:
             templates[key] = _Template.of(ack, stamp, control_id, fields[10] if n > 10 else "")
-        return ack.to_bytes(), ack.get("MSA-1")
+        return _encoded(ack), ack.get("MSA-1")
 
     def outcome(self, msg: Message, outcome: Outcome, errors: Sequence[AckError], *, application: bool) -> Ack:
         if outcome == "accept" and not errors:
             return self.accepted(msg, application=application)
         ack = self._build(msg, outcome, errors, application=application, stamp=self.timestamp(),
                           control_id=self.control_id())
-        return ack.to_bytes(), ack.get("MSA-1")
+        return _encoded(ack), ack.get("MSA-1")
 
     def reject(self, raw: bytes, error: HL7Error) -> Ack:
         ack = reject_unparseable(raw, control_id=self.control_id(), timestamp=datetime.now(UTC), error=error)
-        try:
-            return ack.to_bytes(), "AR"
-        except HL7Error:  # a diagnostic quoting text the declared character set cannot carry
-            return ack.to_er7().encode(ack.codec, "replace"), "AR"
+        return _encoded(ack), "AR"
 
     @staticmethod
     def _build(msg: Message, outcome: Outcome, errors: Sequence[AckError], *, application: bool, stamp: str,

@@ -91,12 +91,12 @@ def query(conn: sa.Connection, q: AuditQuery) -> list[dict[str, Any]]:
         stmt = stmt.where(a.at >= q.since)
     if q.until is not None:
         stmt = stmt.where(a.at < q.until)
-    if q.actor:
-        stmt = stmt.where(a.actor == q.actor)
+    if q.actor:  # PostgreSQL refuses a NUL in text, and no actor or target holds one
+        stmt = stmt.where(a.actor == q.actor.replace("\x00", " "))
     if q.action:
         stmt = stmt.where(a.action == q.action)
     if q.target:
-        stmt = stmt.where(a.target == q.target)
+        stmt = stmt.where(a.target == q.target.replace("\x00", " "))
     if q.before_id:
         stmt = stmt.where(a.id < q.before_id)
     stmt = stmt.order_by(a.id.desc()).limit(max(1, min(q.limit, 10000)))

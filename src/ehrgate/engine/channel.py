@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..hl7 import MLLPServer, split_messages, start_mllp_server
+from ..hl7 import MLLPServer, decode, split_messages, start_mllp_server
 from . import schema as t
 from .config import ChannelConfig
 from .destinations import DESTINATIONS, Context, Destination, Payload
@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 __all__ = ["ChannelRuntime"]
 
 log = logging.getLogger("ehrgate.engine")
+
+# what a destination's payload holds (``_payloads``): the transformed message, else the raw one, and the Bundle
+_PAYLOAD_SIZE = (sa.func.length(sa.func.coalesce(t.message.c.transformed, t.message.c.raw))
+                 + sa.func.coalesce(sa.func.length(t.message.c.bundle), 0))
+_NOT_STORED = b"could not be stored"  # in the ERR text of the AR the engine answers a message it could not store
 
 
 class ChannelRuntime:
@@ -49,6 +54,8 @@ class ChannelRuntime:
         self.tasks: list[asyncio.Task[None]] = []
         self.server: MLLPServer | None = None
         self.port: int | None = None
+        self._unmovable: set[tuple[str, int, int]] = set()  # directory source: files stored but not moved
+        self.batch_bytes = 32 * 1024 * 1024  # messages per pipeline or delivery batch (at least one message)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -126,38 +133,74 @@ class ChannelRuntime:
             root = self.cfg.base_dir / root
         pattern = str(o.get("pattern", "*.hl7"))
         interval = float(o.get("interval", 1.0))
+        min_age = float(o.get("min_age", 1.0))
         for sub in ("processed", "error"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         while not self.stopping:
             files = sorted(p for p in root.glob(pattern) if p.is_file() and not p.name.startswith("."))
             for path in files:
+                if not self._settled(path, min_age) or (self._unmovable and self._identity(path) in self._unmovable):
+                    continue  # still being written: taking it now stored half of it and lost the rest
                 if self.stopping:
                     break
                 await self._take_file(root, path)
             await asyncio.sleep(interval)
 
+    @staticmethod
+    def _settled(path: Path, min_age: float) -> bool:
+        """True when ``path`` was last modified ``min_age`` seconds ago or more."""
+        try:
+            return time.time() - path.stat().st_mtime >= min_age
+        except OSError:
+            return False
+
     async def _take_file(self, root: Path, path: Path) -> None:
         """Store every message of the file; move it to processed/ once all are committed, or to
-        error/ when any could not be parsed (those are stored with status ERROR). A crash between the
-        commit and the move re-reads the file at start; duplicate detection skips what was stored."""
+        error/ when any could not be parsed (those are stored with status ERROR) or stored; leave it
+        when none could be stored. A crash between the commit and the move re-reads the file at
+        start; duplicate detection skips what was stored."""
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except OSError:
             return
-        texts = split_messages(data)
+        # each message goes back to the bytes it was read from (its MSH-18's character set), not UTF-8
+        text, codec = decode(data)
+        texts = split_messages(text)
         bad = not texts
-        results = await asyncio.gather(*(self.engine.handle(self.name, text.encode("utf-8"), f"file {path.name}")
-                                         for text in texts), return_exceptions=True)
+        results = await asyncio.gather(*(self.engine.handle(self.name, t.encode(codec or "utf-8"), f"file {path.name}")
+                                         for t in texts), return_exceptions=True)
+        if texts and all(isinstance(r, BaseException) or (r[1] in ("AR", "CE") and _NOT_STORED in r[0]) for r in results):
+            # nothing was stored (the database is unavailable, the channel stopping): try again at the
+            # next poll - moving it to error/ left it there after the database came back
+            log.warning("channel %s: file %s: no message could be stored; left in place to be read again",
+                        self.name, path.name)
+            return
         for r in results:
             if isinstance(r, BaseException) or r[1] not in ("AA", "CA"):
                 bad = True
         target = root / ("error" if bad else "processed") / path.name
-        if target.exists():
-            target = target.with_name(f"{path.stem}-{int(time.time() * 1000)}{path.suffix}")
-        with contextlib.suppress(OSError):
+        try:
+            target.parent.mkdir(exist_ok=True)  # the directory may have been recreated without it
+            if target.exists():
+                target = target.with_name(f"{path.stem}-{int(time.time() * 1000)}{path.suffix}")
             path.replace(target)
+        except OSError as exc:
+            # left in place, the file was read again at every poll: its messages stored again and again
+            self._unmovable.add(self._identity(path))
+            log.error("channel %s: file %s cannot be moved to %s/: %s. Its messages are stored; it is skipped "
+                      "from now on (expected a writable %s; move or delete the file)", self.name, path.name,
+                      target.parent.name, exc.strerror, target.parent)
+            return
         log.info("channel %s: file %s (%d message(s)) moved to %s/", self.name, path.name, len(texts),
                  "error" if bad else "processed")
+
+    @staticmethod
+    def _identity(path: Path) -> tuple[str, int, int]:
+        try:
+            st = path.stat()
+        except OSError:
+            return (path.name, 0, 0)
+        return (path.name, st.st_mtime_ns, st.st_size)
 
     # -- pipeline --------------------------------------------------------------------------
 
@@ -186,6 +229,7 @@ class ChannelRuntime:
         if not items:
             return 0
         m = t.message.c
+        items = self._within_budget(items, sa.func.length(m.raw))
         tr = eng.tracing
         columns = [m.id, m.raw, m.received_at]
         if tr is not None:  # the trace context and the header facts its spans show
@@ -228,6 +272,23 @@ class ChannelRuntime:
         if counts["ERROR"]:
             eng.stats.errored.labels(self.name).inc(counts["ERROR"])
         return len(items)
+
+    def _within_budget(self, items: list[Item], size: Any) -> list[Item]:
+        """The first of ``items`` whose messages (``size``: a column expression) add up to
+        ``batch_bytes`` (at least one); the others' claims are given back. A batch holds every
+        message (its parsed form, outputs, Bundle) until it is recorded: 200 messages with large
+        attachments - a backlog after a pause - took gigabytes."""
+        m = t.message.c
+        with self.engine.messages.read() as conn:
+            sizes: dict[int, Any] = {int(r[0]): r[1] for r in conn.execute(
+                sa.select(m.id, size).where(m.id.in_([i.message_id for i in items])))}
+        total = 0
+        for n, item in enumerate(items):
+            total += int(sizes.get(item.message_id) or 0)
+            if n and total > self.batch_bytes:
+                self._release([i.id for i in items[n:]])
+                return items[:n]
+        return items
 
     def _record_pipeline(self, results: list[tuple[Any, Any]], spans: dict[int, Any], counts: dict[str, int]) -> None:
         """Record each run's outcome in one transaction (a message another worker took over is left
@@ -284,6 +345,8 @@ class ChannelRuntime:
             try:
                 items = await asyncio.to_thread(eng.queue.claim, self.name, dest.name, limit=max(20, dest.batch_size),
                                                 lease_ms=eng.lease_ms, ordered=self.cfg.ordered)
+                if items:
+                    items = await asyncio.to_thread(self._within_budget, items, _PAYLOAD_SIZE)
                 payloads = await asyncio.to_thread(self._payloads, items) if items else {}
             except Exception as exc:  # noqa: BLE001
                 log.error("channel %s destination %s: claim failed: %s", self.name, dest.name, type(exc).__name__)

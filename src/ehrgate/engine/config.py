@@ -23,8 +23,8 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SOURCE_TYPES = ("mllp", "http", "directory")
 SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
     "mllp": ("host", "port", "tls", "idle_timeout", "max_connections", "max_message_bytes"),
-    "http": (),
-    "directory": ("path", "pattern", "interval"),
+    "http": ("max_message_bytes",),
+    "directory": ("path", "pattern", "interval", "min_age"),
 }
 """The options of each source type besides ``type``."""
 SERVER_TLS = ("ca", "cert", "client_auth", "key")
@@ -280,11 +280,15 @@ def _source(p: _Problems, where: str, value: Any, base: Path) -> SourceConfig:
                       "sender is refused in the TLS handshake).")
             for option, path in tls_files(tls).items():
                 _readable(p, f"{where}.{option}", path, base)
+    elif kind == "http" and "max_message_bytes" in opts:
+        _number(p, f"{where}.max_message_bytes", opts["max_message_bytes"], minimum=1)
     elif kind == "directory":
         if not isinstance(opts.get("path"), str):
             p.add(f"{where}.path has value {opts.get('path')!r}. Expected the directory to poll.")
         if "interval" in opts:
             _number(p, f"{where}.interval", opts["interval"], minimum=0.05)
+        if "min_age" in opts:
+            _number(p, f"{where}.min_age", opts["min_age"], minimum=0)
     return SourceConfig(kind, opts)
 
 

@@ -11,6 +11,7 @@ one, is recorded in the audit trail (``audit.py``, ``GET /admin/audit``).
 from __future__ import annotations
 
 import asyncio
+import codecs
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..hl7.charset import codec_for, header_charset
 from .access import Actor, Denied, Gate, UserDirectory, roles_for
 from .audit import ACTIONS, AuditQuery
 from .errors import ChannelConfigError, UnknownChannel
@@ -28,7 +30,19 @@ from .timeparse import TimeError, parse_duration, parse_since
 
 __all__ = ["engine_routes"]
 
-HL7_TYPE = "application/hl7-v2; charset=utf-8"
+
+def _hl7_type(ack: bytes) -> str:
+    """The Content-Type of an ACK: it is encoded in its MSH-18 character set (the message's), which
+    was labelled UTF-8 whatever it was - a Latin-1 sender's names in MSH-5/6 came back garbled."""
+    codec = codec_for(header_charset(ack)) or "utf-8"
+    name = codecs.lookup(codec).name
+    if name.startswith("iso8859-"):
+        name = "iso-8859-" + name[8:]
+    elif name.startswith("cp125"):
+        name = "windows-" + name[2:]
+    else:
+        name = {"iso2022_jp": "iso-2022-jp", "euc_kr": "euc-kr"}.get(name, name)
+    return f"application/hl7-v2; charset={name}"
 
 
 def _error(status: int, text: str) -> JSONResponse:
@@ -55,6 +69,13 @@ def _window(p: Any, now_ms: int) -> tuple[int | None, int | None, int, int | Non
     return since, until, limit, before
 
 
+def _no_nul(p: Any, names: tuple[str, ...]) -> None:
+    """Text criteria go to the database as they are; PostgreSQL refuses a NUL in text (a 500 before)."""
+    for name in names:
+        if "\x00" in (p.get(name) or ""):
+            raise ValueError(f"{name} contains a NUL character. Expected text without control characters.")
+
+
 def _message_ids(body: Any) -> list[int]:
     """``{"ids": [...]}``: a list of message ids (JSON integers, not booleans), duplicates dropped."""
     ids = body.get("ids") if isinstance(body, dict) else None
@@ -62,6 +83,22 @@ def _message_ids(body: Any) -> list[int]:
             isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID for i in ids):
         raise ValueError
     return list(dict.fromkeys(ids))
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it exceeds ``limit`` bytes: it is not read further (a sender of
+    a huge or endless body no longer grows the server's memory with it)."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _row(row: dict[str, Any]) -> dict[str, Any]:
@@ -111,12 +148,19 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
         if rt is None or rt.cfg.source.type != "http":
             return _error(404, f"No deployed channel '{name}' with an HTTP source. Expected one of: "
                           + (", ".join(n for n, r in engine.runtimes.items() if r.cfg.source.type == "http") or "none"))
-        body = await request.body()
+        limit = int(rt.cfg.source.options.get("max_message_bytes", 16 * 1024 * 1024))
+        body = await _body(request, limit)
+        if body is None:
+            return _error(413, f"The message exceeds the limit of {limit} bytes (max_message_bytes of the http "
+                               "source). Expected a smaller message: split it, or raise the limit.")
         if not body.strip():
             return _error(400, "The request body is empty. Expected one HL7 v2 message (ER7).")
         client = request.client.host if request.client else "?"
-        ack, code = await engine.handle(name, body, f"http {client}")
-        return Response(ack, media_type=HL7_TYPE, headers={"X-HL7-Ack-Code": code})
+        try:
+            ack, code = await engine.handle(name, body, f"http {client}")
+        except UnknownChannel as exc:  # undeployed while the body was read: not stored, nothing to ACK
+            return _error(404, exc.message)
+        return Response(ack, media_type=_hl7_type(ack), headers={"X-HL7-Ack-Code": code})
 
     async def metrics(request: Request) -> Response:
         data = await asyncio.to_thread(engine.stats.exposition)
@@ -152,6 +196,7 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
         if status and status.upper() not in STATUSES:
             return _error(400, f"status {status!r} is not a status. Expected one of: {', '.join(STATUSES)}.")
         try:
+            _no_nul(p, ("channel", "type", "control_id", "patient", "text"))
             since, until, limit, before = _window(p, store.clock())
         except ValueError as exc:
             return _error(400, str(exc))
@@ -187,7 +232,7 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
             body = await request.json()
             older_than = str(body["older_than"])
             channel = body.get("channel")
-            if channel is not None and not isinstance(channel, str):
+            if channel is not None and (not isinstance(channel, str) or "\x00" in channel):
                 raise TypeError
         except (ValueError, KeyError, TypeError, AttributeError):
             return _error(400, "Expected a JSON body {\"older_than\": \"30d\", \"channel\": name (optional)}.")
@@ -206,6 +251,7 @@ def engine_routes(engine: Engine, admin_token: str = "", users: UserDirectory | 
         if action and action not in ACTIONS:
             return _error(400, f"action {action!r} is not an audited action. Expected one of: {', '.join(ACTIONS)}.")
         try:
+            _no_nul(p, ("actor", "target"))
             since, until, limit, before = _window(p, store.clock())
         except ValueError as exc:
             return _error(400, str(exc))

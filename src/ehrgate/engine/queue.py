@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from . import schema as t
 from . import sql as q
-from .store import MessageStore, patients_json
+from .store import MessageStore, db_text, patients_json
 
 __all__ = ["Delivered", "Item", "LeaseLost", "Queue", "new_owner"]
 
@@ -141,7 +141,7 @@ class Queue:
         pg = self.store.pg
         self._take(cur, item)
         now = self.store.clock()
-        cur.execute(q.SET_RESULT(pg), (status, error, transformed, bundle, now, item.message_id))
+        cur.execute(q.SET_RESULT(pg), (status, db_text(error), transformed, bundle, now, item.message_id))
         self._queue_deliveries(cur, item.message_id, item, destinations, now)
         if not children:
             return []
@@ -150,13 +150,15 @@ class Queue:
         patients: list[tuple[int, str]] = []
         for cid, child in zip(kids, children, strict=True):
             rows.append((cid, item.channel, now, now, "QUEUED" if child["destinations"] else "FILTERED",
-                         child.get("msg_type", ""), child.get("control_id", ""), child.get("sender", ""),
+                         db_text(child.get("msg_type", "")), db_text(child.get("control_id", "")),
+                         db_text(child.get("sender", "")),
                          f"split of message {item.message_id}", item.message_id, None, item.order_key,
                          child["raw"], child["raw"], child.get("bundle"),
                          None if child["destinations"] else "No destination matched",
                          patients_json(child.get("patient_ids") or ()), child.get("trace")))
             if pg:  # SQLite: index_pending writes them, as for received messages (migration e0003)
-                patients.extend((cid, p) for p in child.get("patient_ids") or ())
+                patients.extend((cid, p) for p in dict.fromkeys(p.replace("\x00", " ")
+                                                                 for p in child.get("patient_ids") or ()))
         cur.executemany(q.INSERT_MESSAGE(pg), rows)
         if patients:
             cur.executemany(q.INSERT_PATIENT(pg), patients)
@@ -182,6 +184,7 @@ class Queue:
         pg = self.store.pg
         now = self.store.clock()
         attempt_no = item.attempts + 1
+        error = db_text(result.error)
         if result.ok:
             status = "SENT"
         elif give_up or not result.retry:
@@ -194,11 +197,11 @@ class Queue:
                 raise LeaseLost(f"Queue row {item.id} (message {item.message_id}) is no longer leased by this worker")
         else:
             self._take(cur, item)
-        cur.execute(q.UPDATE_DELIVERY(pg), (status, attempt_no, now, result.error, result.request, result.response,
+        cur.execute(q.UPDATE_DELIVERY(pg), (status, attempt_no, now, error, result.request, result.response,
                                             item.message_id, item.step))
         cur.execute(q.INSERT_ATTEMPT(pg), (item.message_id, item.step, attempt_no, now,
                                            "SENT" if result.ok else ("ERROR" if status == "ERROR" else "RETRY"),
-                                           result.duration_ms, result.error))
+                                           result.duration_ms, error))
         if status != "QUEUED":
             self._settle(cur, item.message_id, now)
         return status

@@ -359,7 +359,11 @@ class Engine:
             if tr is not None:
                 tr.stored(item, receipt, event=cfg.ack != "on_receive")
             msg = info.message
-            if receipt is None:
+            if receipt is None and msg is not None and acknowledgment_mode(msg) is AckMode.ENHANCED:
+                # HTTP or directory source, enhanced mode: the accept acknowledgment says it (CE)
+                result = self.acks.outcome(msg, "error", [AckError(ErrorCode.APPLICATION_INTERNAL_ERROR,
+                                                                   self._NOT_STORED)], application=False)
+            elif receipt is None:
                 result = self.acks.reject(raw, HL7Error(self._NOT_STORED, code=207))
             elif msg is None:
                 result = self.acks.reject(raw, HL7Error(f"Message {receipt.id} cannot be parsed: {info.error}",

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,6 +58,21 @@ def patients_json(ids: Sequence[str]) -> str | None:
         if '"' in i or "\\" in i or not i.isprintable():
             return json.dumps(list(ids), ensure_ascii=False)
     return '["' + '", "'.join(ids) + '"]'
+
+
+def db_text(value: str | None) -> str | None:
+    """``value`` with each NUL replaced by a space: PostgreSQL refuses NUL in text columns, and one
+    in an error text or a header fact (a byte, or HL7's \\X00\\) failed the whole transaction."""
+    return value.replace("\x00", " ") if value and "\x00" in value else value
+
+
+def _without_nul(item: Incoming) -> None:
+    """PostgreSQL: the header facts of a received message, NUL-free (the raw bytes are kept as they are)."""
+    if "\x00" in item.control_id + item.sender + item.msg_type + item.order_key + "".join(item.patient_ids):
+        item.control_id, item.sender = item.control_id.replace("\x00", " "), item.sender.replace("\x00", " ")
+        item.msg_type, item.order_key = item.msg_type.replace("\x00", " "), item.order_key.replace("\x00", " ")
+        item.patient_ids = tuple(dict.fromkeys(p.replace("\x00", " ") for p in item.patient_ids))
+    item.error = db_text(item.error)
 
 
 @dataclass(slots=True)
@@ -164,6 +179,9 @@ class MessageStore:
         if not batch:
             return []
         pg = self.pg
+        if pg:
+            for item in batch:
+                _without_nul(item)
         with self.fast.write() as cur:
             now = self.clock()
             if pg:  # round trips are the cost here: ids and duplicates in one, the inserts in one
@@ -310,6 +328,9 @@ class MessageStore:
         """Newest first. Every criterion uses an index; text goes through FTS5 / a GIN tsvector."""
         m = t.message.c
         stmt = sa.select(*_SUMMARY)
+        if self.pg:  # a NUL as stored there (receive): a space; as a parameter it was a 500
+            q = replace(q, channel=db_text(q.channel), msg_type=db_text(q.msg_type), control_id=db_text(q.control_id),
+                        patient=db_text(q.patient))
         if q.channel:
             stmt = stmt.where(m.channel == q.channel)
         if q.status:

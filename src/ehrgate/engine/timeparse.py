@@ -9,6 +9,9 @@ __all__ = ["TimeError", "parse_duration", "parse_since"]
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Durations back from now are capped at ~31,700 years (what prune caps them at too): a longer one
+# means "since ever", and unbounded it overflowed (an infinite float, a database integer) into a 500.
+_LONGEST = 1e12
 
 
 class TimeError(ValueError):
@@ -27,7 +30,7 @@ def parse_since(text: str, now_ms: int) -> int:
     """A moment: a duration back from now ('2h') or an ISO date/time (UTC when no offset is given)."""
     text = text.strip()
     if _DURATION.match(text.lower()):
-        return now_ms - int(parse_duration(text) * 1000)
+        return now_ms - int(min(parse_duration(text), _LONGEST) * 1000)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -4,7 +4,8 @@ Per connection, frames are handled one at a time and answered in order; connecti
 parallel. Nothing a peer sends can disturb another connection:
 
 * a frame whose payload does not start with MSH gets an AR (table 0357 code 100) without calling
-  the handler; a handler raising HL7Error gets an AR with that error's code, any other exception
+  the handler, and so does one holding a stray 0x1C (code 102: the decoder keeps it in the frame,
+  see ``mllp.py``), rather than half the message being answered; a handler raising HL7Error gets an AR with that error's code, any other exception
   an AR with code 207 (HL7 v2.5 section 2.9.2: AR when the receiver cannot process the message);
 * a frame over ``max_message_bytes`` gets an AR naming the size and the limit;
 * bytes outside any frame (not MLLP at all) close the connection cleanly, after answering the
@@ -39,7 +40,7 @@ from typing import Any
 
 from .ack import reject_unparseable
 from .errors import FrameTooLarge, HL7Error
-from .mllp import DEFAULT_MAX_MESSAGE_BYTES, Garbage, MLLPDecoder, Oversize, Truncated, frame
+from .mllp import DEFAULT_MAX_MESSAGE_BYTES, END_BLOCK, Garbage, MLLPDecoder, Oversize, Truncated, frame
 
 __all__ = ["Handler", "MLLPServer", "Peer", "start_mllp_server"]
 
@@ -226,6 +227,12 @@ class MLLPServer:
         one-ACK case) take the short path; an async generator goes through ``_stream``."""
         if payload.lstrip(b"\xef\xbb\xbf \t\r\n")[:3] != b"MSH":
             await self._send(writer, self._reject(payload, None))
+            return
+        stray = payload.find(END_BLOCK[:1])
+        if stray >= 0:  # the decoder keeps a stray FS in the frame: refuse the whole message
+            await self._send(writer, self._reject(payload, HL7Error(
+                f"Message contains the MLLP end block 0x1C at offset {stray} without the CR that "
+                "ends a frame (expected 0x1C only at the end of the frame; send the byte as \\X1C\\)", code=102)))
             return
         try:
             result = self._handler(payload, peer)

@@ -11,8 +11,14 @@ events in stream order, so frame boundaries may fall anywhere, including between
 * ``Garbage(data)`` - bytes outside any frame. Whitespace between frames (CR/LF that some senders
   append) is skipped silently.
 
-Payloads are bytes; no character set is assumed here (see ``charset.py``). An FS not followed by
-CR also ends a frame: FS cannot occur in HL7 text, and waiting for a CR that never comes would hang.
+Payloads are bytes; no character set is assumed here (see ``charset.py``). The end block is FS CR;
+an FS followed by LF or by the next frame's VT also ends a frame (senders that leave out the CR).
+An FS followed by anything else is part of the payload: ending the frame there cut a message that
+holds a stray 0x1C in two, and the first half was answered as if it were the whole message while
+the rest was read as bytes outside any frame. A payload holding an FS is not HL7 text; the listener
+answers it with an AR. A sender that ends its frames with a lone FS and waits for the answer gets
+none until its next bytes show where the frame ended (as in the reference engine, which waits for
+the CR).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ __all__ = [
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\r"
-_VT, _FS, _CR = 0x0B, 0x1C, 0x0D
+_VT, _FS, _CR, _LF = 0x0B, 0x1C, 0x0D, 0x0A
 _WHITESPACE = b" \t\r\n"
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -105,9 +111,12 @@ class MLLPDecoder:
         while i < n:
             if self._fs_pending:
                 self._fs_pending = False
-                events.append(self._end_frame())
-                if data[i] == _CR:
-                    i += 1
+                if data[i] in (_CR, _LF, _VT):
+                    events.append(self._end_frame())
+                    if data[i] == _CR:
+                        i += 1
+                else:
+                    self._append(b"\x1c")  # a stray FS inside the payload
                 continue
             if not self._in_frame:
                 j = data.find(START_BLOCK, i)
@@ -130,13 +139,17 @@ class MLLPDecoder:
             if k < 0:
                 self._append(data[i:])
                 break
-            self._append(data[i:k])
             if k + 1 >= n:
+                self._append(data[i:k])
                 self._fs_pending = True
                 i = n
-            else:
+            elif data[k + 1] in (_CR, _LF, _VT):
+                self._append(data[i:k])
                 events.append(self._end_frame())
                 i = k + 2 if data[k + 1] == _CR else k + 1
+            else:  # a stray FS inside the payload: keep it, the frame goes on
+                self._append(data[i:k + 1])
+                i = k + 1
         self._flush_garbage(garbage, events)
         return events
 

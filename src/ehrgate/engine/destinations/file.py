@@ -1,6 +1,6 @@
 """Destination ``file``: write each message to a directory (``filename`` template, default
-``{channel}-{message_id}.hl7``). Written to a temporary name and renamed, so a reader never sees
-half a file; the same message always gets the same name, so a redelivery overwrites, not doubles."""
+``{channel}-{message_id}.hl7``). Written to a temporary name, fsynced, renamed and the directory
+fsynced, so a reader never sees half a file and a file recorded SENT survives a power cut; the same message always gets the same name, so a redelivery overwrites, not doubles."""
 
 from __future__ import annotations
 
@@ -42,6 +42,13 @@ class FileDestination(Destination):
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, directory / name)
+            # the rename is durable once the directory is synced: without it a power cut right after
+            # the delivery was recorded SENT could leave the file missing (only its .tmp written)
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             return Delivered(False, error=f"Cannot write {directory / name}: {exc.strerror}")
         return Delivered(True, response=str(directory / name).encode())

@@ -115,7 +115,14 @@ class MllpDestination(Destination):
                 wait_application = msg.application_ack_type.upper() in ("", "AL")
         except HL7Error:
             pass
+        try:
+            frame(payload.body)
+        except HL7Error as exc:  # sending it again cannot help
+            return Delivered(False, request=payload.body, error=f"{where}: {exc.message}", retry=False)
         link = self._links.pop() if self._links else None
+        if link is not None and (link.reader.at_eof() or link.writer.is_closing()):
+            await link.close()  # the receiver closed it while idle (as many do): not a failed attempt
+            link = None
         answers: list[bytes] = []
         state = {"accepted": False, "keep": False}
         try:
