@@ -108,6 +108,8 @@ def test_invalid_resource_content(client: Any) -> None:
         "Patient?_cursor=not-a-cursor",
         "Patient?_has:Observation=1",
         "Patient?_include=broken",
+        "Patient?general-practitioner:Foo=1",  # search.html#reference: :Type names a target type
+        "Patient?general-practitioner:Patient=1",
     ],
 )
 def test_invalid_search_values(client: Any, query: str) -> None:
@@ -137,6 +139,14 @@ def test_method_not_allowed_is_outcome(client: Any) -> None:
     _is_outcome(client.delete("/fhir/metadata"))
 
 
+def test_a_405_lists_the_allowed_methods(client: Any) -> None:
+    # RFC 9110 15.5.6: a 405 response MUST carry an Allow header
+    r = client.put("/fhir/Patient/x/_history/1", json={}, headers=FJ)
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+    r = client.delete("/fhir/metadata")
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+
+
 def test_unknown_path_is_outcome(client: Any) -> None:
     r = client.get("/nothing-here")
     assert r.status_code == 404
@@ -155,3 +165,54 @@ def test_people_get_pages_and_clients_get_outcomes_outside_the_api(client: Any) 
     assert client.get("/nowhere").json()["resourceType"] == "OperationOutcome"
     api = client.get("/fhir/Nosuch/1", headers=html)
     assert api.status_code == 404 and api.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize("fmt", [
+    "application/fhir+json",  # a literal '+' in a query string arrives as a space
+    "application/fhir%2Bjson",
+    "application/fhir%2Bjson;%20fhirVersion=4.0",
+    "application/json+fhir",
+    "JSON",
+])
+def test_format_takes_every_json_mime_type(client: Any, fmt: str) -> None:
+    # http.html#mime-type: _format takes json or a MIME type, with parameters such as fhirVersion
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FJ).json()["id"]
+    assert client.get(f"/fhir/Patient/{pid}?_format={fmt}").status_code == 200
+    assert client.get(f"/fhir/Patient?_format={fmt}").json()["resourceType"] == "Bundle"
+    _is_outcome(client.get("/fhir/metadata?_format=application/fhir%2Bxml;%20fhirVersion=4.0"), 406)
+
+
+def test_nul_characters_are_refused_not_a_server_error(client: Any) -> None:
+    # PostgreSQL cannot store U+0000 in text: a 400 (write) or a 4xx (read, search), never a 500
+    obs = b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a\\u0000b"}'
+    r = client.post("/fhir/Observation", content=obs, headers=FJ)
+    _is_outcome(r, 400)
+    assert r.json()["issue"][0]["expression"] == ["Observation.valueString"]
+    coded = b'{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"urn:x","code":"a\\u0000"}]}}'
+    _is_outcome(client.post("/fhir/Observation", content=coded, headers=FJ), 400)
+    for query in ("code=a%00b", "_id=a%00", "code:text=%00", "status=final&subject=Patient/%00"):
+        _is_outcome(client.get(f"/fhir/Observation?{query}"), 400)
+    for path in ("/fhir/Observation/a%00b", "/fhir/Observation/a%00b/_history", "/fhir/Observation/a%00b/_history/1",
+                 "/fhir/Patient/a%00b/Observation"):
+        _is_outcome(client.get(path), 404)
+    _is_outcome(client.delete("/fhir/Observation/a%00b"), 404)
+    _is_outcome(client.patch("/fhir/Observation/a%00b", json=[], headers={"Content-Type": "application/json-patch+json"}), 404)
+    assert _count(client) == 0
+
+
+def test_a_paging_cursor_from_another_search_is_400(client: Any) -> None:
+    for year in (1980, 1981, 1982):
+        client.post("/fhir/Patient", json={"resourceType": "Patient", "birthDate": f"{year}-01-01",
+                                           "name": [{"family": f"F{year}"}]}, headers=FJ)
+    first = client.get("/fhir/Patient?_count=1&_sort=-birthdate").json()
+    cursor = next(x["url"] for x in first["link"] if x["relation"] == "next").split("_cursor=")[1]
+    for other in ("_sort=family", "_sort=_lastUpdated", "_sort=family,birthdate", "", "name=f"):
+        r = client.get(f"/fhir/Patient?_count=1&{other}&_cursor={cursor}")
+        _is_outcome(r, 400)
+        assert "first page" in r.json()["issue"][0]["diagnostics"]
+
+
+def test_a_version_id_is_ascii_digits(client: Any) -> None:
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FJ).json()["id"]
+    assert client.get(f"/fhir/Patient/{pid}/_history/1").status_code == 200
+    _is_outcome(client.get(f"/fhir/Patient/{pid}/_history/%D9%A1"), 404)  # ARABIC-INDIC DIGIT ONE

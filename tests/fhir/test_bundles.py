@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 FJ = {"Content-Type": "application/fhir+json"}
 
 
@@ -172,3 +174,77 @@ def test_conditional_reference_to_an_unknown_type_is_a_400(client: Any) -> None:
     r = client.post("/fhir", json=_tx(_obs_for("Nonsense?identifier=x")), headers=FJ)
     assert r.status_code == 400
     assert "unknown resource type" in r.json()["issue"][0]["diagnostics"]
+
+
+def test_transaction_with_a_duplicate_full_url_is_400(client: Any) -> None:
+    # bundle.html bdl-7: fullUrl is unique within a Bundle (unless versions differ)
+    same = "urn:uuid:44444444-4444-4444-4444-444444444444"
+    r = client.post("/fhir", json=_tx(
+        {"fullUrl": same, "resource": _patient("FU-1"), "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": same, "resource": _patient("FU-2"), "request": {"method": "POST", "url": "Patient"}},
+    ), headers=FJ)
+    assert r.status_code == 400, r.text
+    assert same in r.json()["issue"][0]["diagnostics"]
+    assert client.get("/fhir/Patient?identifier=urn:mrn|FU-1").json()["total"] == 0
+
+
+def test_transaction_reference_to_a_urn_uuid_not_in_the_bundle_is_400(client: Any) -> None:
+    # http.html#trules: a urn:uuid reference means an entry of this Bundle; stored as is it would dangle
+    missing = "urn:uuid:55555555-5555-5555-5555-555555555555"
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": missing}}
+    r = client.post("/fhir", json=_tx({"resource": obs, "request": {"method": "POST", "url": "Observation"}}), headers=FJ)
+    assert r.status_code == 400, r.text
+    assert missing in r.json()["issue"][0]["diagnostics"]
+    assert client.get("/fhir/Observation").json()["total"] == 0
+
+
+@pytest.mark.parametrize("request_part", [
+    {"method": "POST", "url": 5},
+    {"method": "POST", "url": {"a": 1}},
+    {"method": "PUT", "url": "Patient/x", "ifMatch": 5},
+    {"method": "POST", "url": "Patient", "ifNoneExist": 5},
+    {"method": "POST", "url": "Patient", "ifNoneExist": ["identifier=a"]},
+])
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_bundle_request_fields_of_the_wrong_json_type_are_400(client: Any, kind: str, request_part: dict[str, Any]) -> None:
+    entry = {"resource": {**_patient("WT-1"), "id": "x"}, "request": request_part}
+    r = client.post("/fhir", json=_tx(entry, kind=kind), headers=FJ)
+    assert r.status_code == 400, r.text
+    assert "Bundle.entry[0].request" in r.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("full_url", [5, {"a": 1}, ["urn:uuid:x"]])
+def test_a_full_url_that_is_not_a_string_is_400(client: Any, full_url: Any) -> None:
+    entry = {"fullUrl": full_url, "resource": _patient("FU-3"), "request": {"method": "POST", "url": "Patient"}}
+    r = client.post("/fhir", json=_tx(entry), headers=FJ)
+    assert r.status_code == 400, r.text
+    assert "Bundle.entry[0].fullUrl" in r.json()["issue"][0]["diagnostics"]
+
+
+def test_a_patch_binary_whose_data_is_not_a_string_is_400(client: Any) -> None:
+    client.put("/fhir/Patient/pb1", json={**_patient("PB-1"), "id": "pb1"}, headers=FJ)
+    entry = {"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": 5},
+             "request": {"method": "PATCH", "url": "Patient/pb1"}}
+    r = client.post("/fhir", json=_tx(entry), headers=FJ)
+    assert r.status_code == 400, r.text
+
+
+def test_a_transaction_holding_a_huge_integer_is_400_not_500(client: Any) -> None:
+    raw = (b'{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"POST","url":"Observation"},'
+           b'"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+           b'"valueInteger":123456789012345678901234567890}}]}')
+    r = client.post("/fhir", content=raw, headers=FJ)
+    assert r.status_code == 400, r.text
+    assert "valueInteger" in r.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_an_operation_in_a_bundle_is_refused_not_run_as_a_search(client: Any, kind: str) -> None:
+    client.post("/fhir/Patient", json=_patient("OP-1"), headers=FJ)
+    r = client.post("/fhir", json=_tx({"request": {"method": "GET", "url": "Patient/$everything"}}, kind=kind), headers=FJ)
+    if kind == "transaction":
+        assert r.status_code == 400, r.text
+        return
+    response = r.json()["entry"][0]
+    assert response["response"]["status"].startswith("400"), response
+    assert "resource" not in response

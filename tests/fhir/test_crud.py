@@ -208,3 +208,57 @@ def test_history_levels(client: Any) -> None:
     future = client.get("/fhir/_history?_since=2999-01-01T00:00:00Z").json()
     assert future["total"] == 0
     assert client.get("/fhir/Patient/unknown/_history").status_code == 404
+
+
+def test_conditional_patch_match_counts(client: Any) -> None:
+    # http.html#patch: conditional patch as conditional update - none 404, one patched, several 412
+    jp = {"Content-Type": "application/json-patch+json"}
+    body = [{"op": "replace", "path": "/gender", "value": "other"}]
+    none = client.patch("/fhir/Patient?identifier=urn:mrn|NOPE", json=body, headers=jp)
+    assert none.status_code == 404, none.text
+    assert none.json()["issue"][0]["code"] == "not-found"
+    pid = client.post("/fhir/Patient", json=patient(), headers=FJ).json()["id"]
+    one = client.patch("/fhir/Patient?identifier=urn:mrn|MRN-1", json=body, headers=jp)
+    assert one.status_code == 200 and one.json()["id"] == pid and one.json()["gender"] == "other"
+    client.post("/fhir/Patient", json=patient(), headers=FJ)
+    several = client.patch("/fhir/Patient?identifier=urn:mrn|MRN-1", json=body, headers=jp)
+    assert several.status_code == 412, several.text
+
+
+def test_delete_then_read_then_create_again_with_the_same_id(client: Any) -> None:
+    rid = "a" * 64  # the longest id R4 allows
+    assert client.put(f"/fhir/Patient/{rid}", json=patient(id=rid), headers=FJ).status_code == 201
+    assert client.put(f"/fhir/Patient/{'a' * 65}", json=patient(id="a" * 65), headers=FJ).status_code == 400
+    assert client.delete(f"/fhir/Patient/{rid}").status_code == 204
+    gone = client.get(f"/fhir/Patient/{rid}")
+    assert gone.status_code == 410 and gone.headers["etag"] == 'W/"2"'
+    stale = client.put(f"/fhir/Patient/{rid}", json=patient(id=rid), headers={**FJ, "If-Match": 'W/"1"'})
+    assert stale.status_code == 412
+    again = client.put(f"/fhir/Patient/{rid}", json=patient(id=rid), headers=FJ)
+    assert again.status_code == 201 and again.json()["meta"]["versionId"] == "3"
+
+
+@pytest.mark.parametrize("criteria", ["_count=1", "identifier=", "_sort=birthdate", "_summary=true&_elements=id"])
+def test_conditional_criteria_that_select_nothing_are_refused(client: Any, criteria: str) -> None:
+    # http.html#cdelete/#cond-update: the criteria are a search; one without a search parameter
+    # must not be taken as "every resource of the type" (it once deleted them all)
+    pids = [client.post("/fhir/Patient", json=patient(), headers=FJ).json()["id"] for _ in range(2)]
+    r = client.delete(f"/fhir/Patient?{criteria}")
+    assert r.status_code == 400, r.text
+    assert "search parameter" in r.json()["issue"][0]["diagnostics"]
+    assert all(client.get(f"/fhir/Patient/{pid}").status_code == 200 for pid in pids)
+    assert client.put(f"/fhir/Patient?{criteria}", json=patient(), headers=FJ).status_code == 400
+    assert client.post("/fhir/Patient", json=patient(), headers={**FJ, "If-None-Exist": criteria}).status_code == 400
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 2
+
+
+def test_conditional_update_with_if_match_never_creates(client: Any) -> None:
+    # RFC 9110 13.1.1: If-Match is false when there is no current representation, so a conditional
+    # update whose criteria match nothing must not create the resource (412), as PUT Patient/<id> does
+    body = patient(identifier=[{"system": "urn:mrn", "value": "IFM-1"}])
+    r = client.put("/fhir/Patient?identifier=urn:mrn|IFM-1", json=body, headers={**FJ, "If-Match": 'W/"1"'})
+    assert r.status_code == 412, r.text
+    assert client.get("/fhir/Patient?identifier=urn:mrn|IFM-1").json()["total"] == 0
+    r = client.put("/fhir/Patient?identifier=urn:mrn|IFM-1", json={**body, "id": "ifm1"}, headers={**FJ, "If-Match": 'W/"1"'})
+    assert r.status_code == 412, r.text
+    assert client.get("/fhir/Patient/ifm1").status_code == 404

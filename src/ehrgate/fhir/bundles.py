@@ -20,7 +20,7 @@ import orjson
 
 from .errors import BadRequest, FhirError, Issue, PreconditionFailed, operation_outcome
 from .interactions import Target, parse_target, perform_write
-from .jsonio import loads
+from .jsonio import dumps, loads
 from .store.model import Stored, WriteResult
 from .store.service import Store, WriteSession
 
@@ -86,28 +86,38 @@ def _from_write(results: list[WriteResult]) -> EntryResult:
 
 _REFERENCE = re.compile(rb'"reference":"([^"\\]*)"')
 _CONDITIONAL_REFERENCE = re.compile(rb'"reference":"([A-Z][A-Za-z]+\?[^"\\]*)"')
+_PLACEHOLDER_REFERENCE = re.compile(rb'"reference":\s*"(urn:uuid:[^"\\]*)"')
 
 
-def rewrite_references(value: Any, mapping: dict[str, str]) -> Any:
+def rewrite_references(value: Any, mapping: dict[str, str], missing: list[str] | None = None) -> Any:
     """Replace every ``reference`` whose value is a key of ``mapping``; returns the new value.
+    ``missing``, when given, collects the ``urn:uuid:`` references that name no key of ``mapping``
+    (a transaction's placeholders naming none of its entries, ``unresolved_placeholder``).
 
     Runs over every resource of every transaction, so it works on the serialised form (one regex
     pass over orjson's output, re-parsed only when something changed) instead of walking each
     element in Python, which cost ~5x more. Values orjson cannot serialise (exact decimals) take
     the element walk.
     """
-    if not mapping:
+    if not mapping and missing is None:
         return value
     try:
         data = orjson.dumps(value)
     except TypeError:
-        return _rewrite_walk(value, mapping)
+        return _rewrite_walk(value, mapping, missing)
+    if not mapping:  # only looking for placeholders
+        if missing is not None and b"urn:uuid:" in data:
+            missing.extend(m.group(1).decode() for m in _PLACEHOLDER_REFERENCE.finditer(data))
+        return value
     changed = False
 
     def swap(match: re.Match[bytes]) -> bytes:
         nonlocal changed
-        new = mapping.get(match.group(1).decode())
+        reference = match.group(1).decode()
+        new = mapping.get(reference)
         if new is None:
+            if missing is not None and reference.startswith("urn:uuid:"):
+                missing.append(reference)
             return match.group(0)
         changed = True
         return b'"reference":' + orjson.dumps(new)
@@ -116,7 +126,7 @@ def rewrite_references(value: Any, mapping: dict[str, str]) -> Any:
     return orjson.loads(out) if changed else value
 
 
-def _rewrite_walk(value: Any, mapping: dict[str, str]) -> Any:
+def _rewrite_walk(value: Any, mapping: dict[str, str], missing: list[str] | None = None) -> Any:
     """The same, in place, element by element (for values holding Decimal)."""
     stack = [value]
     while stack:
@@ -125,11 +135,30 @@ def _rewrite_walk(value: Any, mapping: dict[str, str]) -> Any:
             for key, item in node.items():
                 if isinstance(item, (dict, list)):
                     stack.append(item)
-                elif key == "reference" and isinstance(item, str) and item in mapping:
-                    node[key] = mapping[item]
+                elif key == "reference" and isinstance(item, str):
+                    if item in mapping:
+                        node[key] = mapping[item]
+                    elif missing is not None and item.startswith("urn:uuid:"):
+                        missing.append(item)
         elif isinstance(node, list):
             stack.extend(x for x in node if isinstance(x, (dict, list)))
     return value
+
+
+def resolve_placeholders(resource: Any, mapping: dict[str, str]) -> Any:
+    """``resource`` (an entry of a transaction) with its references to entries (``mapping``:
+    fullUrl → ``Type/id``) rewritten. Every ``urn:uuid:`` reference must name an entry it creates or
+    updates (http.html#trules): one that names nothing would be stored pointing nowhere, so it is a
+    400. A Bundle written as an entry (a document) keeps its own internal urn:uuid references. The
+    check rides on the rewrite's one pass over the serialised resource."""
+    if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+        return rewrite_references(resource, mapping)
+    missing: list[str] = []
+    resource = rewrite_references(resource, mapping, missing)
+    if missing:
+        raise BadRequest(f"the reference {missing[0]!r} names no entry of this transaction; add the entry with "
+                         "that fullUrl, or refer to a stored resource as Type/id.", expression="resource")
+    return resource
 
 
 def _entries(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -144,12 +173,42 @@ def _entries(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
         request = entry.get("request") if isinstance(entry, dict) else None
         if not isinstance(request, dict) or not request.get("method") or not request.get("url"):
             raise BadRequest(f"Bundle.entry[{i}].request needs a method and a url.", expression=f"Bundle.entry[{i}].request")
-        if str(request["method"]).upper() not in _ORDER:
+        if not isinstance(request["method"], str) or request["method"].upper() not in _ORDER:
             raise BadRequest(
                 f"Bundle.entry[{i}].request.method {request['method']!r} is not supported.",
                 expression=f"Bundle.entry[{i}].request.method",
             )
+        # Bundle.request elements are uri and string primitives (bundle.html#resource): a JSON string.
+        for name in ("url", "ifNoneMatch", "ifModifiedSince", "ifMatch", "ifNoneExist"):
+            if request.get(name) is not None and not isinstance(request[name], str):
+                raise BadRequest(f"Bundle.entry[{i}].request.{name} is {request[name]!r}; expected a JSON string.",
+                                 expression=f"Bundle.entry[{i}].request.{name}")
+        if entry.get("fullUrl") is not None and not isinstance(entry["fullUrl"], str):
+            raise BadRequest(f"Bundle.entry[{i}].fullUrl is {entry['fullUrl']!r}; expected a JSON string (a URI).",
+                             expression=f"Bundle.entry[{i}].fullUrl")
     return entries
+
+
+def check_full_urls(entries: list[dict[str, Any]]) -> None:
+    """A transaction's fullUrls are unique (bundle.html invariant bdl-7): two entries claiming one
+    identity would leave every reference to it pointing at whichever was planned last."""
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        full = entry.get("fullUrl")
+        if not full:
+            continue
+        if full in seen:
+            raise BadRequest(f"Bundle.entry[{i}].fullUrl {full!r} is also the fullUrl of Bundle.entry[{seen[full]}]; "
+                             "each entry needs its own.", expression=f"Bundle.entry[{i}].fullUrl")
+        seen[full] = i
+
+
+def _serialised(resource: Any) -> bytes:
+    """The JSON of ``resource`` for the regex scans (also when it holds Decimals or huge integers)."""
+    try:
+        return orjson.dumps(resource)
+    except TypeError:
+        return dumps(resource)
 
 
 def process_transaction(
@@ -174,6 +233,7 @@ def _transaction_in(
 ) -> list[EntryResult]:
     targets: list[Target] = []
     seen: set[tuple[str, str]] = set()
+    check_full_urls(entries)
     for i, entry in enumerate(entries):
         target = entry_target(i, entry["request"]["url"], known_types)
         if target.res_id and entry["request"]["method"].upper() in ("PUT", "DELETE", "PATCH"):
@@ -236,8 +296,8 @@ def _transaction_in(
                 resource = _binary_patch(resource)
             if method in ("POST", "PUT") and not isinstance(resource, dict):
                 raise BadRequest(f"Bundle.entry[{i}] ({method}) has no resource.")
-            if resource is not None and mapping:
-                resource = rewrite_references(resource, mapping)
+            if resource is not None:
+                resource = resolve_placeholders(resource, mapping)
             if method == "POST" and request.get("ifNoneExist") and assigned[i] != "":
                 stored = _current(w, target.res_type, assigned[i])
                 if stored is not None:  # the criteria matched: nothing to write
@@ -313,10 +373,7 @@ def _resolve_conditional_references(
         resource = entry.get("resource")
         if not isinstance(resource, dict):
             continue
-        try:
-            data = orjson.dumps(resource)
-        except TypeError:
-            data = orjson.dumps(resource, default=str)
+        data = _serialised(resource)
         if b"?" not in data:
             continue
         for match in _CONDITIONAL_REFERENCE.finditer(data):
@@ -366,7 +423,7 @@ def _binary_patch(resource: Any) -> Any:
     if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
         try:
             return loads(base64.b64decode(resource.get("data", "")))
-        except ValueError:
+        except (ValueError, TypeError):
             raise BadRequest("The Binary in a PATCH entry does not hold a JSON Patch document.") from None
     return resource
 

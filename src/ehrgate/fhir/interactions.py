@@ -94,7 +94,10 @@ def perform_write(
             return [w.patch(target.res_type, target.res_id, resource, kind=kind, if_match=if_match)]
         if target.criteria:
             matches = w.find(target.res_type, target.criteria)
-            if len(matches) != 1:
+            if not matches:  # http.html#patch, as a conditional update that may not create: 404
+                raise NotFound(f"Conditional patch criteria '{target.criteria}' match no {target.res_type} resource; "
+                               "nothing to patch.")
+            if len(matches) > 1:
                 raise PreconditionFailed(
                     f"Conditional patch criteria '{target.criteria}' match {len(matches)} resources; expected exactly one."
                 )

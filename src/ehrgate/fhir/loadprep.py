@@ -29,14 +29,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from .bundles import (
     _CONDITIONAL_REFERENCE,
     _ORDER,
     _entries,
     _entry_expression,
+    _serialised,
+    check_full_urls,
     entry_target,
+    resolve_placeholders,
     rewrite_references,
     write_once,
 )
@@ -143,10 +144,7 @@ class Preparer:
         ``Type?criteria`` becomes ``Type/<placeholder>`` (one placeholder per distinct reference),
         so validation and indexing - the CPU work - happen here, in a worker, not in the writer.
         What fails for any other reason is reported now, as an error of ``source``."""
-        try:
-            data = orjson.dumps(resource)
-        except TypeError:
-            data = orjson.dumps(resource, default=str)
+        data = _serialised(resource)
         stand_in: dict[str, str] = {}
         for match in _CONDITIONAL_REFERENCE.finditer(data):
             reference = match.group(1).decode()
@@ -191,6 +189,7 @@ class Preparer:
         ``bundles._transaction_in`` runs it; None for any other transaction. Raises FhirError with
         the messages ``_transaction_in`` gives."""
         entries = _entries(bundle, "transaction")
+        check_full_urls(entries)
         targets = []
         seen: set[tuple[str, str]] = set()
         for i, entry in enumerate(entries):
@@ -223,8 +222,7 @@ class Preparer:
                 resource = entry.get("resource")
                 if not isinstance(resource, dict):
                     raise BadRequest(f"Bundle.entry[{i}] ({method}) has no resource.")
-                if mapping:
-                    resource = rewrite_references(resource, mapping)
+                resource = resolve_placeholders(resource, mapping)
                 if method == "POST":
                     resource = {**resource, "id": res_id}
                 else:
@@ -253,10 +251,7 @@ class Preparer:
 def _has_conditional_reference(resource: Any) -> bool:
     if not isinstance(resource, dict):
         return False
-    try:
-        data = orjson.dumps(resource)
-    except TypeError:
-        data = orjson.dumps(resource, default=str)
+    data = _serialised(resource)
     return b"?" in data and _CONDITIONAL_REFERENCE.search(data) is not None
 
 

@@ -152,7 +152,9 @@ class FhirRoute(BaseRoute):
                     base = self.ctx.base if self.ctx is not None else self.prefix
                     raise NotFound(f"{request.url.path} is not a FHIR interaction this server knows; see {base}/metadata.")
                 listed = ", ".join(sorted(allowed))
-                raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path} (allowed: {listed}).")
+                err = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path} (allowed: {listed}).")
+                err.headers["Allow"] = listed  # RFC 9110 15.5.6: a 405 names what is allowed
+                raise err
             response: Response = await handler(request)
         except FhirError as exc:
             response = error_response(request, exc)

@@ -31,7 +31,7 @@ from ..search.query import ParsedQuery, parse_query, result_int
 from ..search.results import check_result
 from ..store.history import HistoryQuery, history_page
 from ..store.model import Stored, WriteResult
-from ..store.service import Store
+from ..store.service import ID_PATTERN, Store
 from .render import (
     FHIR_JSON,
     apply_elements,
@@ -210,7 +210,7 @@ async def vread(request: Request) -> Response:
     check_accept(request)
     res_type = _type(ctx, request)
     vid = request.path_params["vid"]
-    if not vid.isdigit():
+    if not (vid.isascii() and vid.isdigit()):
         raise NotFound(f"Version {vid!r} of {res_type}/{request.path_params['id']} is not known.")
     access = await access_of(ctx, request)
     access.require("vread", res_type)
@@ -396,7 +396,7 @@ def search_bundle(
     confined_to = confined(access, query.res_type)
     if confined_to is not None:
         if compartment is not None and compartment != confined_to:
-            confined_to = "\x00no-such-patient"  # a compartment the caller cannot see: empty result
+            confined_to = "#no-such-patient"  # a compartment the caller cannot see (no id has '#'): empty result
         compartment = confined_to
     count = result_int(query, "_count", ctx.page_size, ctx.max_page)
     if summary == "count":
@@ -465,7 +465,7 @@ def _alternatives(ctx: FhirContext, access: Access, res_type: str) -> tuple[Pars
         except InvalidSearch:
             continue  # e.g. a `*` scope's category constraint on a type without that parameter
     if criteria and not out:  # constrained, but no constraint applies to this type: nothing is visible
-        out.append(parse_query(res_type, [("_id", "\x00none")], strict=True))
+        out.append(parse_query(res_type, [("_id", "#none")], strict=True))  # no id has a '#'
     return tuple(out)
 
 
@@ -507,6 +507,8 @@ async def history(request: Request) -> Response:
 
         raise Forbidden("System-level history needs read access to all resource types.")
     if res_id is not None:
+        if not ID_PATTERN.match(res_id):
+            raise NotFound(f"{res_type}/{res_id} is not known.")
         await ctx.call(_exists_ever, ctx, res_type, res_id)
     path = "/".join(p for p in (res_type, res_id) if p)
     self_url = f"{ctx.base}/{path + '/' if path else ''}_history"
@@ -554,6 +556,9 @@ def _get_in(
     ctx: FhirContext, conn: sa.Connection, target: Target, access: Access
 ) -> tuple[int, bytes | None, dict[str, str]]:
     """Answer a GET entry of a batch/transaction inside the bundle's connection."""
+    if target.operation is not None:
+        raise BadRequest(f"GET {target.res_type}/${target.operation} is not supported in a Bundle; "
+                         "call the operation on its own URL.")
     if target.res_id and not target.rest:
         access.require("read", target.res_type)
         stored = ctx.store.read(target.res_type, target.res_id, conn)

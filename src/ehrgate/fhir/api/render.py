@@ -40,7 +40,9 @@ def check_accept(request: Request) -> None:
     if scope.get("query_string"):
         fmt = request.query_params.get("_format")
         if fmt is not None:
-            if fmt.lower() in _FORMAT_JSON:
+            # A MIME type may carry parameters (``application/fhir+json; fhirVersion=4.0``), and a '+'
+            # written unescaped in a query string arrives as a space (``application/fhir json``).
+            if fmt.split(";")[0].strip().replace(" ", "+").lower() in _FORMAT_JSON:
                 return
             if any(x in fmt.lower() for x in ("xml", "turtle", "ttl")):
                 raise NotAcceptable(f"_format={fmt} is not supported: EHRGate serves FHIR JSON only (use _format=json).")

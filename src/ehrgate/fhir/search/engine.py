@@ -73,24 +73,43 @@ def match_ids(conn: sa.Connection, res_type: str, criteria: str, dialect: str = 
     if not items:
         raise InvalidSearch(f"Conditional criteria {criteria!r} are empty; give at least one search parameter.")
     query = parse_query(res_type, items, strict=True)
+    if not query.clauses:  # only result parameters or empty values: they would match every resource
+        raise InvalidSearch(
+            f"Conditional criteria {criteria!r} hold no search parameter with a value (result parameters such as "
+            "_count select nothing); give at least one, e.g. identifier=system|value."
+        )
     q = Sql()
     text = "SELECT r.pk, r.res_id FROM resource r WHERE " + " AND ".join(conditions(q, query)) + " LIMIT 1002"
     return [(row[0], row[1]) for row in _fetch(conn, q, text)]
 
 
-def encode_cursor(values: Sequence[Any], direction: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"v": list(values), "d": direction})).decode().rstrip("=")
+def encode_cursor(values: Sequence[Any], direction: str, order: str = "") -> str:
+    """``order`` names the ordering the values belong to (see ``_order_of``)."""
+    data: dict[str, Any] = {"v": list(values), "d": direction}
+    if order:
+        data["o"] = order
+    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
 
 
-def decode_cursor(text: str) -> tuple[list[Any], str]:
+def decode_cursor(text: str, order: str = "") -> tuple[list[Any], str]:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         values, direction = list(data["v"]), str(data["d"])
-    except (ValueError, KeyError, TypeError):
+        made_for = str(data.get("o", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise InvalidSearch("The paging cursor is not valid; start the search again from the first page.") from None
     if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
         raise InvalidSearch("The paging cursor is not valid; start the search again from the first page.")
+    if made_for != order:
+        # The keyset values of one ordering compared under another would skip or repeat rows, or
+        # compare a string with a number (an error on PostgreSQL).
+        raise InvalidSearch("The paging cursor does not fit this search; start again from the first page.")
     return values, direction
+
+
+def _order_of(query: ParsedQuery, lead: bool) -> str:
+    """The ordering a page's cursor values belong to: the lead walk's pk order, or the ``_sort``."""
+    return "lead" if lead else "sort:" + ",".join(query.result.get("_sort", []))
 
 
 def run_search(
@@ -116,10 +135,10 @@ def run_search(
     if lead is not None:
         bound, forward = None, True
         if cursor:
-            values, direction = decode_cursor(cursor)
-            if len(values) != 1:
+            values, direction = decode_cursor(cursor, _order_of(query, True))
+            if len(values) != 1 or type(values[0]) is not int:
                 raise InvalidSearch("The paging cursor does not fit this search; start again from the first page.")
-            bound, forward = int(values[0]), direction != "prev"
+            bound, forward = values[0], direction != "prev"
         rows = _walk_lead(conn, query, lead, count + 1, bound, forward)
     else:
         q = Sql()
@@ -127,8 +146,8 @@ def run_search(
         keys = sort_keys(q, query, params_for(query.res_type)) + [("r.pk", False)]
         forward = True
         if cursor:
-            values, direction = decode_cursor(cursor)
-            if len(values) != len(keys):
+            values, direction = decode_cursor(cursor, _order_of(query, False))
+            if len(values) != len(keys) or type(values[-1]) is not int:
                 raise InvalidSearch("The paging cursor does not fit this search; start again from the first page.")
             forward = direction != "prev"
             conds.append(after(q, keys, values, forward))
@@ -147,10 +166,11 @@ def run_search(
     page.rows = [(r[0], r[1], bytes(r[2])) for r in rows]
     if rows:
         first, last = list(rows[0][3:]), list(rows[-1][3:])
+        order = _order_of(query, lead is not None)
         if (more and forward) or (not forward):
-            page.next_cursor = encode_cursor(last, "next")
+            page.next_cursor = encode_cursor(last, "next", order)
         if (cursor and forward) or (not forward and more):
-            page.prev_cursor = encode_cursor(first, "prev")
+            page.prev_cursor = encode_cursor(first, "prev", order)
     return page
 
 

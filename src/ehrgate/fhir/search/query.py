@@ -257,6 +257,8 @@ def parse_query(
     known = params_for(res_type)
     query = ParsedQuery(res_type)
     for key, raw in items:
+        if "\x00" in raw or "\x00" in key:  # no stored value holds U+0000 (validation refuses it)
+            raise InvalidSearch(f"Search parameter {key!r} has a NUL character (%00) in it; remove it.")
         if key in RESULT_PARAMS:
             issue = check_result(key, raw, strict=strict, searched=res_type or None)
             if issue is not None:
@@ -293,6 +295,9 @@ def parse_query(
             continue
         if modifier and modifier[:1].isupper() and param.type == "reference":
             # :Type modifier (search.html#reference): restrict the target type.
+            if param.targets and modifier not in param.targets:
+                raise InvalidSearch(f"Modifier ':{modifier}' on '{name}' names no type it refers to; "
+                                    f"expected one of {', '.join(param.targets)}.")
             values = [_reference_value(v, base_url) for v in split_values(raw)]
             values = [
                 Value(text=v.text, target_type=modifier, target_id=v.target_id or v.text, url=None) for v in values

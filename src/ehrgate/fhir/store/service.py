@@ -207,7 +207,12 @@ class Store:
             raise
 
     def read(self, res_type: str, res_id: str, conn: sa.Connection | None = None) -> Stored:
-        row = self._fetch(q.SELECT_CURRENT, (res_type, res_id), conn)
+        try:
+            row = self._fetch(q.SELECT_CURRENT, (res_type, res_id), conn)
+        except Exception:
+            if "\x00" not in res_id:
+                raise
+            row = None  # PostgreSQL's driver refuses U+0000 before sending; no id holds one (ID_PATTERN)
         if row is None:
             raise NotFound(f"{res_type}/{res_id} is not known.")
         version, last_updated, deleted, raw = row
@@ -219,7 +224,7 @@ class Store:
         return stored
 
     def vread(self, res_type: str, res_id: str, version: int) -> Stored:
-        row = self._fetch(q.SELECT_VERSION, (res_type, res_id, version), None)
+        row = self._fetch(q.SELECT_VERSION, (res_type, res_id, version), None) if ID_PATTERN.match(res_id) else None
         if row is None:
             raise NotFound(f"{res_type}/{res_id} has no version {version}.")
         ver, last_updated, deleted, raw, method = row
@@ -700,13 +705,16 @@ class WriteSession:
                 )
             resource = {**resource, "id": found}
             return self._write(res_type, found, resource, method="PUT", if_match=if_match)
+        # No match: a create, which an If-Match refuses (RFC 9110 13.1.1: no current representation).
         if body_id is not None:
             if not ID_PATTERN.match(str(body_id)):
                 raise BadRequest(f"Id {body_id!r} is not a valid FHIR id.", expression="id")
-            return self._write(res_type, body_id, resource, method="PUT")
-        return self._write(res_type, self.store.new_id(), resource, method="PUT", fresh_id=True)
+            return self._write(res_type, body_id, resource, method="PUT", if_match=if_match)
+        return self._write(res_type, self.store.new_id(), resource, method="PUT", fresh_id=True, if_match=if_match)
 
     def delete(self, res_type: str, res_id: str, *, if_match: str | None = None) -> WriteResult:
+        if not ID_PATTERN.match(res_id):
+            raise NotFound(f"{res_type}/{res_id} is not known.")
         return self._write(res_type, res_id, None, method="DELETE", if_match=if_match)
 
     def conditional_delete(self, res_type: str, criteria: str) -> list[WriteResult]:

@@ -49,6 +49,9 @@ _WS_DELETE = str.maketrans("", "", " \t\r\n\f\v")
 _DATE_EXPECTED = "a date YYYY, YYYY-MM or YYYY-MM-DD"
 _DATETIME_EXPECTED = "a dateTime YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.sss](Z|+hh:mm|-hh:mm)"
 _INSTANT_EXPECTED = "an instant YYYY-MM-DDThh:mm:ss[.sss](Z|+hh:mm|-hh:mm)"
+# datatypes.html#string: no control characters below U+0020 but tab, CR and LF. U+0000 is refused
+# outright: it means nothing in clinical text and PostgreSQL cannot store it in a text column.
+_NO_NUL = "{} without the NUL character U+0000"
 
 
 def check_date_parts(match: re.Match[str]) -> str | None:
@@ -70,6 +73,8 @@ def _string_like(expected: str) -> Check:
             return f"{expected}, not an empty string"
         if len(value) > MAX_STRING:
             return f"{expected} of at most 1MB"
+        if "\x00" in value:
+            return _NO_NUL.format(expected)
         return None
 
     return check
@@ -83,6 +88,8 @@ def _regex(pattern: re.Pattern[str], expected: str) -> Check:
             return WRONG_JSON_TYPE + f"a JSON string ({expected})"
         if fullmatch(value) is None:
             return expected
+        if "\x00" in value:
+            return _NO_NUL.format(expected)
         return None
 
     return check

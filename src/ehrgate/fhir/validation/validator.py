@@ -132,7 +132,7 @@ class _Walker:
                 else:
                     choices[choice] = key
             if mode == STRING:
-                if type(value) is not str or not 0 < len(value) <= MAX_STRING:
+                if type(value) is not str or not 0 < len(value) <= MAX_STRING or "\x00" in value:
                     self.scalar(el, value, f"{path}.{key}")
             elif mode == OBJECT:
                 if type(value) is dict and value:
@@ -273,7 +273,7 @@ class _Walker:
         codes = el.binding.codes if el.binding is not None else None
         plain = el.type in ("string", "markdown")
         for i, item in enumerate(values):
-            if type(item) is str and (item in seen or (plain and 0 < len(item) <= MAX_STRING)):
+            if type(item) is str and (item in seen or (plain and 0 < len(item) <= MAX_STRING and "\x00" not in item)):
                 if codes is None or item in codes:
                     continue
             if item is None:
