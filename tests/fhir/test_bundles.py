@@ -248,3 +248,16 @@ def test_an_operation_in_a_bundle_is_refused_not_run_as_a_search(client: Any, ki
     response = r.json()["entry"][0]
     assert response["response"]["status"].startswith("400"), response
     assert "resource" not in response
+
+
+def test_transaction_if_none_exist_with_several_matches_is_412(client: Any) -> None:
+    """http.html#ccreate: a conditional create whose criteria match more than one resource fails
+    (412), in a transaction as on its own; it must not add yet another one."""
+    for _ in range(2):
+        assert client.post("/fhir/Patient", json=_patient("DUP-7"), headers=FJ).status_code == 201
+    entry = {"resource": _patient("DUP-7"), "request": {"method": "POST", "url": "Patient",
+                                                        "ifNoneExist": "identifier=urn:mrn|DUP-7"}}
+    r = client.post("/fhir", json=_tx(entry), headers=FJ)
+    assert r.status_code == 412, r.text
+    assert "matches 2 Patient resources" in r.json()["issue"][0]["diagnostics"]
+    assert client.get("/fhir/Patient?identifier=urn:mrn|DUP-7").json()["total"] == 2

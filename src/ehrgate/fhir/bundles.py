@@ -255,6 +255,10 @@ def _transaction_in(
             if criteria:
                 w.lock_criteria(target.res_type, criteria)
                 found = w.find(target.res_type, criteria)
+                if len(found) > 1:  # http.html#ccreate: several matches fail the conditional create
+                    raise PreconditionFailed(
+                        f"Bundle.entry[{i}] (POST {entry['request']['url']}): ifNoneExist {criteria!r} matches "
+                        f"{len(found)} {target.res_type} resources; make the criteria select at most one.")
                 if len(found) == 1:
                     new_id = found[0][1]
             assigned[i] = new_id or w.store.new_id()
