@@ -180,6 +180,18 @@ def test_read_with_bad_summary(client: Any, data: Any) -> None:
     assert client.get("/fhir/Patient/p1?_summary=true").json().get("name") == [{"family": "Núñez"}]  # name is Σ
 
 
+def test_vread_takes_summary_and_elements_as_read_does(client: Any, data: Any) -> None:
+    """search.html#summary/#elements apply to a vread as to a read (they were ignored)."""
+    full = client.get("/fhir/Patient/p1/_history/1").json()
+    assert "name" in full and full["meta"]["versionId"] == "1"
+    slim = client.get("/fhir/Patient/p1/_history/1?_elements=gender")
+    assert slim.status_code == 200, slim.text
+    body = slim.json()
+    assert "name" not in body and body["id"] == "p1" and "gender" in body
+    assert any(t.get("code") == "SUBSETTED" for t in body["meta"].get("tag", []))
+    assert client.get("/fhir/Patient/p1/_history/1?_summary=bogus", headers=STRICT).status_code == 400
+
+
 def test_bad_value_in_a_batch_search_is_reported(client: Any, data: Any) -> None:
     batch = {"resourceType": "Bundle", "type": "batch",
              "entry": [{"request": {"method": "GET", "url": "Patient?_id=p1&_summary=bogus"}}]}

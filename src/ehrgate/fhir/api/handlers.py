@@ -163,6 +163,11 @@ async def read(request: Request) -> Response:
     assert raw is not None
     if not has_query:
         return Response(raw, 200, headers, media_type=FHIR_JSON)
+    return fhir_response(request, _shaped(request, raw), 200, headers)
+
+
+def _shaped(request: Request, raw: bytes) -> bytes:
+    """``raw`` as ``_summary`` / ``_elements`` ask (search.html#summary, #elements) for a read or vread."""
     elements = request.query_params.get("_elements")
     summary = request.query_params.get("_summary")
     if summary is not None:
@@ -175,7 +180,7 @@ async def read(request: Request) -> Response:
             summary = None
     if elements or summary:
         raw = apply_elements(raw, [e.strip() for e in elements.split(",")] if elements else None, summary)
-    return fhir_response(request, raw, 200, headers)
+    return raw
 
 
 def _raw_header_names(request: Request) -> set[bytes]:
@@ -218,7 +223,9 @@ async def vread(request: Request) -> Response:
         await ctx.call(_check_visible, ctx, access, res_type, request.path_params["id"])
     stored = await ctx.call(ctx.store.vread, res_type, request.path_params["id"], int(vid))
     headers = {"ETag": stored.etag, "Last-Modified": stored.last_modified}
-    return fhir_response(request, stored.raw, 200, headers)
+    raw = stored.raw
+    assert raw is not None
+    return fhir_response(request, _shaped(request, raw) if request.scope["query_string"] else raw, 200, headers)
 
 
 async def update(request: Request) -> Response:
