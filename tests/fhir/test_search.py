@@ -197,6 +197,15 @@ def test_compartment_search_and_everything(client: Any, data: Any) -> None:
     assert any(link["relation"] == "next" for link in ev2["link"])
 
 
+def test_everything_refuses_an_unknown_type_and_a_count_below_one(client: Any, data: Any) -> None:
+    """An unknown _type used to answer an empty Bundle (read as "no such data"); _count=-1 was no limit
+    on SQLite and a 500 on PostgreSQL."""
+    for query, said in (("_type=Observation,Nonsense", "'Nonsense'"), ("_count=-1", "'_count'"), ("_count=0", "'_count'")):
+        r = client.get(f"/fhir/Patient/p1/$everything?{query}")
+        assert r.status_code == 400, (query, r.text)
+        assert said in r.json()["issue"][0]["diagnostics"]
+
+
 def test_deleted_resources_are_not_found(client: Any, data: Any) -> None:
     client.delete("/fhir/Observation/o1")
     assert ids(search(client, "Observation?code=2345-7")) == {"o2"}

@@ -37,6 +37,8 @@ def everything_page(ctx: Any, patient_id: str, params: dict[str, str], self_url:
         count = min(int(count_raw), ctx.max_page) if count_raw else ctx.page_size
     except ValueError:
         raise InvalidSearch(f"'_count' has value {count_raw!r}; expected a whole number.") from None
+    if count < 1:  # LIMIT 0 would page forever, a negative LIMIT is "no limit" (SQLite) or an error
+        raise InvalidSearch(f"'_count' has value {count_raw!r}; expected a whole number of at least 1.")
     after = int(params["_after_pk"]) if params.get("_after_pk", "").isdigit() else 0
     conds: list[Any] = [
         R.c.deleted == sa.false(),
@@ -54,6 +56,9 @@ def everything_page(ctx: Any, patient_id: str, params: dict[str, str], self_url:
         conds.append(R.c.last_updated >= since)
     if params.get("_type"):
         types = [x.strip() for x in params["_type"].split(",") if x.strip()]
+        unknown = [t for t in types if t not in ctx.known_types]
+        if unknown:  # an empty result would read as "this patient has none"
+            raise InvalidSearch(f"'_type' names {unknown[0]!r}, which is not a resource type this server knows.")
         conds.append(R.c.res_type.in_(types))
     if access is not OPEN:
         conds.append(R.c.res_type.in_([t for t in PATIENT_COMPARTMENT if access.allowed("r", t)]))
