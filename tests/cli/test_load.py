@@ -87,6 +87,19 @@ def test_load_reports_bad_lines_and_continues(tmp_path: Path) -> None:
     assert _count(data, "SELECT count(*) FROM resource") == 1
 
 
+def test_load_says_which_inputs_it_skipped(tmp_path: Path) -> None:
+    """A Bulk Data export's log.ndjson is left out on purpose; the summary says so (it was dropped
+    without a word) and it is not a problem (exit 0)."""
+    src = tmp_path / "export"
+    src.mkdir()
+    (src / "Patient.ndjson").write_text('{"resourceType":"Patient","id":"p1"}\n')
+    (src / "log.ndjson").write_text('{"exportId":"e1","eventId":"kickoff","timestamp":"2024-01-01T00:00:00Z"}\n')
+    result = CliRunner().invoke(cli, ["load", str(src), "--data-dir", str(tmp_path / "data"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "log.ndjson: skipped, a Bulk Data export log" in result.output
+    assert _count(tmp_path / "data", "SELECT count(*) FROM resource") == 1
+
+
 def test_load_summary_names_every_type_and_counts_one_problem_in_the_singular(tmp_path: Path) -> None:
     """The summary stopped at twelve types without saying so (a Synthea load's Patients were left
     out) and said "1 problems", "1 items"."""

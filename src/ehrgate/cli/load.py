@@ -54,6 +54,8 @@ def load(paths: tuple[str, ...], quiet: bool, workers: int | None, **flags: Any)
     click.echo(f"Loaded {summary.resources} resources from {' and '.join(sources)} in {elapsed:.1f} s ({rate:,.0f}/s).")
     if summary.by_type:
         click.echo(_by_type(summary.by_type))
+    for line in summary.skipped:
+        click.echo(f"  {line}")
     if summary.errors:
         n = len(summary.errors)
         click.echo(f"{n} problem{'s' if n != 1 else ''}:", err=True)

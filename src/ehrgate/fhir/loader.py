@@ -52,6 +52,8 @@ class LoadSummary:
     resources: int = 0
     errors: list[str] = field(default_factory=list)
     by_type: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    """Inputs left out on purpose, each with why (e.g. a Bulk Data export's log): not errors."""
 
     def count(self, res_type: str, n: int = 1) -> None:
         self.resources += n
@@ -210,6 +212,8 @@ class _Writer:
         summary = self.summary
         if kind == "error":
             summary.errors.append(step[1])
+        elif kind == "skipped":
+            summary.skipped.append(step[1])
         elif kind == "upsert":
             self._singles(step[1], step[2])
         elif kind == "conditional":

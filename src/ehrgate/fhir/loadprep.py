@@ -115,6 +115,8 @@ class Preparer:
                 steps.append(self.bundle(item))
             elif item.kind == "error":
                 steps.append(("error", item.message))
+            elif item.kind == "skipped":  # said in the summary (it was dropped without a word)
+                steps.append(("skipped", item.message))
         if singles:
             steps.append(("upsert", singles, sources))
         return steps
