@@ -32,3 +32,18 @@ def test_metadata_validates_with_our_validator(client: Any) -> None:
     from ehrgate.fhir.validation import validate
 
     assert validate(client.get("/fhir/metadata").json()) == []
+
+
+def test_metadata_takes_summary_and_elements(client: Any) -> None:
+    """`_summary=true` (search.html#summary) returns the CapabilityStatement's summary elements, marked
+    SUBSETTED, and `_elements` the ones named, instead of ignoring the parameters (R4 marks nearly all
+    of a CapabilityStatement as summary; `_elements` is what makes it small)."""
+    slim = client.get("/fhir/metadata?_summary=true")
+    assert slim.status_code == 200, slim.text
+    body = slim.json()
+    assert body["resourceType"] == "CapabilityStatement" and body["fhirVersion"] == "4.0.1"
+    assert any(t.get("code") == "SUBSETTED" for t in body["meta"]["tag"])
+    only = client.get("/fhir/metadata?_elements=software,fhirVersion").json()
+    assert set(only) >= {"resourceType", "software", "fhirVersion"} and "rest" not in only
+    assert client.get("/fhir/metadata?_summary=bogus", headers={"Prefer": "handling=strict"}).status_code == 400
+    assert client.get("/fhir/metadata?_pretty=true").text.startswith("{\n")

@@ -593,7 +593,9 @@ async def metadata(request: Request) -> Response:
     ctx = ctx_of(request)
     check_accept(request)
     assert ctx.capability is not None
-    return json_response(request, ctx.capability())
+    if not request.scope["query_string"]:
+        return json_response(request, ctx.capability())
+    return fhir_response(request, _shaped(request, dumps(ctx.capability())), 200)  # _summary, _elements
 
 
 async def operation(request: Request) -> Response:
