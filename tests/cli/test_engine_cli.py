@@ -187,6 +187,35 @@ def test_messages_commands_without_a_server(tmp_path: Path) -> None:
     assert code == 2 and "Duration 'soon' is not valid" in err
 
 
+def test_messages_show_tells_the_runs_of_a_reprocessed_message_apart(tmp_path: Path) -> None:
+    """After a reprocess attempt numbers restart: each run is headed by when (and by whom) it began,
+    so "SENT after 1 attempt(s)" is not followed by two bare "attempt 1" lines."""
+    from ehrgate.app import open_store
+    from ehrgate.engine import SearchQuery, open_messages
+    from ehrgate.settings import load_settings
+    from tests.engine.helpers import two_runs
+
+    _store_messages(tmp_path)
+    store = open_store(load_settings(None, overrides={"data_dir": str(tmp_path / "data")}, environ={}))
+    ms = open_messages(store)
+    [mid] = [r["id"] for r in ms.search(SearchQuery(control_id="CLI2"))]
+    two_runs(ms, mid, by="olga")
+    ms.close()
+    store.engine.dispose()
+    code, out, _ = invoke("messages", "show", str(mid), *_db(tmp_path))
+    lines = [x for x in out.splitlines() if x.startswith(("-- destination", "-- run", "   attempt"))]
+    assert code == 0 and [re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00", "T", x) for x in lines] == [
+        "-- destination peer: SENT after 1 attempt(s) in run 2",
+        "-- run 1: received T, 1 attempt(s)",
+        "   attempt 1 to peer at T: ERROR (3 ms) refused",
+        "-- run 2: reprocessed T by olga, 1 attempt(s)",
+        "   attempt 1 to peer at T: SENT (3 ms)"]
+    shown = json.loads(invoke("messages", "show", str(mid), *_db(tmp_path), "--json")[1])
+    assert [(r["run"], r["by"]) for r in shown["runs"]] == [(1, None), (2, "olga")]
+    assert [(a["run"], a["number"]) for a in shown["attempts"]] == [(1, 1), (2, 1)]
+    assert shown["runs"][1]["at"].endswith("+00:00")
+
+
 def test_channel_control_and_stats_without_a_server(tmp_path: Path, config: Path) -> None:
     _store_messages(tmp_path)
     args = [*_db(tmp_path), "--config", str(config)]

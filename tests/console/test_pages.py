@@ -246,7 +246,7 @@ def test_search_show_and_reprocess_a_message(store: Any, messages: MessageStore,
 
                 detail = (await http.get(f"/console/messages/{mid}")).text
                 assert h1(detail) == f"Message {mid} SENT"
-                assert "MSH|^~\\&amp;|LAB|FAC|EHRGATE|HUB|20240401120000||ADT^A01|S1|P|2.5.1|||||||UNICODE UTF-8\nEVN|" in detail
+                assert "MSH|^~\\&amp;|LAB|FAC|EHRGATE|HUB|20240401120000||ADT^A01|S1|P|2.5.1||||||UNICODE UTF-8\nEVN|" in detail
                 assert "PID|1||MRN77^^^FAC^MR||Quill^Ada||19800101|F\n" in detail
                 assert "<dt>Patient identifiers</dt><dd>MRN77</dd>" in detail
                 assert '  &#34;resourceType&#34;: &#34;Bundle&#34;,' in detail  # pretty-printed FHIR JSON
@@ -262,6 +262,11 @@ def test_search_show_and_reprocess_a_message(store: Any, messages: MessageStore,
                 await until(lambda: receiver.control_ids().count("S1") == 2, what="sent downstream again")
                 detail = (await http.get(f"/console/messages/{mid}")).text
                 assert detail.count("<td>SENT</td>") == 4
+                # attempt numbers restart in the second run: each attempt says its run, and who began it
+                runs = re.findall(r"<li>Run (\d): (\w+) [^<]*?(?: by (\w+))?</li>", detail)
+                assert runs == [("1", "received", ""), ("2", "reprocessed", "admin")]
+                tries = re.findall(r'<tr><td class="n">(\d)</td><td class="n">(\d)</td><td>[^<]*</td><td>SENT</td>', detail)
+                assert sorted(tries) == [("1", "1"), ("1", "1"), ("2", "1"), ("2", "1")]
                 audit = messages.audit_log(AuditQuery(action="reprocess"))
                 assert [(a["actor"], a["via"], a["outcome"], a["detail"]["ids"]) for a in audit] == [
                     ("admin", "console", "success", [mid])]

@@ -58,10 +58,11 @@ def test_message_view_groups_attempts_by_destination() -> None:
              "transformed": b"MSH|x\rPID|1\r", "bundle": b'{"resourceType":"Bundle"}', "patient_ids": ["M1"],
              "deliveries": [{"destination": "out", "status": "ERROR", "attempts": 2, "updated_at": 0,
                              "last_error": "AE", "request": None, "response": b"MSH|y\rMSA|AE|C1\r"}],
-             "attempts": [{"destination": "out", "number": n, "at": 0, "outcome": o, "duration_ms": 3, "error": e}
-                          for n, o, e in ((1, "RETRY", "timeout"), (2, "ERROR", "AE"))]
-                         + [{"destination": "gone", "number": 1, "at": 0, "outcome": "SENT", "duration_ms": 1,
-                             "error": None}],
+             "attempts": [{"destination": "gone", "number": 1, "at": 0, "outcome": "SENT", "duration_ms": 1,
+                           "error": None, "run": 1}]
+                         + [{"destination": "out", "number": n, "at": 0, "outcome": o, "duration_ms": 3, "error": e,
+                             "run": 2} for n, o, e in ((1, "RETRY", "timeout"), (2, "ERROR", "AE"))],
+             "runs": [{"run": 1, "at": 0, "by": None}, {"run": 2, "at": 60_000, "by": "olga"}],
              "children": [8, 9], "queued": []}
     view = message_view(found)
     assert view["raw"] == ["MSH|x", "PID|1"] and view["transformed"] is None and view["transformed_same"]
@@ -69,6 +70,8 @@ def test_message_view_groups_attempts_by_destination() -> None:
     out, gone = view["deliveries"]
     assert [a["outcome"] for a in out["tries"]] == ["RETRY", "ERROR"] and out["response"] == "MSH|y\nMSA|AE|C1"
     assert gone["destination"] == "gone" and gone["tries"][0]["outcome"] == "SENT"
+    assert [a["run"] for a in out["tries"] + gone["tries"]] == [2, 2, 1]
+    assert [(r["run"], r["how"], r["by"]) for r in view["runs"]] == [(1, "received", ""), (2, "reprocessed", "olga")]
     assert view["reprocessable"] and view["children"] == [8, 9]
 
 

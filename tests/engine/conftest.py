@@ -17,7 +17,7 @@ T = TypeVar("T")
 def hl7(control_id: str, *, patient: str = "P1", name: str = "Everywoman^Eve", kind: str = "ADT^A01",
         sender: str = "LAB", facility: str = "FAC", extra: str = "") -> bytes:
     """A small ADT message (UTF-8) with the given control id and patient."""
-    return (f"MSH|^~\\&|{sender}|{facility}|EHRGATE|HUB|20240401120000||{kind}|{control_id}|P|2.5.1|||||||UNICODE UTF-8\r"
+    return (f"MSH|^~\\&|{sender}|{facility}|EHRGATE|HUB|20240401120000||{kind}|{control_id}|P|2.5.1||||||UNICODE UTF-8\r"
             f"EVN|A01|20240401120000\r"
             f"PID|1||{patient}^^^FAC^MR||{name}||19800101|F\r{extra}").encode()
 

@@ -101,3 +101,27 @@ class Receiver:
 
     def control_ids(self) -> list[str]:
         return [parse(r).control_id for r in self.received]
+
+
+def two_runs(messages: MessageStore, mid: int, *, by: str = "olga") -> None:
+    """Give finished message ``mid`` the history of a reprocess: run 1 failed at destination 'peer'
+    (attempt 1 ERROR), ``by`` reprocessed it, run 2 sent it (attempt 1 SENT)."""
+    import sqlalchemy as sa
+
+    from ehrgate.engine.access import Actor
+
+    def attempt(outcome: str, status: str) -> None:
+        with messages.write() as conn:
+            now = messages.clock()
+            conn.execute(sa.text("INSERT INTO eng_attempt (message_id, destination, number, at, outcome, duration_ms, "
+                                 "error) VALUES (:m, 'peer', 1, :at, :o, 3, :e)"),
+                         {"m": mid, "at": now, "o": outcome, "e": "refused" if status == "ERROR" else None})
+            conn.execute(sa.text("DELETE FROM eng_delivery WHERE message_id = :m"), {"m": mid})
+            conn.execute(sa.text("INSERT INTO eng_delivery (message_id, destination, status, attempts, updated_at) "
+                                 "VALUES (:m, 'peer', :s, 1, :at)"), {"m": mid, "s": status, "at": now})
+            conn.execute(sa.text("UPDATE eng_message SET status = :s WHERE id = :m"), {"s": status, "m": mid})
+            conn.execute(sa.text("DELETE FROM eng_queue WHERE message_id = :m"), {"m": mid})
+
+    attempt("ERROR", "ERROR")
+    assert messages.reprocess([mid], actor=Actor(by, "operator", "cli"))[0] == [mid]
+    attempt("SENT", "SENT")

@@ -72,6 +72,12 @@ def test_admin_api_control_search_show_reprocess(messages: MessageStore, tmp_pat
             again = (await http.post("/admin/messages/reprocess", json={"ids": [found[0]["id"]]})).json()
             assert again["reprocessed"] == [found[0]["id"]]
             await until(lambda: len((messages.get(found[0]["id"]) or {})["attempts"]) == 2, what="second delivery")
+            await until(lambda: (messages.get(found[0]["id"]) or {})["status"] == "SENT", what="sent again")
+            detail = (await http.get(f"/admin/messages/{found[0]['id']}")).json()
+            # attempt numbers restart in each run: the detail says which run each belongs to
+            assert [(a["run"], a["number"]) for a in detail["attempts"]] == [(1, 1), (2, 1)]
+            assert [(r["run"], r["by"]) for r in detail["runs"]] == [(1, None), (2, "admin_token")]
+            assert detail["deliveries"][0]["run"] == 2
             spec = (await http.get("/admin/openapi.json")).json()
             assert spec["openapi"].startswith("3.") and "/admin/messages/{id}" in spec["paths"]
     run(body())

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ehrgate.engine import MessageStore, SearchQuery
 from ehrgate.fhir.store.service import Store
 from ehrgate.hl7 import MLLPClient, parse
@@ -204,6 +206,74 @@ def test_split_children_are_delivered_and_the_parent_is_transformed(messages: Me
         assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["L1-1.hl7", "L1-2.hl7"]
         parent = [r for r in rows if r["status"] == "TRANSFORMED"][0]
         assert len((messages.get(parent["id"]) or {})["children"]) == 2
+    run(body())
+
+
+@pytest.mark.parametrize("charset", ["8859/1", "", "UNICODE UTF-8"])
+def test_split_children_keep_the_latin1_bytes_of_the_parent(messages: MessageStore, charset: str) -> None:
+    """A Latin-1 batch (MSH-18 8859/1, or bytes that are not valid UTF-8 read by the fallback):
+    each child is stored and sent with the parent's bytes, not re-encoded as UTF-8, and its MSH-18
+    says 8859/1 (a fallback parent's label named a set its bytes were not in)."""
+    oru = (f"MSH|^~\\&|LAB|FAC|EHR|HUB|20240401||ORU^R01|L8|P|2.5.1||||||{charset}\r"
+           "PID|1||P9^^^FAC^MR||Müller^Jürgen\rOBR|1||A1|GLU\rOBX|1|ST|GLU||groß\r"
+           "OBR|2||A2|K\rOBX|1|ST|K||süß\r").encode("latin-1")
+
+    async def body() -> None:
+        receiver = Receiver()
+        port = await receiver.start()
+        try:
+            chan = mllp_in(transform=[{"step": "split", "segment": "OBR"}], destinations={
+                "peer": {"type": "mllp", "host": "127.0.0.1", "port": port, "timeout": 2}})
+            async with running(messages, {"lab": chan}) as eng:
+                assert await send(port_of(eng, "lab"), [oru]) == ["AA"]
+                await until(lambda: len(receiver.received) == 2, what="both children delivered")
+        finally:
+            await receiver.stop()
+        [parent] = messages.search(SearchQuery(control_id="L8"))
+        children = [messages.get(i) or {} for i in (messages.get(parent["id"]) or {})["children"]]
+        for sent, child, value in zip(sorted(receiver.received), children, ["groß", "süß"], strict=True):
+            expected = "PID|1||P9^^^FAC^MR||Müller^Jürgen\r".encode("latin-1")
+            for raw in (sent, child["raw"]):
+                assert expected in raw and value.encode("latin-1") in raw and b"\xc3" not in raw
+                assert parse(raw).charset == "8859/1" and parse(raw).get("PID-5") == "Müller"
+    run(body())
+
+
+def test_reprocess_starts_a_new_run_of_attempts(messages: MessageStore) -> None:
+    """Attempt numbers restart in each run (every run has the whole retry budget); the history says
+    which run each attempt belongs to and who reprocessed when - not two bare "attempt 1" lines."""
+    from ehrgate.engine.access import Actor
+
+    async def body() -> None:
+        answers = iter(["AE", "AA"])
+        receiver = Receiver(lambda raw: next(answers))
+        port = await receiver.start()
+        try:
+            chan = mllp_in(destinations={"peer": {"type": "mllp", "host": "127.0.0.1", "port": port, "timeout": 2}})
+            async with running(messages, {"adt": chan}) as eng:
+                assert await send(port_of(eng, "adt"), [hl7("RP1")]) == ["AA"]
+                await until(lambda: statuses(messages, "adt") == ["ERROR"], what="refused")
+                [mid] = [r["id"] for r in messages.search(SearchQuery(control_id="RP1"))]
+                assert messages.reprocess([mid], actor=Actor("olga", "operator", "cli"))[0] == [mid]
+                await until(lambda: statuses(messages, "adt") == ["SENT"], what="sent after reprocess")
+        finally:
+            await receiver.stop()
+        got = messages.get(mid)
+        assert got is not None
+        assert [(a["run"], a["number"], a["outcome"]) for a in got["attempts"]] == [(1, 1, "ERROR"), (2, 1, "SENT")]
+        assert [(r["run"], r["by"]) for r in got["runs"]] == [(1, None), (2, "olga")]
+        assert got["runs"][0]["at"] == got["received_at"] <= got["runs"][1]["at"] <= got["attempts"][1]["at"]
+        assert [(d["run"], d["attempts"], d["status"]) for d in got["deliveries"]] == [(2, 1, "SENT")]
+    run(body())
+
+
+def test_mllp_source_frame_timeout_reaches_the_listener(messages: MessageStore) -> None:
+    async def body() -> None:
+        out = {"out": {"type": "file", "directory": "unused"}}
+        chans = {"a": mllp_in(destinations=out),
+                 "b": {"source": {"type": "mllp", "port": 0, "frame_timeout": 5}, "destinations": out}}
+        async with running(messages, chans) as eng:
+            assert [eng.runtimes[n].server.frame_timeout for n in ("a", "b")] == [60, 5]  # type: ignore[union-attr]
     run(body())
 
 

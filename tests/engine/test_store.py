@@ -12,6 +12,7 @@ from ehrgate.engine.info import describe
 from ehrgate.engine.store import Incoming, patients_json
 
 from .conftest import hl7
+from .helpers import two_runs
 
 
 def incoming(raw: bytes, channel: str = "adt", *, order_by: str | None = None) -> Incoming:
@@ -191,6 +192,7 @@ def test_prune_deletes_old_finished_messages_in_batches(messages: MessageStore) 
     receipts = messages.receive([incoming(hl7(f"P{i}", name="Prunable^Pat")) for i in range(7)])
     [young] = messages.receive([incoming(hl7("KEEP", name="Prunable^Pat"))])
     _finish(messages)
+    two_runs(messages, receipts[0].id)  # its reprocess is pruned with it
     [queued] = messages.receive([incoming(hl7("QUEUED", name="Prunable^Pat"))])
     cutoff = messages.clock() + 1
     with messages.write() as conn:
@@ -200,6 +202,8 @@ def test_prune_deletes_old_finished_messages_in_batches(messages: MessageStore) 
     left = {r["id"] for r in messages.search(SearchQuery(text="prunable"))}
     assert left == {young.id, queued.id}
     assert messages.get(receipts[0].id) is None
+    with messages.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM eng_reprocess")).scalar() == 0
     assert messages.prune(None, cutoff) == 0
 
 

@@ -269,6 +269,67 @@ def test_idle_connections_are_closed() -> None:
     run(body())
 
 
+def test_a_frame_trickled_past_frame_timeout_closes_the_connection(caplog: pytest.LogCaptureFixture) -> None:
+    """Slowloris: a sender that trickles a frame is never idle, so it could hold a connection (and,
+    with a few more, all of max_connections) forever. A started frame must end within
+    frame_timeout; then the connection is closed unanswered (nothing was acknowledged) and the log
+    says so without the content. The next connection and a prompt sender are served as usual."""
+    async def body() -> None:
+        async with await server(idle_timeout=5, frame_timeout=0.5, max_connections=1) as srv:
+            reader, writer = await asyncio.open_connection(HOST, srv.port)
+            raw = b"\x0b" + message("SLOW1", name="Secret^Sally")
+            started = time.monotonic()
+            for byte in raw:  # one byte every 50 ms: never idle for 5 s
+                writer.write(bytes([byte]))
+                try:
+                    await writer.drain()
+                except ConnectionError:
+                    break
+                await asyncio.sleep(0.05)
+                if reader.at_eof() or time.monotonic() - started > 4:
+                    break
+                if not await _still_open(reader):
+                    break
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing answered
+            assert 0.45 < time.monotonic() - started < 3
+            writer.close()
+            for _ in range(100):
+                if srv.active_connections == 0:
+                    break
+                await asyncio.sleep(0.01)
+            # a whole message sent at once (after a slow read of its own) is not cut off
+            assert parse(await send_message(HOST, srv.port, message("FAST1"))).get("MSA-1") == "AA"
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        assert "frame_timeout" in logged and "Secret" not in logged and "SLOW1" not in logged
+    with caplog.at_level("INFO", logger="ehrgate.hl7.listener"):
+        run(body())
+
+
+async def _still_open(reader: asyncio.StreamReader) -> bool:
+    """False once the server has closed the connection (EOF seen)."""
+    try:
+        data = await asyncio.wait_for(reader.read(1), 0.001)
+    except TimeoutError:
+        return True
+    return bool(data)
+
+
+def test_frame_timeout_counts_from_the_start_of_each_frame() -> None:
+    """A connection that sends frames in several reads each, for longer in all than frame_timeout,
+    is not cut off: the limit is per frame."""
+    async def body() -> None:
+        async with await server(frame_timeout=0.6) as srv:
+            reader, writer = await asyncio.open_connection(HOST, srv.port)
+            for n in range(4):
+                raw = b"\x0b" + message(f"PART{n}") + b"\x1c\r"
+                writer.write(raw[:20])
+                await asyncio.sleep(0.25)
+                writer.write(raw[20:])
+                assert parse(await read_frame(reader)).get("MSA-2") == f"PART{n}"
+            writer.close()
+    run(body())
+
+
 def test_max_connections() -> None:
     async def body() -> None:
         async with await server(max_connections=2) as srv:

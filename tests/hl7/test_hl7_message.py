@@ -362,6 +362,15 @@ def test_codec_for(charset: str, codec: str | None) -> None:
     assert codec_for(charset) == codec
 
 
+@pytest.mark.parametrize(("codec", "charset"), [
+    ("latin-1", "8859/1"), ("iso8859-1", "8859/1"), ("utf-8", "UNICODE UTF-8"), ("UTF8", "UNICODE UTF-8"),
+    ("iso8859-15", "8859/15"), ("cp1252", None), ("no-such-codec", None),
+])
+def test_charset_for_names_a_codec_as_msh18(codec: str, charset: str | None) -> None:
+    from ehrgate.hl7.charset import charset_for
+    assert charset_for(codec) == charset
+
+
 def test_decode_reports_codec() -> None:
     assert decode(b"MSH|^~\\&|A\r") == ("MSH|^~\\&|A\r", None)
     assert decode(b"\xef\xbb\xbfMSH|^~\\&|\xc3\xa9\r")[1] == "utf-8"

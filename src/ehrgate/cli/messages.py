@@ -135,14 +135,22 @@ def show(message_id: int, as_json: bool, **flags: Any) -> None:
     if m["bundle"] is not None:
         click.echo("-- FHIR bundle")
         click.echo(_text(m["bundle"]))
+    runs = m["runs"]
     for d in m["deliveries"]:
         click.echo(f"-- destination {d['destination']}: {d['status']} after {d['attempts']} attempt(s)"
+                   + (f" in run {d['run']}" if len(runs) > 1 else "")
                    + (f", last error: {d['last_error']}" if d["last_error"] else ""))
         if d["response"] is not None:
             click.echo("   response: " + _text(d["response"]).replace("\r", "\n   ").rstrip())
-    for a in m["attempts"]:
-        click.echo(f"   attempt {a['number']} to {a['destination']} at {_when(a['at'])}: {a['outcome']} "
-                   f"({a['duration_ms']} ms)" + (f" {a['error']}" if a["error"] else ""))
+    for r in runs:
+        tries = [a for a in m["attempts"] if a["run"] == r["run"]]
+        if len(runs) > 1:  # attempt numbers restart in each run: say which run they belong to
+            how = "received" if r["run"] == 1 else "reprocessed"
+            click.echo(f"-- run {r['run']}: {how} {_when(r['at'])}" + (f" by {r['by']}" if r["by"] else "")
+                       + f", {len(tries)} attempt(s)")
+        for a in tries:
+            click.echo(f"   attempt {a['number']} to {a['destination']} at {_when(a['at'])}: {a['outcome']} "
+                       f"({a['duration_ms']} ms)" + (f" {a['error']}" if a["error"] else ""))
     for q in m["queued"]:
         click.echo(f"-- queued for {q['step'] or 'the pipeline'}: {q['attempts']} attempt(s), next at "
                    f"{_when(q['next_at'])}")

@@ -105,8 +105,8 @@ def message_view(found: Mapping[str, Any]) -> dict[str, Any]:
     attempts: dict[str, list[dict[str, Any]]] = {}
     for a in found.get("attempts") or []:
         attempts.setdefault(a["destination"], []).append(
-            {"number": a["number"], "at": when(a["at"]), "outcome": a["outcome"], "duration_ms": a["duration_ms"],
-             "error": a["error"] or ""})
+            {"run": a["run"], "number": a["number"], "at": when(a["at"]), "outcome": a["outcome"],
+             "duration_ms": a["duration_ms"], "error": a["error"] or ""})
     deliveries = [{"destination": d["destination"], "status": d["status"], "attempts": d["attempts"],
                    "updated": when(d["updated_at"]), "last_error": d["last_error"] or "",
                    "request": _body(d["request"]), "response": _body(d["response"]),
@@ -127,6 +127,9 @@ def message_view(found: Mapping[str, Any]) -> dict[str, Any]:
         "raw": segments(raw), "transformed": None if transformed is None or same else segments(transformed),
         "transformed_same": same, "bundle": pretty_json(found["bundle"]) if found.get("bundle") is not None else None,
         "deliveries": deliveries, "children": list(found.get("children") or []),
+        # attempt numbers restart in each run (a reprocess starts one): the page says which is which
+        "runs": [{"run": r["run"], "how": "received" if r["run"] == 1 else "reprocessed", "at": when(r["at"]),
+                  "by": r["by"] or ""} for r in found.get("runs") or []],
         "queued": [{"step": q["step"] or "pipeline", "attempts": q["attempts"], "next": when(q["next_at"]),
                     "claimed": bool(q["lease_owner"])} for q in found.get("queued") or []],
         "reprocessable": found["status"] in ("FILTERED", "TRANSFORMED", "SENT", "ERROR"),

@@ -22,7 +22,7 @@ __all__ = ["AlertRules", "ChannelConfig", "DestinationConfig", "SourceConfig", "
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SOURCE_TYPES = ("mllp", "http", "directory")
 SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "mllp": ("host", "port", "tls", "idle_timeout", "max_connections", "max_message_bytes"),
+    "mllp": ("host", "port", "tls", "idle_timeout", "frame_timeout", "max_connections", "max_message_bytes"),
     "http": ("max_message_bytes",),
     "directory": ("path", "pattern", "interval", "min_age"),
 }
@@ -262,7 +262,7 @@ def _source(p: _Problems, where: str, value: Any, base: Path) -> SourceConfig:
         p.add(f"{where}: {exc.message}")
     if kind == "mllp":
         _number(p, f"{where}.port", opts.get("port"), integer=True)
-        for key in ("idle_timeout", "max_connections", "max_message_bytes"):
+        for key in ("idle_timeout", "frame_timeout", "max_connections", "max_message_bytes"):
             if key in opts:
                 _number(p, f"{where}.{key}", opts[key], minimum=1)
         tls = opts.get("tls")

@@ -11,6 +11,8 @@ Changes need a new revision in ``migrations/versions`` (branch label ``engine``)
   after receipt, in batches, with the text index (``MessageStore.index_pending``).
 * ``eng_delivery`` - one row per (message, destination): status, attempts, request, response.
 * ``eng_attempt`` - every delivery attempt: time, outcome, error, duration.
+* ``eng_reprocess`` - each reprocess of a message: when, by whom, and the last attempt id before it
+  (a reprocess starts a new run, whose attempts are numbered from 1 again).
 * ``eng_queue`` - pending work only (rows are deleted when done, so the hot table stays small):
   ``step`` is ``''`` for the channel pipeline (filter, transform, route) or a destination name.
 * ``eng_channel_state`` - desired runtime state per channel (deployed, paused), shared by every
@@ -36,6 +38,7 @@ __all__ = [
     "message_patient",
     "metadata",
     "queue",
+    "reprocess",
 ]
 
 metadata = sa.MetaData()
@@ -97,6 +100,16 @@ attempt = sa.Table(
     sa.Column("outcome", sa.String(12), nullable=False),
     sa.Column("duration_ms", sa.Integer, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
+)
+
+reprocess = sa.Table(
+    "eng_reprocess",
+    metadata,
+    sa.Column("id", PK, primary_key=True, autoincrement=True),
+    sa.Column("message_id", BIG, nullable=False),
+    sa.Column("at", BIG, nullable=False),
+    sa.Column("actor", sa.String(160), nullable=False),
+    sa.Column("after_attempt", BIG, nullable=False),
 )
 
 queue = sa.Table(

@@ -19,6 +19,7 @@ it becomes available as soon as ``ehrgate.convert`` provides ``hl7_to_fhir(messa
 
 from __future__ import annotations
 
+import codecs
 import csv
 import importlib
 import inspect
@@ -32,6 +33,7 @@ from typing import Any
 import yaml
 
 from ..hl7 import HL7Error, Message, parse
+from ..hl7.charset import charset_for, codec_for
 from .config import known_options
 from .errors import ChannelConfigError, StepError
 
@@ -245,7 +247,10 @@ def _split(options: Mapping[str, Any], base: Path) -> Step:
     group (MSH, PID, PV1...) are repeated in each; MSH-10 gets ``-n`` appended. An ORC right before
     a group's segment belongs to that group: HL7 order groups (ORU^R01, ORM^O01, OML^O21) begin
     with the ORC of their OBR - repeating the first one in every child gave each child the first
-    order's numbers, so converting the children overwrote one report with the next."""
+    order's numbers, so converting the children overwrote one report with the next. Children keep
+    the parent's character set: re-parsed from text without it, a Latin-1 batch's children were
+    stored and sent as UTF-8; a parent read by the fallback codec (bytes not valid in its MSH-18
+    set) gives children whose MSH-18 names the set they are in."""
     known_options(options, ("segment",), "the split step")
     name = _opt(options, "segment", str, "split")
     if not re.fullmatch(r"[A-Z0-9]{3}", name) or name == "MSH":
@@ -253,6 +258,9 @@ def _split(options: Mapping[str, Any], base: Path) -> Step:
 
     def step(work: Work) -> list[Work]:
         text = work.message.to_er7().rstrip("\r").split("\r")
+        codec = codecs.lookup(work.message.codec).name
+        declared = codecs.lookup(codec_for(work.message.charset) or "utf-8").name
+        relabel = charset_for(codec) if codec != declared else None  # read by the fallback (hl7/charset.py)
         fs = work.message.delimiters.field
         starts = [i for i, s in enumerate(text) if s[:4] == name + fs or s == name]
         if len(starts) <= 1:
@@ -262,8 +270,10 @@ def _split(options: Mapping[str, Any], base: Path) -> Step:
         head = text[:starts[0]]
         out = []
         for n, (a, b) in enumerate(zip(starts, starts[1:] + [len(text)], strict=True), start=1):
-            child = parse("\r".join(head + text[a:b]) + "\r")
+            child = parse("\r".join(head + text[a:b]) + "\r", charset=codec)
             child.set("MSH-10", f"{work.message.control_id}-{n}")
+            if relabel:
+                child.set("MSH-18", relabel)
             out.append(Work(child, None if work.destinations is None else list(work.destinations),
                             channel=work.channel, message_id=work.message_id, received_at=work.received_at))
         return out

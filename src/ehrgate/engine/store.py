@@ -367,7 +367,12 @@ class MessageStore:
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
     def get(self, message_id: int) -> dict[str, Any] | None:
-        """Everything kept about one message: content of each stage, deliveries, attempts, children."""
+        """Everything kept about one message: content of each stage, deliveries, attempts, children.
+
+        ``runs``: the message's passes through its channel - run 1 at receipt, one more per reprocess
+        (``at``, ``by``: the actor's name, None when not known). Each attempt carries its ``run``
+        (numbers restart at 1 in each run: a reprocess gives every destination its whole retry
+        budget again); the deliveries are those of the last run."""
         with self.read() as conn:
             row = conn.execute(sa.select(t.message).where(t.message.c.id == message_id)).first()
             if row is None:
@@ -381,6 +386,14 @@ class MessageStore:
                 .order_by(t.delivery.c.destination))]
             out["attempts"] = [dict(r._mapping) for r in conn.execute(
                 sa.select(t.attempt).where(t.attempt.c.message_id == message_id).order_by(t.attempt.c.id))]
+            again = conn.execute(sa.select(t.reprocess.c.at, t.reprocess.c.actor, t.reprocess.c.after_attempt)
+                                 .where(t.reprocess.c.message_id == message_id).order_by(t.reprocess.c.id)).all()
+            out["runs"] = [{"run": 1, "at": out["received_at"], "by": None}] + [
+                {"run": n, "at": r[0], "by": r[1] or None} for n, r in enumerate(again, start=2)]
+            for a in out["attempts"]:
+                a["run"] = 1 + sum(1 for r in again if a["id"] > r[2])
+            for d in out["deliveries"]:
+                d["run"] = len(out["runs"])
             out["children"] = [int(r[0]) for r in conn.execute(
                 sa.select(t.message.c.id).where(t.message.c.parent_id == message_id).order_by(t.message.c.id))]
             out["queued"] = [dict(r._mapping) for r in conn.execute(
@@ -419,7 +432,8 @@ class MessageStore:
 
     def reprocess(self, ids: Sequence[int], *, actor: Actor | None = None,
                   criteria: dict[str, Any] | None = None) -> tuple[list[int], list[str]]:
-        """Send finished messages through their channel again (same row; attempt history kept).
+        """Send finished messages through their channel again (same row; attempt history kept, and
+        a new run recorded: its attempts are numbered from 1, see ``get``'s ``runs``).
         Returns (ids queued, one sentence per message skipped). With ``actor``, the audit row
         (``criteria``: how the messages were chosen) commits in the same transaction."""
         done: list[int] = []
@@ -437,6 +451,9 @@ class MessageStore:
                                    "it is SENT, FILTERED or ERROR.")
                     continue
                 conn.execute(sa.delete(t.delivery).where(t.delivery.c.message_id == mid))
+                last = conn.execute(sa.select(sa.func.max(t.attempt.c.id)).where(t.attempt.c.message_id == mid)).scalar()
+                conn.execute(t.reprocess.insert().values(message_id=mid, at=now, actor=actor.name[:160] if actor else "",
+                                                         after_attempt=last or 0))
                 conn.execute(sa.update(t.message).where(t.message.c.id == mid).values(
                     status="RECEIVED", transformed=None, bundle=None, error=None, duplicate_of=None,
                     updated_at=now))
@@ -494,6 +511,7 @@ class MessageStore:
                             indexed)
                 for table, col in ((t.message_patient, t.message_patient.c.message_id),
                                    (t.delivery, t.delivery.c.message_id), (t.attempt, t.attempt.c.message_id),
+                                   (t.reprocess, t.reprocess.c.message_id),
                                    (t.queue, t.queue.c.message_id), (t.message, m.id)):
                     conn.execute(sa.delete(table).where(col.in_(ids)))
                 total += len(ids)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import codecs
 
-__all__ = ["CHARSETS", "codec_for", "decode", "header_charset"]
+__all__ = ["CHARSETS", "charset_for", "codec_for", "decode", "header_charset"]
 
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -41,6 +41,9 @@ CHARSETS: dict[str, str] = {
     "UNICODE UTF-8": "utf-8",
 }
 
+#: The table 0211 name for a codec; the last name in CHARSETS wins (UTF-8 is 'UNICODE UTF-8').
+_NAMES = {codecs.lookup(codec).name: name for name, codec in CHARSETS.items()}
+
 _NOT_ASCII_COMPATIBLE = {"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"}
 
 
@@ -56,6 +59,14 @@ def codec_for(charset: str) -> str | None:
     except LookupError:
         return None
     return None if codec in _NOT_ASCII_COMPATIBLE else codec
+
+
+def charset_for(codec: str) -> str | None:
+    """The HL7 table 0211 name (an MSH-18 value) for a Python codec, None when the table has none."""
+    try:
+        return _NAMES.get(codecs.lookup(codec).name)
+    except LookupError:
+        return None
 
 
 def header_charset(data: bytes) -> str:

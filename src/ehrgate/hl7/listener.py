@@ -11,7 +11,10 @@ parallel. Nothing a peer sends can disturb another connection:
 * bytes outside any frame (not MLLP at all) close the connection cleanly, after answering the
   frames that came before them;
 * a connection silent for ``idle_timeout`` seconds is closed; beyond ``max_connections``
-  concurrent connections a new one is closed at once.
+  concurrent connections a new one is closed at once;
+* a frame not ended ``frame_timeout`` seconds after its first bytes were read closes the
+  connection: a sender trickling bytes is never idle, and a few of them could hold every one of
+  ``max_connections`` (slowloris). Nothing of that frame was acknowledged, so nothing is lost.
 
 The handler returns the ACK bytes, or an awaitable of them (an ``async def``), or an async generator
 yielding every frame to send for the message, in order - none, one, or more. The first two are the
@@ -73,30 +76,47 @@ class _AfterReply(Exception):
 
 
 class _IdleTimer:
-    """One timer per connection for ``idle_timeout``, instead of a timeout armed and disarmed around
-    every read (that was about a tenth of the loop's work per message). The listener only records
-    since when it has been waiting for the peer (``since``; None while a message is handled: a busy
-    connection is never idle). When the timer fires it re-arms itself for the time left, or, once
-    the connection has waited ``timeout``, cancels the connection's task and sets ``fired``."""
+    """One timer per connection for ``idle_timeout`` and ``frame_timeout``, instead of a timeout
+    armed and disarmed around every read (that was about a tenth of the loop's work per message).
+    The listener only records since when it has been waiting for the peer (``since``; None while a
+    message is handled: a busy connection is never idle) and since when it has been waiting for the
+    end of a frame begun in an earlier read (``frame_since``, set with ``frame_started`` once per
+    such frame; a frame read whole never sets it). When the timer fires it re-arms itself for the
+    time left, or, once a limit is passed, cancels the connection's task and sets ``fired`` (to
+    ``"idle"`` or ``"frame"``)."""
 
-    __slots__ = ("_handle", "_loop", "_task", "_timeout", "since", "fired")
+    __slots__ = ("_frame_timeout", "_handle", "_loop", "_task", "_timeout", "fired", "frame_since", "since")
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, frame_timeout: float) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._timeout = timeout
+        self._frame_timeout = frame_timeout
         self.since: float | None = self._loop.time()
-        self.fired = False
+        self.frame_since: float | None = None
+        self.fired = ""
         self._handle: asyncio.TimerHandle | None = self._loop.call_at(self.since + timeout, self._check)
+
+    def frame_started(self, now: float) -> None:
+        self.frame_since = now
+        due = now + self._frame_timeout
+        if self._handle is not None and self._handle.when() > due:
+            self._handle.cancel()
+            self._handle = self._loop.call_at(due, self._check)
 
     def _check(self) -> None:
         now = self._loop.time()
-        due = (now if self.since is None else self.since) + self._timeout
+        if self.since is None:  # handling a message: neither idle nor slow
+            due, fired = now + min(self._timeout, self._frame_timeout), ""
+        else:
+            due, fired = self.since + self._timeout, "idle"
+            if self.frame_since is not None and self.frame_since + self._frame_timeout < due:
+                due, fired = self.frame_since + self._frame_timeout, "frame"
         if due > now:
             self._handle = self._loop.call_at(due, self._check)
             return
         self._handle = None
-        self.fired = True
+        self.fired = fired
         if self._task is not None:
             self._task.cancel()
 
@@ -110,9 +130,11 @@ class MLLPServer:
     """A running listener. ``async with`` it, or call ``close()`` and ``await wait_closed()``."""
 
     def __init__(self, handler: Handler, *, idle_timeout: float, max_message_bytes: int, max_connections: int,
-                 control_id: Callable[[], str] = _control_id, clock: Callable[[], datetime] = _now) -> None:
+                 frame_timeout: float = 60.0, control_id: Callable[[], str] = _control_id,
+                 clock: Callable[[], datetime] = _now) -> None:
         self._handler = handler
         self.idle_timeout = idle_timeout
+        self.frame_timeout = frame_timeout
         self.max_message_bytes = max_message_bytes
         self.max_connections = max_connections
         self._control_id = control_id
@@ -186,19 +208,26 @@ class MLLPServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer) -> None:
         decoder = MLLPDecoder(self.max_message_bytes)
-        idle = _IdleTimer(self.idle_timeout)
+        idle = _IdleTimer(self.idle_timeout, self.frame_timeout)
         clock = asyncio.get_running_loop().time
         try:
             while True:
-                idle.since = clock()
+                idle.since = now = clock()
+                if idle.frame_since is None and decoder.in_frame:
+                    idle.frame_started(now)  # once per frame that takes more than one read
                 try:
                     data = await reader.read(65536)
                 except asyncio.CancelledError:
                     if not idle.fired:
                         raise
                     asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                    log.info("MLLP connection from %s:%s idle for %ss, closing", peer.host, peer.port,
-                             self.idle_timeout)
+                    if idle.fired == "frame":
+                        log.warning("MLLP connection from %s:%s did not end a frame within %ss (frame_timeout; "
+                                    "%d bytes of it read, none acknowledged), closing", peer.host, peer.port,
+                                    self.frame_timeout, decoder.frame_bytes)
+                    else:
+                        log.info("MLLP connection from %s:%s idle for %ss, closing", peer.host, peer.port,
+                                 self.idle_timeout)
                     return
                 idle.since = None
                 if not data:
@@ -206,7 +235,10 @@ class MLLPServer:
                         log.info("MLLP connection from %s:%s closed inside a frame (%s)", peer.host, peer.port,
                                  type(event).__name__)
                     return
-                for event in decoder.feed(data):
+                events = decoder.feed(data)
+                if events:
+                    idle.frame_since = None  # a frame ended: one begun after it is timed from the next read
+                for event in events:
                     if isinstance(event, Garbage):
                         log.warning("MLLP connection from %s:%s sent %d bytes outside any frame, closing",
                                     peer.host, peer.port, len(event.data))
@@ -327,6 +359,7 @@ async def start_mllp_server(
     *,
     ssl: ssl_module.SSLContext | None = None,
     idle_timeout: float = 60.0,
+    frame_timeout: float = 60.0,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_connections: int = 100,
     control_id: Callable[[], str] = _control_id,
@@ -334,10 +367,12 @@ async def start_mllp_server(
 ) -> MLLPServer:
     """Listen for MLLP on ``host:port``; ``handler(raw, peer)`` returns the ACK bytes for each message.
 
+    ``frame_timeout``: seconds a frame may take from its first bytes to its end block.
     ``control_id`` and ``clock`` supply MSH-10 and MSH-7 of the ARs the listener builds itself.
     """
     server = MLLPServer(handler, idle_timeout=idle_timeout, max_message_bytes=max_message_bytes,
-                        max_connections=max_connections, control_id=control_id, clock=clock)
+                        max_connections=max_connections, frame_timeout=frame_timeout, control_id=control_id,
+                        clock=clock)
     server._server = await asyncio.start_server(
         server._accept, host, port, ssl=ssl, ssl_handshake_timeout=idle_timeout if ssl else None,
         limit=65536)

@@ -100,6 +100,11 @@ class MLLPDecoder:
         """True between a start block and its end block."""
         return self._in_frame
 
+    @property
+    def frame_bytes(self) -> int:
+        """Payload bytes read so far of the frame in progress (for logs: a size, never content)."""
+        return self._size if self._in_frame else 0
+
     def feed(self, data: bytes) -> list[MLLPEvent]:
         if (not self._in_frame and not self._fs_pending and data[:1] == START_BLOCK and data[-2:] == END_BLOCK
                 and len(data) - 3 <= self.max_message_bytes and data.find(b"\x1c", 1) == len(data) - 2
