@@ -142,7 +142,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "token_rate_limit",
         600,
-        "Token endpoint requests allowed per client per minute (each process); 0 switches the limit off.",
+        "Token endpoint requests allowed per client per minute (each process), counting only requests in which the "
+        "client authenticated or presented a valid grant; as many failed or unauthenticated requests are allowed per "
+        "client address. 0 switches both limits off.",
         int,
     ),
     Setting(

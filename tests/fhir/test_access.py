@@ -102,8 +102,17 @@ def test_missing_scope_is_403_naming_it(seeded: Any) -> None:
     r = seeded.get("/fhir/Observation")
     assert r.status_code == 403
     assert "patient/Observation.s" in r.json()["issue"][0]["diagnostics"]
+    assert "www-authenticate" not in r.headers  # RFC 6750 §3.1 challenges only a caller that sent a token
     body = {k: v for k, v in _obs("x", "me", LAB).items() if k != "id"}
     assert seeded.post("/fhir/Observation", json=body, headers=FJ).status_code == 403
+
+
+def test_a_token_callers_403_carries_the_bearer_challenge(seeded: Any) -> None:
+    """RFC 6750 §3.1: insufficient_scope, in the realm the policy names for the caller's token."""
+    _use(seeded, Access(allowed=lambda kind, res_type: False, realm="http://testserver/fhir"))
+    r = seeded.get("/fhir/Observation")
+    assert r.status_code == 403
+    assert r.headers["www-authenticate"] == 'Bearer realm="http://testserver/fhir", error="insufficient_scope"'
 
 
 def test_writes_stay_inside_the_compartment(seeded: Any) -> None:

@@ -130,7 +130,10 @@ def test_unregistered_scopes_are_not_granted(world: World) -> None:
     body = standalone_tokens(world, user="ada", client_id="narrow-app",
                              scope="openid fhirUser launch/patient patient/Observation.rs patient/Condition.rs")
     assert "patient/Condition.rs" not in body["scope"].split()
-    assert world.client.get(f"/fhir/Condition?patient={world.patient}", headers=bearer(body["access_token"])).status_code == 403
+    r = world.client.get(f"/fhir/Condition?patient={world.patient}", headers=bearer(body["access_token"]))
+    assert r.status_code == 403
+    # RFC 6750 §3.1: a token without the scope a request needs is told so in the challenge
+    assert r.headers["www-authenticate"] == f'Bearer realm="{FHIR}", error="insufficient_scope"'
 
 
 def test_system_scopes_are_refused_in_user_authorization(world: World) -> None:
@@ -322,17 +325,61 @@ def test_sign_out_ends_online_access_but_not_offline(world: World) -> None:
 # -- rate limit ----------------------------------------------------------------------------------
 
 
-def test_token_endpoint_is_rate_limited_per_client(store: Any, smart_settings: Any, world: World) -> None:
+def _bad_code(c: TestClient, client_id: str = "public-app", auth: Any = None, **extra: str) -> Any:
+    data = {"grant_type": "authorization_code", "code": "x", "redirect_uri": CALLBACK, "code_verifier": "v" * 43, **extra}
+    if client_id:
+        data["client_id"] = client_id
+    return c.post("/auth/token", data=data, auth=auth)
+
+
+def test_failed_token_requests_are_limited_per_address(store: Any, smart_settings: Any, world: World) -> None:
+    """Requests that neither authenticate their client nor present a valid grant count per client
+    address (token_rate_limit a minute), so a stranger cannot spend a client's own budget."""
     limited = create_app(smart_settings.replace(token_rate_limit=3), store)
-    with TestClient(limited) as c:
-        codes = [c.post("/auth/token", data={"grant_type": "authorization_code", "code": "x", "client_id": "public-app",
-                                             "redirect_uri": CALLBACK, "code_verifier": "v" * 43}).status_code for _ in range(4)]
+    with TestClient(limited, client=("203.0.113.9", 4000)) as attacker, \
+            TestClient(limited, client=("198.51.100.7", 4000)) as app_host:
+        codes = [_bad_code(attacker).status_code for _ in range(4)]
         assert codes == [400, 400, 400, 429]
-        r = c.post("/auth/token", data={"grant_type": "authorization_code", "code": "x", "client_id": "public-app"})
-        assert r.json()["error"] == "temporarily_unavailable" and int(r.headers["retry-after"]) >= 1
-        other = c.post("/auth/token", data={"grant_type": "authorization_code", "code": "x", "client_id": "narrow-app",
-                                            "redirect_uri": CALLBACK, "code_verifier": "v" * 43})
-        assert other.status_code == 400  # another client is not affected
+        r = _bad_code(attacker, "narrow-app")  # any client, from that address
+        assert r.status_code == 429 and r.json()["error"] == "temporarily_unavailable"
+        assert int(r.headers["retry-after"]) >= 1 and "from this address" in r.json()["error_description"]
+        assert _bad_code(app_host).status_code == 400  # another address is not affected
+        got, verifier, _ = authorize_code(world, user="ada")
+        ok = exchange(app_host, got["code"], verifier)
+        assert ok.status_code == 200, ok.text
+
+
+def test_a_claimed_client_id_does_not_spend_the_clients_budget(store: Any, smart_settings: Any, world: World) -> None:
+    """The denial of service: a stranger sending a confidential client's client_id (without its
+    secret) used to spend that client's per-client budget. Only authenticated requests count there;
+    the stranger's failures count against its address, and an authenticated client is not held back
+    by its address."""
+    limited = create_app(smart_settings.replace(token_rate_limit=3), store)
+    with TestClient(limited, client=("203.0.113.9", 4000)) as attacker:
+        tries = [_bad_code(attacker, "conf-app").status_code,
+                 _bad_code(attacker, "", auth=("conf-app", "wrong-secret")).status_code,
+                 _bad_code(attacker, "conf-app", client_secret="wrong").status_code]
+        assert tries == [401, 401, 401]
+        assert _bad_code(attacker, "", auth=("conf-app", "wrong-secret")).status_code == 429
+        # the real client, even from the stranger's address: its own budget, untouched so far
+        codes = [_bad_code(attacker, "", auth=("conf-app", world.secret)).status_code for _ in range(4)]
+        assert codes == [400, 400, 400, 429]
+        r = _bad_code(attacker, "", auth=("conf-app", world.secret))
+        assert "for this client" in r.json()["error_description"] and int(r.headers["retry-after"]) >= 1
+
+
+def test_a_public_clients_budget_counts_valid_grants(store: Any, smart_settings: Any, world: World) -> None:
+    """A public client cannot authenticate: its budget counts the requests that presented a valid
+    grant (here: codes exchanged); once spent, the next request is refused before the code is used."""
+    limited = create_app(smart_settings.replace(token_rate_limit=2), store)
+    with TestClient(limited, client=("198.51.100.7", 4000)) as c:
+        for _ in range(2):
+            got, verifier, _ = authorize_code(world, user="ada")
+            assert exchange(c, got["code"], verifier).status_code == 200
+        got, verifier, _ = authorize_code(world, user="ada")
+        r = exchange(c, got["code"], verifier)
+        assert r.status_code == 429 and "for this client" in r.json()["error_description"]
+    assert exchange(world.client, got["code"], verifier).status_code == 200  # the refused request left the code unused
 
 
 def test_parse_qs_helper() -> None:

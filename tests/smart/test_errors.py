@@ -35,3 +35,7 @@ def test_every_401_names_an_authentication_scheme() -> None:
                 e.InvalidClient("wrong secret", headers={"WWW-Authenticate": 'Basic realm="token"'})):
         status, _, headers = exc.render()
         assert status == 401 and headers["WWW-Authenticate"] == 'Basic realm="token"'
+    for bearer_exc in (e.InvalidToken("expired", realm="http://x/fhir"), e.InsufficientScope("no system/", realm="http://x/fhir")):
+        status, body, headers = bearer_exc.render()
+        assert status == 401 and headers["WWW-Authenticate"] == f'Bearer realm="http://x/fhir", error="{bearer_exc.error}"'
+        assert json.loads(body)["error"] == bearer_exc.error

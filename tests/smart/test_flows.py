@@ -210,19 +210,90 @@ def test_refresh(world: World, with_scope: bool) -> None:
     assert world.client.get(f"/fhir/Patient/{world.patient}", headers=bearer(new["access_token"])).status_code == 200
 
 
+@pytest.mark.parametrize("extra", [{"scope": "patient/*.rs user/*.cruds"}, {"scope": "patient/Nope.xyz"},
+                                   {"client_id": "narrow-app"}])
+def test_a_replayed_refresh_token_revokes_the_grant_whatever_the_request_says(world: World, extra: dict[str, str]) -> None:
+    """RFC 6749 §10.4, OAuth 2.0 Security BCP §4.14: presenting a rotated refresh token again revokes
+    the grant; a wider or malformed scope, or another client, must not turn that into a mere error."""
+    body = standalone_tokens(world, user="ada")
+    first = world.client.post("/auth/token", data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    assert first.status_code == 200, first.text
+    new = first.json()
+    remember(new["access_token"], new["refresh_token"])
+    replay = world.client.post("/auth/token", data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"], **extra})
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant", replay.text
+    assert "already used" in replay.json()["error_description"]
+    assert world.client.get(f"/fhir/Patient/{world.patient}", headers=bearer(new["access_token"])).status_code == 401
+    again = world.client.post("/auth/token", data={"grant_type": "refresh_token", "refresh_token": new["refresh_token"]})
+    assert again.status_code == 400
+
+
 def test_introspection(world: World) -> None:
     body = standalone_tokens(world, user="ada")
-    r = world.client.post("/auth/introspect", data={"token": body["access_token"]})
+    r = world.client.post("/auth/introspect", data={"token": body["access_token"], "client_id": "public-app"})
     info = r.json()
     assert r.status_code == 200 and info["active"] is True and info["client_id"] == "public-app"
     assert set(info["scope"].split()) == set(body["scope"].split()) and info["exp"] > time.time()
     assert info["patient"] == world.patient and info["iss"] == FHIR
     id_claims = jwt.decode(body["id_token"], KeySet.import_key_set(world.client.get("/auth/jwks").json()), algorithms=["RS256"]).claims
     assert info["sub"] == id_claims["sub"] and info["fhirUser"] == id_claims["fhirUser"]
-    r = world.client.post("/auth/introspect", data={"token": "invalid_token_value"})
+    r = world.client.post("/auth/introspect", data={"token": "invalid_token_value", "client_id": "public-app"})
     assert r.status_code == 200 and r.json() == {"active": False}
-    refresh = world.client.post("/auth/introspect", data={"token": body["refresh_token"]}).json()
+    refresh = world.client.post("/auth/introspect", data={"token": body["refresh_token"], "client_id": "public-app"}).json()
     assert refresh["active"] is True and refresh["token_type"] == "refresh_token"
+
+
+def test_introspection_needs_authorization(world: World) -> None:
+    """RFC 7662 §2.1: the endpoint MUST require authorization (against token scanning). A caller
+    that sends nothing is refused; a bearer token must be a valid one with a system/ scope."""
+    body = standalone_tokens(world, user="ada")
+    for token in (body["access_token"], body["refresh_token"], "invalid_token_value"):
+        r = world.client.post("/auth/introspect", data={"token": token})
+        assert r.status_code == 401 and r.json()["error"] == "invalid_client", r.text
+        assert r.headers["www-authenticate"].startswith("Basic ") and "active" not in r.json()
+    r = world.client.post("/auth/introspect", data={"token": body["access_token"]}, headers=bearer(body["access_token"]))
+    assert r.status_code == 401 and 'error="insufficient_scope"' in r.headers["www-authenticate"]
+    assert r.headers["www-authenticate"].startswith(f'Bearer realm="{FHIR}"')
+    r = world.client.post("/auth/introspect", data={"token": body["access_token"]}, headers=bearer("not-a-token"))
+    assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
+    r = world.client.post("/auth/introspect", data={"token": body["access_token"], "client_id": "nobody"})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    for name in ("smart-configuration", "openid-configuration"):
+        doc = world.client.get(f"/.well-known/{name}").json()
+        assert doc["introspection_endpoint_auth_methods_supported"] == [
+            "client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+        assert "ES384" in doc["introspection_endpoint_auth_signing_alg_values_supported"]
+
+
+@pytest.mark.parametrize("which", ["access_token", "refresh_token"])
+def test_introspection_answers_by_who_may_see_the_token(world: World, which: str) -> None:
+    """RFC 7662 §2.2: an authorized caller that may not see a token gets active=false, as for an
+    unknown one. A client sees its own tokens (a public one naming its client_id, a confidential one
+    authenticated); a caller with a system/ scope (a resource server) sees every token; access and
+    refresh tokens follow the same rule."""
+    from .conftest import backend_token
+
+    public = standalone_tokens(world, user="ada")
+    got, verifier, _ = authorize_code(world, client_id="conf-app", user="ada")
+    confidential = exchange(world.client, got["code"], verifier, auth=("conf-app", world.secret)).json()
+    remember(confidential["access_token"], confidential["refresh_token"])
+    system = backend_token(world.client, world.keys["ES384"], "ES384").json()["access_token"]
+
+    def ask(token: str, data: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:
+        r = world.client.post("/auth/introspect", data={"token": token, **(data or {})}, **kw)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    conf = ("conf-app", world.secret)
+    assert ask(public[which], data={"client_id": "public-app"})["client_id"] == "public-app"
+    assert ask(confidential[which], auth=conf)["client_id"] == "conf-app"
+    assert ask(confidential[which], data={"client_id": "conf-app", "client_secret": world.secret})["active"] is True
+    assert ask(public[which], auth=conf) == {"active": False}  # another client's token
+    assert ask(confidential[which], data={"client_id": "public-app"}) == {"active": False}
+    assert ask(public[which], data={"client_id": "narrow-app"}) == {"active": False}
+    for token, client in ((public[which], "public-app"), (confidential[which], "conf-app")):
+        info = ask(token, headers=bearer(system))
+        assert info["active"] is True and info["client_id"] == client
 
 
 @pytest.mark.parametrize("which", ["access_token", "refresh_token"])
@@ -235,7 +306,7 @@ def test_revocation_ends_the_grant(world: World, which: str) -> None:
     assert read.headers.get("www-authenticate", "").startswith("Bearer")
     refresh = world.client.post("/auth/token", data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
     assert refresh.status_code in (400, 401)
-    assert world.client.post("/auth/introspect", data={"token": body["access_token"]}).json() == {"active": False}
+    assert world.client.post("/auth/introspect", data={"token": body["access_token"], "client_id": "public-app"}).json() == {"active": False}
     assert world.client.post("/auth/revoke", data={"token": "unknown-token-value"}).status_code == 200
 
 
@@ -308,7 +379,7 @@ def test_a_narrowed_refresh_keeps_the_refresh_token_lifetime(world: World, smart
     assert r.status_code == 200, r.text
     new = r.json()
     remember(new["access_token"], new["refresh_token"])
-    info = world.client.post("/auth/introspect", data={"token": new["refresh_token"]}).json()
+    info = world.client.post("/auth/introspect", data={"token": new["refresh_token"], "client_id": "public-app"}).json()
     assert info["active"] is True
     assert abs(info["exp"] - (time.time() + smart_settings.refresh_token_lifetime)) < 60
 

@@ -254,7 +254,7 @@ def test_prompt_select_account_asks_which_account(world: World, store: Any) -> N
     page = world.client.get(signed.headers["location"])
     got = callback_params(_approve(world, page, remember=False))  # ada has approved nothing yet: asked
     body = exchange(world.client, got["code"], verifier).json()
-    info = world.client.post("/auth/introspect", data={"token": body["access_token"]}).json()
+    info = world.client.post("/auth/introspect", data={"token": body["access_token"], "client_id": "public-app"}).json()
     assert info["fhirUser"].endswith(f"/Patient/{world.patient}")  # ada's token, not the clinician's
     auth, _ = authorize_params(scope=scope, prompt="select_account none")
     got = callback_params(world.client.get("/auth/authorize", params=auth))

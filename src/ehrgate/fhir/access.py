@@ -44,6 +44,9 @@ class Access:
     grant_id: str = ""
     """The authorization (grant) the token belongs to; audit events carry it so one
     authorization's launch, token and resource calls can be found together."""
+    realm: str | None = None
+    """The realm of the bearer token the caller sent (its 401s name the same); None: no token, so a
+    403 carries no ``WWW-Authenticate`` challenge."""
 
     @property
     def audited(self) -> bool:
@@ -58,7 +61,10 @@ class Access:
         kind = INTERACTION_KINDS.get(interaction, "r")
         if not self.allowed(kind, res_type):
             reason = self.missing(kind, res_type) or f"The access token does not allow {interaction} on {res_type}."
-            raise Forbidden(reason)
+            exc = Forbidden(reason)
+            if self.realm is not None:  # RFC 6750 §3.1: the token lacks the scope the request needs
+                exc.headers["WWW-Authenticate"] = f'Bearer realm="{self.realm}", error="insufficient_scope"'
+            raise exc
 
 
 OPEN = Access()

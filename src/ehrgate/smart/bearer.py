@@ -104,7 +104,7 @@ class BearerPolicy:
                 ctx = self.issuer.verify_access_token(token)
             except TokenError as exc:
                 raise self._unauthorized(str(exc)) from None
-            entry = _Entry(ctx, access_for(ctx), 0.0)
+            entry = _Entry(ctx, access_for(ctx, realm=self.realm), 0.0)
         if entry.ctx.exp <= now:
             self._cache.pop(key, None)
             raise self._unauthorized("The access token has expired; refresh it or launch the app again.")

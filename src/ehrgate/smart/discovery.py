@@ -31,6 +31,9 @@ SCOPES_SUPPORTED = (
     "patient/*.cruds", "user/*.cruds", "system/*.cruds", "patient/*.read", "user/*.read", "system/*.read",
     "patient/*.write", "user/*.write", "system/*.write", "patient/*.rs", "user/*.rs", "system/*.rs",
 )
+INTROSPECTION_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+"""RFC 8414 §2; "none": a public client, for its own tokens. A bearer token with a system/ scope is
+accepted too (RFC 7662 §2.1), which is not a client authentication method and so is not listed."""
 STYLE = {
     "color_background": "#f6f8fa",
     "color_error": "#cf222e",
@@ -60,6 +63,8 @@ def smart_configuration_document(srv: SmartServer) -> dict[str, Any]:
         "response_types_supported": ["code"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "introspection_endpoint_auth_methods_supported": list(INTROSPECTION_AUTH_METHODS),
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "scopes_supported": list(SCOPES_SUPPORTED),
         "code_challenge_methods_supported": ["S256"],
         "capabilities": list(CAPABILITIES),
@@ -81,6 +86,8 @@ async def openid_configuration(srv: SmartServer, request: Request) -> Response:
         "token_endpoint": srv.token_url,
         "jwks_uri": srv.auth_base + "/jwks",
         "introspection_endpoint": srv.auth_base + "/introspect",
+        "introspection_endpoint_auth_methods_supported": list(INTROSPECTION_AUTH_METHODS),
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "revocation_endpoint": srv.auth_base + "/revoke",
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],

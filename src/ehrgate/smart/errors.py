@@ -4,6 +4,8 @@ itself as ``(status, body, headers)`` without a web framework.
     OAuthError (400)
     ├── InvalidRequest (400, invalid_request)
     ├── InvalidClient (401, invalid_client; always with WWW-Authenticate: Basic)
+    ├── InvalidToken (401, invalid_token; always with WWW-Authenticate: Bearer; RFC 6750 §3.1)
+    │   └── InsufficientScope (401 at the introspection endpoint, RFC 7662 §2.3; insufficient_scope)
     ├── InvalidGrant (400, invalid_grant)
     ├── UnauthorizedClient (400, unauthorized_client)
     ├── UnsupportedGrantType (400, unsupported_grant_type)
@@ -14,7 +16,7 @@ itself as ``(status, body, headers)`` without a web framework.
     ├── RequestNotSupported, RequestUriNotSupported, RegistrationNotSupported (400; OpenID Connect)
     ├── ServerError (500, server_error)
     ├── TemporarilyUnavailable (503, temporarily_unavailable)
-    └── SlowDown (429, temporarily_unavailable; the per-client token rate limit, with Retry-After)
+    └── SlowDown (429, temporarily_unavailable; the token endpoint's per-client and per-address limits, with Retry-After)
 
 ``description`` is a sentence for the developer of the app (never a token or secret).
 """
@@ -27,11 +29,13 @@ from urllib.parse import urlencode
 __all__ = [
     "AccessDenied",
     "ConsentRequired",
+    "InsufficientScope",
     "InteractionRequired",
     "InvalidClient",
     "InvalidGrant",
     "InvalidRequest",
     "InvalidScope",
+    "InvalidToken",
     "LoginRequired",
     "OAuthError",
     "RegistrationNotSupported",
@@ -87,6 +91,23 @@ class InvalidClient(OAuthError):
 
     def __init__(self, description: str = "", *, headers: dict[str, str] | None = None) -> None:
         super().__init__(description, headers={"WWW-Authenticate": 'Basic realm="token"', **(headers or {})})
+
+
+class InvalidToken(OAuthError):
+    """A bearer token presented to the authorization server (the introspection endpoint) that is not
+    valid: 401 with a Bearer challenge in ``realm`` (RFC 6750 §3, §3.1)."""
+
+    error = "invalid_token"
+    status = 401
+
+    def __init__(self, description: str, *, realm: str) -> None:
+        super().__init__(description, headers={"WWW-Authenticate": f'Bearer realm="{realm}", error="{self.error}"'})
+
+
+class InsufficientScope(InvalidToken):
+    """RFC 7662 §2.3: a bearer token without the privileges to introspect is a 401 (not RFC 6750's 403)."""
+
+    error = "insufficient_scope"
 
 
 class InvalidGrant(OAuthError):

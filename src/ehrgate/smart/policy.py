@@ -62,7 +62,8 @@ def _usable(ctx: TokenContext, scopes: tuple[ResourceScope, ...]) -> tuple[Resou
     return tuple(out)
 
 
-def access_for(ctx: TokenContext) -> Access:
+def access_for(ctx: TokenContext, *, realm: str = "") -> Access:
+    """``realm``: the bearer challenge's realm, named in a 403 for insufficient scope (RFC 6750 §3.1)."""
     scopes = _usable(ctx, ctx.scopes.resource_scopes)
 
     verdicts: dict[tuple[str, str], bool] = {}  # asked on every request made with the token
@@ -93,7 +94,7 @@ def access_for(ctx: TokenContext) -> Access:
     subject = ctx.fhir_user or ctx.sub or ctx.client_id
     return Access(
         allowed=allowed, missing=missing, patient=patient, filters=filters, subject=subject, client_id=ctx.client_id,
-        grant_id=ctx.grant_id,
+        grant_id=ctx.grant_id, realm=realm,
     )
 
 

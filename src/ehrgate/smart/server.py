@@ -57,7 +57,9 @@ class SmartServer:
             self.tokens, self._grant_active, required=settings.auth_required,
             recheck=float(settings.revocation_check_seconds), realm=self.fhir_base, clock=clock,
         )
-        self.rate = RateLimiter(settings.token_rate_limit)
+        self.rate = RateLimiter(settings.token_rate_limit)  # token requests per client (token.token)
+        # token requests per client address that neither authenticated nor presented a valid grant
+        self.token_failures = RateLimiter(settings.token_rate_limit)
         # failed sign-ins (/auth/login) per client address: ten a minute, then wait (password guessing)
         self.login_failures = RateLimiter(10)
         self._jwks_cache: dict[str, tuple[float, Any]] = {}

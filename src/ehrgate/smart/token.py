@@ -26,13 +26,16 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..ratelimit import client_key
 from . import grants as G
 from .apps import App
 from .errors import (
+    InsufficientScope,
     InvalidClient,
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
+    InvalidToken,
     OAuthError,
     SlowDown,
     UnauthorizedClient,
@@ -105,16 +108,6 @@ def _basic(request: Request) -> tuple[str, str] | None:
     if not sep:
         raise InvalidClient("The Basic credentials must be client_id:client_secret.", headers={"WWW-Authenticate": 'Basic realm="token"'})
     return unquote_plus(cid), unquote_plus(secret)
-
-
-def _claimed_client(request: Request, form: FormData) -> str:
-    basic = _basic(request)
-    if basic:
-        return basic[0]
-    if _field(form, "client_assertion"):
-        claims = _unverified_claims(_field(form, "client_assertion"))
-        return str(claims.get("iss") or _field(form, "client_id"))
-    return _field(form, "client_id")
 
 
 async def _client_keys(srv: SmartServer, app: App, kid: Any = None) -> KeySet:
@@ -221,15 +214,19 @@ async def authenticate(
 
 
 async def token(srv: SmartServer, request: Request) -> Response:
+    """Two budgets of ``token_rate_limit`` requests a minute (then 429 with Retry-After): a client's
+    own counts only requests in which it authenticated or - a public client, which cannot - that
+    presented a valid grant; every other request counts against its address (``client_key``), so a
+    stranger sending a client's ``client_id`` spends its own address's budget, not the client's. An
+    authenticated client is not held back by its address (a NAT or proxy may be shared)."""
     if request.method == "OPTIONS":
         return preflight(request)
+    address = client_key(request.client.host if request.client else "")
+    blocked = srv.token_failures.check(address)  # counted on arrival (attempts sent at once all count)
+    authenticated = False
     try:
         form = await _form(request)
         grant_type = _field(form, "grant_type")
-        claimed = _claimed_client(request, form)
-        wait = srv.rate.check(claimed or "(anonymous)")
-        if wait:
-            raise SlowDown(f"Too many token requests for this client; retry after {wait} seconds.", wait)
         handler = GRANT_TYPES.get(grant_type)
         if handler is None:
             if not grant_type:
@@ -238,6 +235,19 @@ async def token(srv: SmartServer, request: Request) -> Response:
                 f"grant_type {grant_type!r} is not supported; use authorization_code, refresh_token or client_credentials."
             )
         auth = await authenticate(srv, request, form, allow_anonymous=grant_type == "refresh_token", defer_jti=True)
+        authenticated = auth.method != "none"
+        client = auth.client_id
+        if authenticated:
+            if not blocked:
+                srv.token_failures.forgive(address)
+            wait = srv.rate.check(client)
+        else:  # a public client (or an anonymous refresh): its budget counts only a valid grant, below
+            if blocked:
+                raise SlowDown("", blocked)  # worded for the address below
+            client = client or await _refresh_client(srv, form)
+            wait = srv.rate.wait(client) if client else 0
+        if wait:
+            raise SlowDown(f"Too many token requests for this client; retry after {wait} seconds.", wait)
         try:
             body = await handler(srv, request, form, auth)
         except sa.exc.IntegrityError:
@@ -245,9 +255,24 @@ async def token(srv: SmartServer, request: Request) -> Response:
                 raise
             # the same jti raced in on another connection
             raise InvalidClient("The client assertion's jti was already used; sign a new assertion with a fresh jti.") from None
+        if not authenticated:
+            srv.token_failures.forgive(address)
+            srv.rate.hit(client)
     except OAuthError as exc:
+        if blocked and not authenticated:
+            slow = SlowDown(f"Too many failed token requests from this address; retry after {blocked} seconds.", blocked)
+            return oauth_error(slow, request, cors_open=True)
         return oauth_error(exc, request, cors_open=True)
     return json_response(body, headers=cors(request))
+
+
+async def _refresh_client(srv: SmartServer, form: FormData) -> str:
+    """The client an anonymous refresh is for: the one its refresh token names ("" if none)."""
+    value = _field(form, "refresh_token")
+    if not value:
+        return ""
+    _row, grant = await srv.reading(lambda conn: G.find_refresh(conn, value))
+    return grant.client_id if grant else ""
 
 
 def _result(w: WriteSession, fn: Any) -> Any:
@@ -340,19 +365,32 @@ async def _authorization_code(srv: SmartServer, request: Request, form: FormData
 
 
 async def _refresh_token(srv: SmartServer, request: Request, form: FormData, auth: ClientAuth) -> dict[str, Any]:
+    """Reuse detection comes before every other check of the request (RFC 6749 §10.4, OAuth 2.0
+    Security BCP §4.14): a rotated refresh token presented again revokes its grant whatever scope or
+    client the request names."""
     value = _field(form, "refresh_token")
     if not value:
         raise InvalidRequest("Missing 'refresh_token'.")
-    try:
-        requested = parse_scopes(_field(form, "scope")) if _field(form, "scope") else None
-    except ScopeError as exc:
-        raise InvalidScope(str(exc)) from None
+
+    def refused(w: WriteSession, error: G.GrantError, client_id: str) -> tuple[OAuthError, str | None]:
+        if error.revoked_grant:
+            srv.audit(w, "token-refresh", request, outcome="serious", client_id=client_id,
+                      grant_id=error.revoked_grant, description="A rotated refresh token was reused; the grant was revoked.")
+        return InvalidGrant(str(error)), error.revoked_grant
 
     def step(w: WriteSession) -> Any:
         claim_jti(srv, w, auth)
         row, grant = G.find_refresh(w.conn, value)
         if row is None or grant is None:
             return InvalidGrant("The refresh token is not valid."), None
+        if row.used is not None:  # rotated or revoked: use_refresh refuses it, revoking the grant on reuse
+            reused = _result(w, lambda: G.use_refresh(w.conn, value, now=srv.now()))
+            assert isinstance(reused, G.GrantError)
+            return refused(w, reused, grant.client_id)
+        try:
+            requested = parse_scopes(_field(form, "scope")) if _field(form, "scope") else None
+        except ScopeError as exc:
+            return InvalidScope(str(exc)), None
         if auth.app is None:
             owner = srv_app_sync(w, grant.client_id)
             if owner is None or not owner.public:
@@ -369,10 +407,7 @@ async def _refresh_token(srv: SmartServer, request: Request, form: FormData, aut
             scope = str(requested)
         used = _result(w, lambda: G.use_refresh(w.conn, value, now=srv.now()))
         if isinstance(used, G.GrantError):
-            if used.revoked_grant:
-                srv.audit(w, "token-refresh", request, outcome="serious", client_id=grant.client_id,
-                          grant_id=used.revoked_grant, description="A rotated refresh token was reused; the grant was revoked.")
-            return InvalidGrant(str(used)), used.revoked_grant
+            return refused(w, used, grant.client_id)
         body = _token_body(srv, w, used, scope, refresh=True, with_id_token=False)
         if "refresh_token" not in body:  # the narrowed scope dropped offline/online access: keep refreshing possible
             body["refresh_token"] = G.issue_refresh(w.conn, used, now=srv.now(), lifetime=_refresh_lifetime(srv, used))
@@ -433,14 +468,38 @@ GRANT_TYPES = {
 # -- introspection and revocation -------------------------------------------------------------
 
 
+async def _introspecting_caller(srv: SmartServer, request: Request, form: FormData) -> tuple[str, bool]:
+    """RFC 7662 §2.1: who asks, as (client_id, whether it may see every client's tokens). A client -
+    a confidential one authenticated as at the token endpoint, a public one by its client_id - sees
+    its own tokens; a bearer access token of this server with a system/ scope (a resource server)
+    sees every token."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        auth = await authenticate(srv, request, form, allow_anonymous=True)
+        if not auth.client_id:
+            raise InvalidClient("Introspection needs authorization (RFC 7662 §2.1): authenticate the client whose token it "
+                                "is (a public client sends its client_id), or send a bearer token with a system/ scope.")
+        return auth.client_id, False
+    if _field(form, "client_secret") or _field(form, "client_assertion"):
+        raise InvalidRequest("The request authorizes in more than one way (a bearer token and client credentials); use one.")
+    ctx = srv.policy.context(value.strip())
+    if ctx is None or ctx.exp <= srv.clock() or (ctx.grant_id and not await srv._grant_active(ctx.grant_id)):
+        raise InvalidToken("The bearer token is not a current access token of this server.", realm=srv.policy.realm)
+    if not any(s.context == "system" for s in ctx.scopes.resource_scopes):
+        raise InsufficientScope("Introspecting with a bearer token needs a system/ scope (a backend services token); "
+                                "a client introspecting its own tokens authenticates as itself instead.", realm=srv.policy.realm)
+    return ctx.client_id, True
+
+
 async def introspect(srv: SmartServer, request: Request) -> Response:
-    """RFC 7662. Open to any caller holding the token (tokens are unguessable); a client that sends
-    credentials must pass authentication."""
+    """RFC 7662. The caller must be authorized (§2.1, against token scanning; see
+    ``_introspecting_caller``). §2.2: a token the caller may not see - another client's, access and
+    refresh tokens alike - is answered ``active: false``, as an unknown one is."""
     if request.method == "OPTIONS":
         return preflight(request)
     try:
         form = await _form(request)
-        auth = await authenticate(srv, request, form, allow_anonymous=True)
+        caller, sees_all = await _introspecting_caller(srv, request, form)
     except OAuthError as exc:
         return oauth_error(exc, request, cors_open=True)
     value = _field(form, "token")
@@ -449,6 +508,8 @@ async def introspect(srv: SmartServer, request: Request) -> Response:
         return inactive
     ctx = srv.policy.context(value)
     if ctx is not None:
+        if not (sees_all or ctx.client_id == caller):
+            return inactive
         if ctx.exp <= srv.clock() or (ctx.grant_id and not await srv._grant_active(ctx.grant_id)):
             return inactive
         body: dict[str, Any] = {
@@ -467,7 +528,7 @@ async def introspect(srv: SmartServer, request: Request) -> Response:
         return inactive
     if row.expires is not None and row.expires <= srv.now():
         return inactive
-    if auth.app is not None and auth.client_id != grant.client_id:
+    if not (sees_all or grant.client_id == caller):
         return inactive
     body = {"active": True, "client_id": grant.client_id, "scope": grant.scope, "iss": srv.issuer,
             "sub": grant.user_id or grant.client_id, "token_type": "refresh_token"}
