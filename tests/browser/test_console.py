@@ -130,7 +130,11 @@ def test_admin_finds_opens_and_reprocesses_a_message(context: Any, engine_server
             break
         time.sleep(0.1)
         page.reload()
-    assert attempts.count() == 2 and attempts.nth(1).locator("td").nth(2).inner_text() == "SENT"
+    # a reprocessed message shows its runs; the attempts table gains a Run column (run, attempt, time, outcome)
+    assert attempts.count() == 2
+    second = [c.inner_text() for c in attempts.nth(1).locator("td").all()]
+    assert second[0] == "2" and second[1] == "1" and second[3] == "SENT", second
+    assert page.get_by_role("list", name="Runs").locator("li").count() == 2
     assert not dialogs, f"message content ran as script: {dialogs}"
 
 
