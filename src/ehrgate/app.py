@@ -27,7 +27,7 @@ from .bulk import BulkExports, bulk_routes
 from .fhir.api import FhirContext, FhirRoute
 from .fhir.api.render import error_response
 from .fhir.capability import OPERATION_DEFINITIONS, build_capability
-from .fhir.errors import FhirError, MethodNotAllowed, NotFound
+from .fhir.errors import FhirError, MethodNotAllowed, NotFound, PayloadTooLarge
 from .fhir.store.engine import create_engine, migrate
 from .fhir.store.service import Store
 from .settings import Settings
@@ -55,14 +55,54 @@ def open_store(settings: Settings) -> Store:
     return Store(engine)
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _BodyTooLarge(Exception):
+    def __init__(self, error: FhirError) -> None:
+        super().__init__(error.diagnostics)
+        self.error = error
+
+
+def _declared_too_large(scope: Scope, limit: int) -> FhirError | None:
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                return PayloadTooLarge(f"The request body is {int(value)} bytes; the limit is {limit} bytes "
+                                       "(setting max_body_bytes).")
+            break
+    return None
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """``receive`` that stops a body once it passes ``limit`` bytes (the app gets ``_BodyTooLarge``)."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _BodyTooLarge(PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes "
+                                                    "(setting max_body_bytes)."))
+        return message
+
+    return capped
+
+
 class RequestIdMiddleware:
     """Gives every request an id (``X-Request-Id``, kept if the client sent a sane one), logs one
     access line with it, and turns any unhandled exception into an OperationOutcome (no stack
     traces to clients; the log gets the traceback and the id, never the body)."""
 
-    def __init__(self, app: ASGIApp, access_lines: bool = False) -> None:
+    def __init__(self, app: ASGIApp, access_lines: bool = False, max_body: int = 0) -> None:
         self.app = app
         self.access_lines = access_lines
+        self.max_body = max_body
+        """Largest request body (setting ``max_body_bytes``; 0: no limit here), for every route: the
+        FHIR handlers checked it, but the forms (token endpoint, sign-in, consent) and the Bulk Data
+        kick-off read whatever came, so one huge POST could take the server's memory."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,6 +113,12 @@ class RequestIdMiddleware:
             if key == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
+        if self.max_body and scope["method"] in _BODY_METHODS:
+            too_large = _declared_too_large(scope, self.max_body)
+            if too_large is not None:
+                await error_response(None, too_large)(scope, receive, send)
+                return
+            receive = _capped(receive, self.max_body)
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
@@ -89,6 +135,9 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except _BodyTooLarge as exc:  # a body without Content-Length (chunked) that grew past the limit
+            if not response_started:
+                await error_response(None, exc.error)(scope, receive, send_with_id)
         except Exception:
             log.exception("request %s %s %s failed", request_id, scope.get("method"), scope.get("path"))
             if not response_started:
@@ -271,5 +320,5 @@ def create_app(settings: Settings, store: Store | None = None, engine: Any = Non
     app.state.smart = smart
     app.state.sample_app = sample_app
     app.state.bulk = bulk
-    app.add_middleware(RequestIdMiddleware, access_lines=settings.access_log)
+    app.add_middleware(RequestIdMiddleware, access_lines=settings.access_log, max_body=settings.max_body_bytes)
     return app

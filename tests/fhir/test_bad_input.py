@@ -216,3 +216,27 @@ def test_a_version_id_is_ascii_digits(client: Any) -> None:
     pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FJ).json()["id"]
     assert client.get(f"/fhir/Patient/{pid}/_history/1").status_code == 200
     _is_outcome(client.get(f"/fhir/Patient/{pid}/_history/%D9%A1"), 404)  # ARABIC-INDIC DIGIT ONE
+
+
+def test_every_route_refuses_a_body_over_the_limit(store: Any, settings: Any) -> None:
+    """max_body_bytes holds for every route, not only FHIR's: the token endpoint, the sign-in and
+    consent forms and the Bulk kick-off read whatever came, so one huge POST could take the memory.
+    A body without Content-Length (chunked) is stopped once it passes the limit."""
+    from starlette.testclient import TestClient
+
+    from ehrgate.app import create_app
+
+    with TestClient(create_app(settings.replace(max_body_bytes=1000), store), raise_server_exceptions=False) as c:
+        form = {"grant_type": "client_credentials", "scope": "x" * 2000}
+        r = c.post("/auth/token", data=form)
+        _is_outcome(r, 413)
+        assert "limit is 1000 bytes" in r.json()["issue"][0]["diagnostics"]
+
+        def chunks() -> Any:
+            for _ in range(10):
+                yield b"a=" + b"b" * 300 + b"&"
+
+        _is_outcome(c.post("/auth/token", content=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"}), 413)
+        _is_outcome(c.post("/fhir/$export", content=b"{" + b" " * 2000 + b"}", headers=FJ), 413)
+        small = c.post("/auth/token", data={"grant_type": "client_credentials"})
+        assert small.status_code in (400, 401), small.text  # under the limit: the endpoint's own answer
