@@ -263,6 +263,9 @@ def test_introspection_needs_authorization(world: World) -> None:
         assert doc["introspection_endpoint_auth_methods_supported"] == [
             "client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
         assert "ES384" in doc["introspection_endpoint_auth_signing_alg_values_supported"]
+        assert doc["revocation_endpoint_auth_methods_supported"] == [  # RFC 8414 §2, as RFC 7009 §2.1 checks them
+            "client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+        assert "ES384" in doc["revocation_endpoint_auth_signing_alg_values_supported"]
 
 
 @pytest.mark.parametrize("which", ["access_token", "refresh_token"])

@@ -34,6 +34,9 @@ SCOPES_SUPPORTED = (
 INTROSPECTION_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 """RFC 8414 §2; "none": a public client, for its own tokens. A bearer token with a system/ scope is
 accepted too (RFC 7662 §2.1), which is not a client authentication method and so is not listed."""
+REVOCATION_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+"""RFC 8414 §2 / RFC 7009 §2.1: a confidential client authenticates as at the token endpoint; "none":
+a public client names itself (``client_id``) and may revoke only its own tokens."""
 STYLE = {
     "color_background": "#f6f8fa",
     "color_error": "#cf222e",
@@ -65,6 +68,8 @@ def smart_configuration_document(srv: SmartServer) -> dict[str, Any]:
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "introspection_endpoint_auth_methods_supported": list(INTROSPECTION_AUTH_METHODS),
         "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "revocation_endpoint_auth_methods_supported": list(REVOCATION_AUTH_METHODS),
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "scopes_supported": list(SCOPES_SUPPORTED),
         "code_challenge_methods_supported": ["S256"],
         "capabilities": list(CAPABILITIES),
@@ -89,6 +94,8 @@ async def openid_configuration(srv: SmartServer, request: Request) -> Response:
         "introspection_endpoint_auth_methods_supported": list(INTROSPECTION_AUTH_METHODS),
         "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "revocation_endpoint": srv.auth_base + "/revoke",
+        "revocation_endpoint_auth_methods_supported": list(REVOCATION_AUTH_METHODS),
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [ALG],
