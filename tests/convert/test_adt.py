@@ -428,3 +428,65 @@ def test_language_without_a_coding_system(pid15: str, expected: dict[str, Any]) 
     sent without a coding system is BCP-47, not a code of the user-defined table 0296."""
     raw = sample("adt_a01.hl7").replace(b"|en^English^ISO639|", f"|{pid15}|".encode())
     assert pick(convert(parse(raw), OPTIONS).bundle, "Patient.communication[0].language.coding[0]") == expected
+
+
+def _by_type(bundle: dict[str, Any], rtype: str, url: str) -> dict[str, Any]:
+    return next(e["resource"] for e in bundle["entry"] if e["fullUrl"] == url and e["resource"]["resourceType"] == rtype)
+
+
+def test_event_reason_operator_and_facility_go_to_the_provenance() -> None:
+    """EVN[Provenance]: EVN-4 → reason (EventReason), EVN-5 → agent.who, EVN-7 → location (HD[Location])."""
+    bundle = convert_sample("adt_a04_details.hl7").bundle
+    provenance = resources(bundle, "Provenance")[0]
+    assert provenance["reason"] == [{"coding": [{"system": THO + "v3-ActReason", "code": "PATRQT",
+                                                 "display": "patient requested"}]}]
+    operator = provenance["agent"][1]
+    assert operator["type"]["coding"][0]["code"] == "enterer"
+    assert operator["who"]["display"] == "Olga Operator"
+    assert _by_type(bundle, "Practitioner", operator["who"]["reference"])["identifier"][0]["value"] == "OP77"
+    site = _by_type(bundle, "Location", provenance["location"]["reference"])
+    assert site["identifier"] == [{"system": "urn:ehrgate:location", "value": "GHH"}]
+    assert site["physicalType"]["coding"][0]["code"] == "si"
+    assert not errors(bundle)
+
+
+def test_unknown_event_reason_is_a_data_absent_reason() -> None:
+    raw = sample("adt_a04_details.hl7").replace(b"||01|OP77", b"||U|OP77")
+    provenance = resources(convert(parse(raw), OPTIONS).bundle, "Provenance")[0]
+    assert provenance["reason"] == [{"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                                                    "valueCode": "unknown"}]}]
+
+
+def test_handicap_and_place_of_worship() -> None:
+    """PD1[Patient]: PD1-6 → patient-disability, PD1-14 → patient-congregation (XON[string])."""
+    result = convert_sample("adt_a04_details.hl7")
+    extensions = {e["url"].rsplit("-", 1)[1]: e for e in pick(result.bundle, "Patient.extension")}
+    assert extensions["disability"]["valueCodeableConcept"]["coding"][0]["code"] == "WCH"
+    assert extensions["congregation"]["valueString"] == "St Mary Parish"
+    assert not result.ignored_fields
+
+
+def test_expected_admit_discharge_and_visit_description() -> None:
+    """PV2[Encounter]: PV2-8/PV2-9 → the R5 plannedStartDate/plannedEndDate extensions, PV2-12 → text.div."""
+    result = convert_sample("adt_a04_details.hl7")
+    encounter = pick(result.bundle, "Encounter")
+    planned = {e["url"].rsplit(".", 1)[1]: e["valueDateTime"] for e in encounter["extension"]}
+    assert planned == {"plannedStartDate": "2024-04-05T08:00:00-05:00", "plannedEndDate": "2024-04-08T12:00:00-05:00"}
+    assert encounter["text"] == {"status": "additional", "div": '<div xmlns="http://www.w3.org/1999/xhtml">'
+                                                                "Knee replacement &amp; rehab &lt;left&gt;</div>"}
+    assert not errors(result.bundle) and not result.ignored_fields
+
+
+def test_street_name_dwelling_number_and_addressee() -> None:
+    """XAD[Address]: SAD.1-3 → line[1-3] (a street name or number SAD.1 already holds is not repeated),
+    XAD.2 → line[4], XAD.19 addressee → line[5]."""
+    addresses = pick(convert_sample("adt_a04_details.hl7").bundle, "Patient.address")
+    assert addresses[0]["line"] == ["12 Main Street", "Apt 4"]
+    assert addresses[1]["line"] == ["Elm Road", "9", "Billing Office"]
+
+
+def test_details_sample_loads(store: Any) -> None:
+    load(store, convert_sample("adt_a04_details.hl7").bundle)
+    load(store, convert_sample("adt_a04_details.hl7").bundle)
+    assert len(current(store, "Location", "identifier=urn:ehrgate:location|GHH")) == 1
+    assert len(current(store, "Provenance")) == 1

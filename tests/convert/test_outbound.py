@@ -130,3 +130,17 @@ def test_patient_round_trip_keeps_what_pid_can_carry() -> None:
     twin = patient_to_adt({**PATIENT, "multipleBirthBoolean": True}, action="update", control_id="C2",
                           timestamp="20240501120000")
     assert pick(convert(twin, OPTIONS).bundle, "Patient.multipleBirthBoolean") is True
+
+
+def test_appointment_round_trip_keeps_the_location_identifier_system() -> None:
+    """AIL-3 PL.10 (comprehensive location identifier, EI) carries the Location's identifier with its
+    system; read back, it keys the Location (PL-to-Location: PL.10 → identifier), so the round trip finds it."""
+    located = {**RESOURCES, "Location/l1": {"resourceType": "Location", "name": "Clinic 1",
+                                            "identifier": [{"system": "urn:oid:2.16.840.1.113883.19.6", "value": "CLINIC1"}]}}
+    msg = appointment_to_siu(APPOINTMENT, action="create", control_id="C2", timestamp="20240501120000",
+                             resources=located)
+    assert msg.get("AIL-3.10.1") == "CLINIC1" and msg.get("AIL-3.10.3") == "2.16.840.1.113883.19.6"
+    back = convert(msg, OPTIONS).bundle
+    place = next(e for e in back["entry"] if e["resource"]["resourceType"] == "Location")
+    assert {"system": "urn:oid:2.16.840.1.113883.19.6", "value": "CLINIC1"} in place["resource"]["identifier"]
+    assert place["request"]["ifNoneExist"] == "identifier=urn:oid:2.16.840.1.113883.19.6|CLINIC1"

@@ -93,6 +93,8 @@ class Builder:
         self._modes: dict[str, str] = {}
         self.event: Seg | None = None
         """The EVN segment, for the Provenance's occurrence time."""
+        self.event_details: JSON = {}
+        """The Provenance's reason, location and operator agents from EVN (``parties.event``)."""
         self.warnings: list[str] = []
         """Problems that did not stop the conversion (e.g. a patient without an identifier)."""
         self.used: set[int] = set()
@@ -207,6 +209,10 @@ class Builder:
                        "who": {"display": self.sender or self.options.channel or "unknown sender"}}],
             "entity": [{"role": "source", "what": what}],
         })
+        details = self.event_details
+        if details:
+            resource["agent"] += details.get("agent", [])
+            resource.update((k, v) for k, v in details.items() if k != "agent")
         self.keyed("Provenance", resource, "message/" + self.message_key)
 
     def bundle(self) -> JSON:

@@ -225,7 +225,13 @@ def address(v: Value | None, ctx: Ctx) -> JSON | None:
         out["use"] = ADDRESS_USE[kind]
     if kind in ADDRESS_TYPE:
         out["type"] = ADDRESS_TYPE[kind]
-    lines = [_clean(x) for x in (v[1], v[2]) if x.strip()]
+    street = v.part(1)
+    first, name, number = street[1], street[2], street[3]
+    # SAD[Address]: SAD.1, SAD.2 (street name), SAD.3 (dwelling number) → line[1-3]; XAD.2 → line[4];
+    # XAD.19 (addressee) → line[5]. A street name or number that SAD.1 already spells out is its
+    # parsed part, not another line (docs/convert.md).
+    parts = (first, *(x for x in (name, number) if x and x not in first), v[2], v[19])
+    lines = [_clean(x) for x in parts if x.strip()]
     if lines:
         out["line"] = lines
     for key, n in (("city", 3), ("district", 9), ("state", 4), ("postalCode", 5), ("country", 6)):

@@ -7,12 +7,13 @@ either, it is the patient's visit admitted at PV1-44, and without that, this mes
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from .bundle import Builder, search_key
 from .codesystems import UCUM
 from .datatypes import Ctx, codeable, coding, decimal, identifier
-from .dtm import datetime_
+from .dtm import datetime_, is_null_date
 from .parties import location, practitioner
 from .patient import PatientRef
 from .tables import (
@@ -28,9 +29,11 @@ __all__ = ["PV1_FIELDS", "PV2_FIELDS", "EncounterRef", "encounter"]
 
 JSON = dict[str, Any]
 PV1_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 19, 36, 38, 42, 44, 45, 50, 52})
-PV2_FIELDS = frozenset({3, 11, 13, 25, 38})
+PV2_FIELDS = frozenset({3, 8, 9, 11, 12, 13, 25, 38})
 _PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 _ACT_PRIORITY = "http://terminology.hl7.org/CodeSystem/v3-ActPriority"
+_PLANNED_START = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedStartDate"
+_PLANNED_END = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedEndDate"
 _ROLES = ((7, "ATND", "attender"), (8, "REF", "referrer"), (9, "CON", "consultant"), (17, "ADM", "admitter"),
           (52, "PART", "Participation"))
 #: Triggers after which the visit is in progress whatever PV1 says (transfer, its cancellation,
@@ -62,7 +65,9 @@ def _status(pv1: Seg, trigger: str) -> str:
 
 def _visit_details(pv2: Seg, out: JSON, ctx: Ctx) -> None:
     """PV2[Encounter]: PV2-11 actual length of stay (days, NM[Quantity-LengthOfStay]), PV2-25 visit
-    priority (EncounterPriority), PV2-38 mode of arrival (the R4 encounter-modeOfArrival extension)."""
+    priority (EncounterPriority), PV2-38 mode of arrival (the R4 encounter-modeOfArrival extension),
+    PV2-8/PV2-9 expected admit/discharge (the R5 plannedStartDate/plannedEndDate as cross-version
+    extensions), PV2-12 visit description (the narrative: ``additional``, as it is in no element)."""
     days = pv2.text(11)
     if days:
         out["length"] = {"value": decimal(days, pv2.where(11)), "unit": "days", "system": UCUM, "code": "d"}
@@ -73,10 +78,20 @@ def _visit_details(pv2: Seg, out: JSON, ctx: Ctx) -> None:
             codeable(priority, ctx, "0217"))
         if found:
             out["priority"] = found
+    exts = []
     arrival = coding(pv2.value(38), ctx, "0430")
     if arrival:
-        out["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/encounter-modeOfArrival",
-                             "valueCoding": arrival}]
+        exts.append({"url": "http://hl7.org/fhir/StructureDefinition/encounter-modeOfArrival", "valueCoding": arrival})
+    for field, url in ((8, _PLANNED_START), (9, _PLANNED_END)):
+        when = pv2.text(field)
+        if when and not is_null_date(when):
+            exts.append({"url": url, "valueDateTime": datetime_(when, pv2.where(field), ctx)})
+    if exts:
+        out["extension"] = exts
+    description = pv2.string(12)
+    if description:
+        out["text"] = {"status": "additional",
+                       "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{escape(description)}</div>'}
 
 
 def encounter(b: Builder, pv1: Seg, who: PatientRef, *, pv2: Seg | None = None, trigger: str = "",

@@ -22,6 +22,7 @@ from .encounter import PV1_FIELDS, PV2_FIELDS
 from .errors import REQUIRED_FIELD_MISSING, UNSUPPORTED_MESSAGE_TYPE, ConversionError
 from .observation import NTE_FIELDS, OBX_FIELDS, SPM_FIELDS
 from .options import ConversionOptions, ConversionResult
+from .parties import event
 from .patient import NK1_FIELDS, PD1_FIELDS, PID_FIELDS
 from .procedure import PR1_FIELDS
 from .roles import PRT_FIELDS, ROL_FIELDS
@@ -40,7 +41,7 @@ FAMILIES: dict[str, Family] = {
 #: The fields each segment's mappings read; valued fields outside these are counted as ignored.
 FIELDS: dict[str, frozenset[int]] = {
     "MSH": frozenset(range(1, 30)),  # the envelope: routing and acknowledgment read the rest
-    "EVN": frozenset({1, 2, 6}), "PID": PID_FIELDS, "PD1": PD1_FIELDS, "NK1": NK1_FIELDS,
+    "EVN": frozenset({1, 2, 4, 5, 6, 7}), "PID": PID_FIELDS, "PD1": PD1_FIELDS, "NK1": NK1_FIELDS,
     "PV1": PV1_FIELDS, "PV2": PV2_FIELDS, "AL1": AL1_FIELDS, "IAM": IAM_FIELDS, "DG1": DG1_FIELDS,
     "IN1": IN1_FIELDS, "MRG": adt.MRG_FIELDS, "OBX": OBX_FIELDS, "NTE": NTE_FIELDS, "SPM": SPM_FIELDS,
     "ORC": ORC_FIELDS, "OBR": OBR_ORDER_FIELDS | oru.OBR_REPORT_FIELDS, "TQ1": TQ1_FIELDS,
@@ -89,6 +90,8 @@ def convert(message: Message, options: ConversionOptions | None = None) -> Conve
     evn = next((s for s in segs if s.name == "EVN"), None)
     b.use(msh, evn)
     b.event = evn
+    if evn is not None:
+        event(b, evn)
     family(b, segs, trigger)
     bundle = b.bundle()
     ignored_segments: Counter[str] = Counter()

@@ -96,10 +96,13 @@ def _sn(v: Value, units: Value | None, b: Builder) -> dict[str, Any]:
         return {"valueRange": {"low": quantity(decimal(num1, where), units, b.ctx),
                                "high": quantity(decimal(num2, where), units, b.ctx)}}
     if comparator in ("", "=") and num1 and num2 and sep in (":", "/"):
-        return {"valueRatio": {"numerator": {"value": decimal(num1, where)},
-                               "denominator": {"value": decimal(num2, where)}}}
+        # OBX[Observation] OBX-6: the units go to valueRatio.numerator and .denominator alike
+        return {"valueRatio": {"numerator": quantity(decimal(num1, where), units, b.ctx),
+                               "denominator": quantity(decimal(num2, where), units, b.ctx)}}
+    # OBX[Observation] OBX-5 valueString: OBX-5.1 + OBX-5.2 + OBX-5.3 + OBX-5.4 + OBX-6 (the unit sent)
+    unit = (units[1] or units[2]) if units is not None else ""
     text = " ".join(x for x in (comparator, num1, sep, num2) if x)
-    return {"valueString": text} if text else {}
+    return {"valueString": f"{text} {unit}" if unit else text} if text else {}
 
 
 def _value(obx: Seg, kind: str, v: Value, b: Builder) -> dict[str, Any]:

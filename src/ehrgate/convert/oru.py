@@ -34,6 +34,16 @@ THO = "http://terminology.hl7.org/CodeSystem/"
 _LAB_SECTIONS = frozenset({"", "LAB", "CH", "HM", "MB", "MCB", "MYC", "SR", "SP", "BLB", "CP", "IMM", "TX", "VR",
                            "PAT", "CG", "BG", "OSL", "HLA", "CUS"})
 
+#: OBR[DiagnosticReport]: the performer's function by field (v3-ParticipationType)
+_PERFORMER_FUNCTION = {34: ("SPRF", "secondary performer"), 35: ("TRANS", "Transcriber")}
+
+
+def _performer_function(field: int) -> JSON:
+    code, display = _PERFORMER_FUNCTION[field]
+    return {"url": "http://hl7.org/fhir/StructureDefinition/event-performerFunction",
+            "valueCodeableConcept": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                                 "code": code, "display": display}]}}
+
 
 @dataclass
 class Order:
@@ -48,6 +58,8 @@ class Order:
     """PRT/ROL of the order (after ORC, OBR, TQ1 or NTE, before the first OBX)."""
     result_roles: dict[int, list[Seg]] = field(default_factory=dict)
     """PRT/ROL after an OBX, by the OBX's position in the message."""
+    about_specimen: dict[int, int] = field(default_factory=dict)
+    """OBXs of a SPECIMEN group (after an SPM of the order): the OBX's position → the SPM's rank."""
 
 
 @dataclass
@@ -111,6 +123,8 @@ def group_orders(segs: list[Seg]) -> list[PatientGroup]:
             else:
                 order.results.append((seg, notes))
                 roles = order.result_roles.setdefault(seg.index, [])
+                if order.specimens:  # ORU_R01 SPECIMEN.SPECIMEN_OBSERVATION: after the order's SPM
+                    order.about_specimen[seg.index] = len(order.specimens) - 1
             last = notes
         elif name == "SPM":
             if order is None or (order.obr is None and order.orc is None):
@@ -232,11 +246,15 @@ def _report(b: Builder, order: Order, who: PatientRef, visit: EncounterRef | Non
     if issued:
         out["issued"] = issued
     # OBR-32/33 interpreters, OBR-34/35 technician and transcriptionist: NDL, whose component 1 is a
-    # CNN with subcomponents that line up with XCN's components
-    for key, fields in (("resultsInterpreter", (32, 33)), ("performer", (34, 35))):
-        people = [p for f in fields for p in (practitioner(b, v.part(1)) for v in obr.reps(f)) if p]
-        if people:
-            out[key] = people
+    # CNN with subcomponents that line up with XCN's components. OBR[DiagnosticReport] marks each
+    # performer's part with event-performerFunction: SPRF (OBR-34), TRANS (OBR-35).
+    interpreters = [p for f in (32, 33) for p in (practitioner(b, v.part(1)) for v in obr.reps(f)) if p]
+    if interpreters:
+        out["resultsInterpreter"] = interpreters
+    performers = [{**p, "extension": [_performer_function(f)]} for f in (34, 35)
+                  for p in (practitioner(b, v.part(1)) for v in obr.reps(f)) if p]
+    if performers:
+        out["performer"] = performers
     if specimens:
         out["specimen"] = [{"reference": u} for u in specimens]
     for seg in order.roles:
@@ -247,10 +265,20 @@ def _report(b: Builder, order: Order, who: PatientRef, visit: EncounterRef | Non
         coding = (code.get("coding") or [{}])[0]
         report_key = f"{order_number(idents[-1])}|{coding.get('system', '')}|{coding.get('code', '')}"
     results = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, ...], int] = {}
     lab = "laboratory" if section in _LAB_SECTIONS else ""
     for obx, nte in order.results:
         b.use(obx, *nte)
+        rank = order.about_specimen.get(obx.index)
+        if rank is not None and rank < len(specimens):
+            # ORU_R01 SPECIMEN_OBSERVATION: an Observation whose focus is the Specimen, not a result
+            scope_key = f"{report_key}|specimen|{rank}"
+            n = seen[(scope_key, obx.text(3), obx.text(4))] = seen.get((scope_key, obx.text(3), obx.text(4)), 0) + 1
+            url = observation(b, obx, who, scope=scope_key, visit=visit, nte=nte, effective=effective, issued=issued,
+                              category=lab, extra={"focus": [{"reference": specimens[rank]}]}, occurrence=n)
+            for seg in order.result_roles.get(obx.index, ()):
+                to_observation(b, seg, url)
+            continue
         n = seen[(obx.text(3), obx.text(4))] = seen.get((obx.text(3), obx.text(4)), 0) + 1
         extra = {"basedOn": [{"reference": request}]} if request else None
         url = observation(b, obx, who, scope=report_key, visit=visit, nte=nte, effective=effective,

@@ -223,10 +223,13 @@ def _participant_segments(appointment: JSON, resources: Mapping[str, JSON]) -> t
             patient = found or patient
         elif kind == "Location":
             n_ail += 1
-            ident = ((found or {}).get("identifier") or [{}])[0].get("value", "")
+            first = ((found or {}).get("identifier") or [{}])[0]
+            ident = first.get("value", "")
             name = (found or {}).get("name") or actor.get("display", "")
-            out.append(_segment("AIL", {1: str(n_ail), 2: "A", 3: _comp(ident or name, "", "", "", "", "", "", "",
-                                                                        name)}))
+            # PL.10 (EI, subcomponents): the identifier with its system, which PL.1 cannot carry
+            comprehensive = _ei(first).replace("^", "&") if ident and first.get("system") else ""
+            out.append(_segment("AIL", {1: str(n_ail), 2: "A", 3: _join(
+                [_e(ident or name), "", "", "", "", "", "", "", _e(name), comprehensive], "^")}))
         elif kind in ("Practitioner", "PractitionerRole") or (not kind and actor.get("display")):
             n_aip += 1
             ident = ((found or {}).get("identifier") or [{}])[0].get("value", "")

@@ -27,7 +27,7 @@ CDCREC = "urn:oid:2.16.840.1.113883.6.238"
 
 PID_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26,
                         28, 29, 30, 39, 40})
-PD1_FIELDS = frozenset({3, 4})
+PD1_FIELDS = frozenset({3, 4, 6, 14})
 NK1_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 20, 30, 31, 32, 33, 37, 40, 41})
 
 _OMB_RACE = {"1002-5": "American Indian or Alaska Native", "2028-9": "Asian",
@@ -98,6 +98,21 @@ def _language(v: Value | None, ctx: Ctx) -> JSON | None:
     return found
 
 
+def _pd1_extensions(pd1: Seg, ctx: Ctx) -> list[JSON]:
+    """PD1[Patient]: PD1-6 handicap → patient-disability (CWE[CodeableConcept]); PD1-14 place of
+    worship → patient-congregation (XON[string]: the organization name; the extension holds one)."""
+    exts: list[JSON] = []
+    handicap = codeable(pd1.value(6), ctx, "0295")
+    if handicap:
+        exts.append({"url": "http://hl7.org/fhir/StructureDefinition/patient-disability",
+                     "valueCodeableConcept": handicap})
+    worship = next((v[1] for v in pd1.reps(14) if v[1]), "")
+    if worship:
+        exts.append({"url": "http://hl7.org/fhir/StructureDefinition/patient-congregation",
+                     "valueString": worship})
+    return exts
+
+
 def _patient_resource(pid: Seg, pd1: Seg | None, b: Builder) -> JSON:
     ctx = b.ctx
     out: JSON = {}
@@ -141,6 +156,8 @@ def _patient_resource(pid: Seg, pd1: Seg | None, b: Builder) -> JSON:
             if found:
                 exts.append({"url": f"http://hl7.org/fhir/StructureDefinition/patient-{name}",
                              "extension": [{"url": "code", "valueCodeableConcept": found}]})
+    if pd1 is not None:
+        exts.extend(_pd1_extensions(pd1, ctx))
     if exts:
         out["extension"] = exts
     names = [n for f in (5, 9) for n in (human_name(v, ctx) for v in pid.reps(f)) if n]
