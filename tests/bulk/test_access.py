@@ -135,6 +135,19 @@ def test_range_requests_resume_a_download(bulk: Bulk) -> None:
     assert beyond.headers["content-range"] == f"bytes */{size}"
 
 
+@pytest.mark.parametrize("header", ["items=0-5", "bytes=abc", "bytes=5-2", "bytes=-", "bytes=0-1,x"])
+def test_an_unusable_range_is_ignored(bulk: Bulk, header: str) -> None:
+    """RFC 9110 §14.2: a Range with a unit the server does not know MUST be ignored (and an invalid one
+    may be): the whole file, not a text/plain 400 (no error of ours is anything but an OperationOutcome)."""
+    manifest = bulk.export("/fhir/$export", "system", params={"_type": "Observation"})
+    url = manifest["output"][0]["url"].removeprefix(BASE)
+    auth = {"Authorization": "Bearer system"}
+    full = bulk.client.get(url, headers=auth)
+    r = bulk.client.get(url, headers={**auth, "Range": header})
+    assert r.status_code == 200, (header, r.status_code, r.text[:80])
+    assert r.headers["content-type"].startswith("application/fhir+ndjson") and r.content == full.content
+
+
 def test_expired_exports_are_removed(bulk: Bulk) -> None:
     manifest = bulk.export("/fhir/$export", "system", params={"_type": "Patient"})
     job_id = manifest["output"][0]["url"].split("/")[-2]
@@ -143,6 +156,18 @@ def test_expired_exports_are_removed(bulk: Bulk) -> None:
         w.conn.exec_driver_sql("UPDATE bulk_job SET expires_at = 1")
     bulk.bulk.worker.sweep()
     assert not (bulk.bulk.root / job_id).exists()
+    auth = {"Authorization": "Bearer system"}
+    assert bulk.client.get(f"/bulk/status/{job_id}", headers=auth).status_code == 404
+    assert bulk.client.get(manifest["output"][0]["url"].removeprefix(BASE), headers=auth).status_code == 404
+
+
+def test_an_export_past_its_expiry_is_gone_before_the_sweep(bulk: Bulk) -> None:
+    """The status response's ``Expires`` says when the files go; after it the export is 404 at once,
+    not until the worker's next sweep (up to 30 s later, or never on a process without workers)."""
+    manifest = bulk.export("/fhir/$export", "system", params={"_type": "Patient"})
+    job_id = manifest["output"][0]["url"].split("/")[-2]
+    with bulk.store.writer() as w:
+        w.conn.exec_driver_sql("UPDATE bulk_job SET expires_at = 1")
     auth = {"Authorization": "Bearer system"}
     assert bulk.client.get(f"/bulk/status/{job_id}", headers=auth).status_code == 404
     assert bulk.client.get(manifest["output"][0]["url"].removeprefix(BASE), headers=auth).status_code == 404
@@ -161,3 +186,73 @@ def test_group_resources_are_managed_through_the_fhir_api(bulk: Bulk) -> None:
     assert ids == {"Patient": {"p2", "p3"}}  # an inactive member is not exported
 
 
+
+
+def test_query_constraint_on_every_type_filters_the_export(bulk: Bulk) -> None:
+    """SMART v2 ``system/*.rs?_tag=...``: the policy's ``*`` criteria apply to every type (as in a
+    search); a criterion a type cannot have matches nothing of that type."""
+    tagged = {"system": "http://example.org/tags", "code": "export-me"}
+    patient = bulk.client.get("/fhir/Patient/p2", headers={"Authorization": "Bearer system"}).json()
+    bulk.store.update("Patient", "p2", {**patient, "meta": {"tag": [tagged]}})
+    bulk.use({
+        "tagged": Access(filters={"*": ("_tag=http://example.org/tags|export-me",)}, client_id="t", subject="t"),
+        "labs": Access(filters={"*": ("category=laboratory",)}, client_id="l", subject="l"),
+    })
+    auth = {"Authorization": "Bearer tagged"}
+    searched = bulk.client.get("/fhir/Patient", headers=auth).json()
+    assert {e["resource"]["id"] for e in searched.get("entry", [])} == {"p2"}
+    ids = bulk.ids(bulk.export("/fhir/$export", "tagged", params={"_type": "Patient,Observation"}), "tagged")
+    assert ids == {"Patient": {"p2"}}
+    ids = bulk.ids(bulk.export("/fhir/Patient/$export", "labs", params={"_type": "Patient,Observation"}), "labs")
+    assert ids == {"Observation": {"o-p1-lab", "o-p2-lab", "o-p3-lab"}}
+    manifest = bulk.export("/fhir/$export", "labs", params={"_type": "Observation", "_since": "2000-01-01T00:00:00Z"})
+    assert bulk.ids(manifest, "labs") == {"Observation": {"o-p1-lab", "o-p2-lab", "o-p3-lab"}}
+    assert manifest["deleted"] == []
+
+
+def test_patient_scoped_export_includes_only_provenance_the_token_may_read(bulk: Bulk) -> None:
+    """includeAssociatedData adds no resource the same token could not read: p1's token cannot read
+    prov2 (it targets an Observation, so it is not in p1's compartment), and the export leaves it out."""
+    auth = {"Authorization": "Bearer p1"}
+    assert bulk.client.get("/fhir/Provenance/prov2", headers=auth).status_code == 404
+    manifest = bulk.export("/fhir/Patient/$export", "p1", params={
+        "_type": "Observation", "includeAssociatedData": "LatestProvenanceResources"})
+    assert "Provenance" not in bulk.ids(manifest, "p1")
+    with bulk.store.writer() as w:
+        w.update("Provenance", "prov-p1", {
+            "resourceType": "Provenance", "id": "prov-p1", "recorded": "2024-01-03T00:00:00Z",
+            "target": [{"reference": "Observation/o-p1-vital"}, {"reference": "Patient/p1"}],
+            "agent": [{"who": {"reference": "Practitioner/doc"}}],
+        })
+    assert bulk.client.get("/fhir/Provenance/prov-p1", headers=auth).status_code == 200
+    manifest = bulk.export("/fhir/Patient/$export", "p1", params={
+        "_type": "Observation", "includeAssociatedData": "LatestProvenanceResources"})
+    assert bulk.ids(manifest, "p1")["Provenance"] == {"prov-p1"}
+
+
+def test_a_token_for_another_patient_of_the_same_user_cannot_fetch_the_export(bulk: Bulk) -> None:
+    """One clinician, one app, two EHR launches: a token confined to p2 must not read the export
+    made with the token confined to p1 (same client, same user), nor files of types it may not read."""
+    def launched(patient: str) -> Access:
+        return Access(allowed=lambda kind, res_type: kind in "rs", patient=patient, client_id="chart-app",
+                      subject="Practitioner/doc")
+
+    bulk.use({
+        "doc-p1": launched("p1"), "doc-p2": launched("p2"),
+        "wide": Access(client_id="backend", subject="backend"),
+        "narrow": types_access("Patient", client="backend"),
+    })
+    manifest = bulk.export("/fhir/Patient/$export", "doc-p1", params={"_type": "Patient"})
+    url = manifest["output"][0]["url"].removeprefix(BASE)
+    status = f"/bulk/status/{url.split('/')[-2]}"
+    assert [p["id"] for p in bulk.download(manifest["output"][0]["url"], "doc-p1")] == ["p1"]
+    other = {"Authorization": "Bearer doc-p2"}
+    assert bulk.client.get(status, headers=other).status_code == 404
+    assert bulk.client.get(url, headers=other).status_code == 404
+    assert bulk.client.delete(status, headers=other).status_code == 404
+    # the same backend client, a later token with fewer scopes: no Observation file for it
+    manifest = bulk.export("/fhir/$export", "wide", params={"_type": "Patient,Observation"})
+    files = {e["type"]: e["url"].removeprefix(BASE) for e in manifest["output"]}
+    assert bulk.client.get(files["Patient"], headers={"Authorization": "Bearer narrow"}).status_code == 200
+    r = bulk.client.get(files["Observation"], headers={"Authorization": "Bearer narrow"})
+    assert r.status_code == 403 and r.json()["resourceType"] == "OperationOutcome"

@@ -173,3 +173,195 @@ def test_download_names_never_come_from_the_server(tmp_path: Path) -> None:
     assert names == ["etcpasswd-1.ndjson", "Patient-1.ndjson", "error-OperationOutcome-1.ndjson"]
     with pytest.raises(BulkClientError):
         client.plan_downloads({"output": [{"type": "Patient"}]}, tmp_path)
+
+
+class _Flaky:
+    """A Bulk Data server that misbehaves the way networks and proxies do, on a real socket:
+    a status URL that first answers 503 (transient), and a file whose first download is cut off
+    after half its bytes (the Content-Length promised all of them)."""
+
+    FILE = b"".join(b'{"resourceType":"Patient","id":"p%d"}\n' % i for i in range(200))
+
+    def __init__(self, *, count: bool, status_errors: int = 1, cuts: int = 1, throttles: int = 0) -> None:
+        import http.server
+
+        flaky = self
+        self.requests: list[tuple[str, str | None]] = []
+        self.status_errors, self.cuts, self.throttles = status_errors, cuts, throttles
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                flaky.requests.append((self.path, self.headers.get("Range")))
+                if self.path == "/status":
+                    if flaky.status_errors:
+                        flaky.status_errors -= 1
+                        body = json.dumps({"resourceType": "OperationOutcome", "issue": [
+                            {"severity": "error", "code": "transient", "diagnostics": "busy"}]}).encode()
+                        self.send_response(503)
+                        self.send_header("Retry-After", "3")
+                    else:
+                        entry: dict[str, Any] = {"type": "Patient", "url": f"{flaky.base}/file"}
+                        if count:
+                            entry["count"] = 200
+                        body = json.dumps({"transactionTime": "2026-01-01T00:00:00Z", "request": "x",
+                                           "requiresAccessToken": False, "output": [entry], "error": []}).encode()
+                        self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                if flaky.throttles:
+                    flaky.throttles -= 1
+                    self.send_response(429)
+                    self.send_header("Retry-After", "7")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data, start = flaky.FILE, 0
+                ranged = self.headers.get("Range")
+                if ranged:
+                    start = int(ranged.removeprefix("bytes=").split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                if flaky.cuts:
+                    flaky.cuts -= 1
+                    self.wfile.write(data[start:start + (len(data) - start) // 2])
+                    self.close_connection = True
+                    return
+                self.wfile.write(data[start:])
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("count", [True, False], ids=["with-count", "without-count"])
+def test_a_cut_off_download_is_resumed_not_kept(tmp_path: Path, count: bool) -> None:
+    """urllib returns a short body without an error when the connection closes early; the client
+    must notice (Content-Length) and continue with Range, not keep half a file as the whole."""
+    flaky = _Flaky(count=count, status_errors=0)
+    try:
+        client = BulkClient(flaky.base, sleep=lambda s: None, timeout=10)
+        manifest = client.poll(f"{flaky.base}/status")
+        (d,) = client.download_all(manifest, tmp_path)
+    finally:
+        flaky.close()
+    assert (tmp_path / "Patient-1.ndjson").read_bytes() == _Flaky.FILE
+    assert d.lines == 200 and d.resumed_from > 0
+    assert [r for p, r in flaky.requests if p == "/file"][1] == f"bytes={len(_Flaky.FILE) // 2}-"
+
+
+def test_a_throttled_download_waits_for_retry_after(tmp_path: Path) -> None:
+    waits: list[float] = []
+    flaky = _Flaky(count=True, status_errors=0, cuts=0, throttles=2)
+    try:
+        client = BulkClient(flaky.base, sleep=waits.append, timeout=10)
+        (d,) = client.download_all(client.poll(f"{flaky.base}/status"), tmp_path)
+    finally:
+        flaky.close()
+    assert waits == [7.0, 7.0] and d.lines == 200
+
+
+def test_a_download_cut_off_every_time_is_left_to_resume(tmp_path: Path) -> None:
+    flaky = _Flaky(count=False, status_errors=0, cuts=100)
+    try:
+        client = BulkClient(flaky.base, sleep=lambda s: None, timeout=10)
+        manifest = client.poll(f"{flaky.base}/status")
+        with pytest.raises(BulkClientError, match="Run the command again to resume"):
+            client.download_all(manifest, tmp_path)
+    finally:
+        flaky.close()
+    assert not (tmp_path / "Patient-1.ndjson").exists(), "a partial file must not look finished"
+    assert (tmp_path / "Patient-1.ndjson.part").exists()
+
+
+def test_polling_retries_a_transient_error_after_retry_after(tmp_path: Path) -> None:
+    """export.html#response---error-status-1: an OperationOutcome with a transient code means
+    "poll again later", not "the export failed"."""
+    waits: list[float] = []
+    flaky = _Flaky(count=True, status_errors=2, cuts=0)
+    try:
+        client = BulkClient(flaky.base, sleep=waits.append, timeout=10)
+        manifest = client.poll(f"{flaky.base}/status")
+    finally:
+        flaky.close()
+    assert manifest["output"][0]["type"] == "Patient"
+    assert waits == [3.0, 3.0]
+
+
+def test_a_failed_export_is_not_retried(live: Live, tmp_path: Path) -> None:
+    from ehrgate.cli.bulk import _load_key, _token_provider
+
+    token = _token_provider(live.base, "exporter", _load_key(str(live.key_path), None), "system/*.rs", None)
+    client = BulkClient(live.base, token, sleep=lambda s: time.sleep(0.05), max_wait=30)
+    status = client.kickoff(ExportRequest(level="group", group_id="g1", types=("Patient",)))
+    live.app.state.bulk.worker.stop()
+    with live.store.writer() as w:  # the Group did not exist at the transaction time: the job fails
+        w.conn.exec_driver_sql("UPDATE bulk_job SET transaction_time = 0")
+    live.app.state.bulk.worker.start()
+    with pytest.raises(BulkClientError, match="The export failed .HTTP 500.: Group/g1 no longer exists"):
+        client.poll(status)
+
+
+def test_a_throttled_kickoff_waits_for_retry_after(store: Store, settings: Any, tmp_path: Path) -> None:
+    """429 at kick-off (this client has bulk_max_jobs exports): wait the server's Retry-After and try
+    again, within --max-wait, instead of giving up."""
+    seed(store)
+    for base, app in _serve(store, settings.replace(bulk_max_jobs=1), auth=False):
+        app.state.bulk.worker.stop()  # the first export stays queued
+        first = BulkClient(base).kickoff(ExportRequest(types=("Patient",)))
+        waits: list[float] = []
+
+        def sleep(seconds: float, base: str = base, first: str = first, waits: list[float] = waits) -> None:
+            waits.append(seconds)
+            BulkClient(base).cancel(first)  # the other export goes away while we wait
+
+        status = BulkClient(base, sleep=sleep, max_wait=60).kickoff(ExportRequest(types=("Patient",)))
+        assert status != first and waits == [10.0]
+        with pytest.raises(BulkClientError, match="429"):
+            BulkClient(base, sleep=lambda s: None, max_wait=5).kickoff(ExportRequest(types=("Patient",)))
+
+
+def test_a_manifest_url_that_is_not_http_is_refused(tmp_path: Path) -> None:
+    """A server's manifest must not make the client read local files (urllib opens file: URLs)."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private\n")
+    client = BulkClient("http://x/fhir")
+    for url in (secret.as_uri(), "ftp://x/a.ndjson", "/relative/Patient-1.ndjson"):
+        with pytest.raises(BulkClientError, match="not an http"):
+            client.download_all({"output": [{"type": "Patient", "url": url}], "requiresAccessToken": False},
+                                tmp_path / "out")
+    assert not any((tmp_path / "out").glob("*.ndjson"))
+    with pytest.raises(BulkClientError, match="not an http"):  # a Content-Location that points at a local file
+        client.poll(secret.as_uri())
+
+
+def test_a_damaged_state_file_starts_a_new_export(live: Live, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / ".bulk-export.json").write_text("{not json")
+    result = run_cli("--base", live.base, "--client-id", "exporter", "--key", str(live.key_path), "--type", "Patient",
+                     "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert len((out / "Patient-1.ndjson").read_text().splitlines()) == 3
+
+
+def test_an_unwritable_out_directory_is_a_sentence(live: Live, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_cli("--base", live.base, "--client-id", "exporter", "--key", str(live.key_path), "--type", "Patient",
+                     "--out", str(blocker / "export"))
+    assert result.exit_code == 2, result.output
+    assert "Cannot write" in result.output and "Traceback" not in result.output

@@ -144,3 +144,18 @@ def test_11_cancel_then_404(bulk: Bulk, url: str) -> None:
 
 def _manifest_files(manifest: dict[str, Any]) -> list[str]:
     return [e["url"] for e in manifest["output"]]
+
+
+@levels
+def test_11_cancel_of_a_completed_export_removes_its_files(bulk: Bulk, url: str) -> None:
+    """DELETE after completion: 202, the files are gone from disk and their URLs answer 404."""
+    manifest = bulk.export(url, "system")
+    file_url = manifest["output"][0]["url"].removeprefix(BASE)
+    job_id = file_url.split("/")[-2]
+    assert (bulk.bulk.root / job_id).is_dir()
+    auth = {"Authorization": "Bearer system"}
+    assert bulk.client.delete(f"/bulk/status/{job_id}", headers=auth).status_code == 202
+    assert not (bulk.bulk.root / job_id).exists()
+    r = bulk.client.get(file_url, headers=auth)
+    assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
+    assert bulk.client.get(f"/bulk/status/{job_id}", headers=auth).status_code == 404

@@ -106,6 +106,26 @@ def test_leases_of_dead_processes_on_this_host_are_released(bulk: Bulk) -> None:
     assert bulk.client.get(path, headers=AUTH).status_code == 200
 
 
+def test_a_restart_that_got_the_same_pid_resumes_at_once(bulk: Bulk) -> None:
+    """In a container the server is PID 1 (or another small pid) on every start: a lease held by the
+    previous incarnation carries our own pid, but no worker of this process holds it - it is dead."""
+    import os
+    import socket
+
+    path = bulk.status_path(bulk.kickoff("/fhir/$export", "system", params={"_type": "Patient"}))
+    previous = f"{socket.gethostname()[:60]}:{os.getpid()}:0ld0"
+    assert bulk.bulk.jobs.claim(previous, 3_600_000) is not None
+    fresh = worker(bulk, f"{socket.gethostname()[:60]}:{os.getpid()}:f4e5")
+    fresh.start()
+    try:
+        deadline = time.monotonic() + 10
+        while bulk.client.get(path, headers=AUTH).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bulk.client.get(path, headers=AUTH).status_code == 200
+    finally:
+        fresh.stop()
+
+
 def test_a_job_interrupted_too_often_fails(bulk: Bulk) -> None:
     path = bulk.status_path(bulk.kickoff("/fhir/$export", "system", params={"_type": "Patient"}))
     with bulk.store.writer() as w:

@@ -63,6 +63,13 @@ def test_post_kickoff_for_a_group_takes_members_only(bulk: Bulk) -> None:
     assert r.status_code == 400 and "Patient/nobody is not known" in r.text
 
 
+def test_post_kickoff_with_a_malformed_parameters_body_is_400(bulk: Bulk) -> None:
+    for body in ({"resourceType": "Parameters", "parameter": 5}, {"resourceType": "Parameters", "parameter": "_type"}):
+        r = bulk.kickoff("/fhir/Patient/$export", "system", method="POST", json=body, headers=FJ)
+        assert r.status_code == 400, r.text
+        assert "Parameters.parameter" in r.json()["issue"][0]["diagnostics"]
+
+
 def test_post_with_parameters_in_the_url_is_400(bulk: Bulk) -> None:
     r = bulk.kickoff("/fhir/$export?_type=Patient", "system", method="POST",
                      json={"resourceType": "Parameters"}, headers=FJ)
@@ -127,6 +134,17 @@ def test_group_must_exist_and_be_actual(bulk: Bulk) -> None:
     assert r.status_code == 400 and "actual" in r.text
 
 
+def test_group_must_be_a_group_of_patients(bulk: Bulk) -> None:
+    """Group/[id]/$export exports its members' patient compartments: a Group of Practitioners (or
+    devices, medications...) has none, so it is a 400 that says so, not an empty export."""
+    bulk.store.update("Group", "staff", {"resourceType": "Group", "id": "staff", "type": "practitioner", "actual": True,
+                                         "member": [{"entity": {"reference": "Practitioner/doc"}}]})
+    r = bulk.kickoff("/fhir/Group/staff/$export", "system")
+    assert r.status_code == 400
+    assert r.json()["issue"][0]["expression"] == ["Group.type"]
+    assert "practitioner" in r.json()["issue"][0]["diagnostics"]
+
+
 def test_since_changed_resources_deletions_and_new_group_members(bulk: Bulk) -> None:
     bulk.store.update("Patient", "p4", {"resourceType": "Patient", "id": "p4"})
     bulk.store.update("Observation", "o-p4", obs("o-p4", "p4"))
@@ -182,6 +200,9 @@ def test_a_failed_job_is_500_with_an_operation_outcome(bulk: Bulk) -> None:
     assert r.status_code == 500
     assert r.json()["resourceType"] == "OperationOutcome"
     assert "Group/g1 no longer exists" in r.json()["issue"][0]["diagnostics"]
+    # export.html#response---error-status-1: a transient code (IssueType transient and its children,
+    # 'exception' among them) tells the client to poll again; a failed export is final
+    assert r.json()["issue"][0]["code"] == "processing"
 
 
 def test_an_unexpected_error_is_500_without_details(bulk: Bulk, monkeypatch: Any) -> None:

@@ -14,6 +14,7 @@ File names on disk come from the manifest's types, never from the server's URLs.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import time
 import urllib.error
@@ -30,6 +31,10 @@ __all__ = ["BulkClient", "BulkClientError", "Download", "ExportRequest", "Observ
 
 STATE = ".bulk-export.json"
 CHUNK = 1 << 16
+TRANSIENT = frozenset({"transient", "lock-error", "no-store", "timeout", "incomplete", "throttled"})
+"""OperationOutcome issue codes that mean "poll again later" (IssueType ``transient`` and its
+children, export.html#response---error-status-1). ``exception`` is one of them in the value set,
+but servers commonly send it for a failed export, so it is taken as final."""
 
 
 class BulkClientError(Exception):
@@ -118,6 +123,16 @@ class _Response:
             return "; ".join(t for t in texts if t) or "(no diagnostics)"
         return self.body[:300].decode("utf-8", "replace").strip() or f"HTTP {self.status}"
 
+    def transient(self) -> bool:
+        """A 5xx that asks to be retried: a gateway's 502/503/504, or an OperationOutcome whose
+        issues all carry a transient code."""
+        if self.status in (502, 503, 504) and not self.body.strip():
+            return True
+        data = self.json()
+        issues = data.get("issue") if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome" else None
+        return isinstance(issues, list) and bool(issues) and all(
+            isinstance(i, dict) and i.get("code") in TRANSIENT for i in issues)
+
 
 def backend_token(token_url: str, client_id: str, key: Any, scope: str, *, timeout: float = 30.0) -> str:
     """SMART Backend Services (client_credentials + private_key_jwt, RFC 7523) with a joserfc key;
@@ -149,15 +164,18 @@ def backend_token(token_url: str, client_id: str, key: Any, scope: str, *, timeo
 
 def _request(method: str, url: str, headers: dict[str, str], body: bytes | None = None,
              timeout: float = 60.0) -> _Response:
+    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):  # urllib also opens file: URLs
+        raise BulkClientError(f"{url!r} is not an http(s) URL; refusing to fetch it.")
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the user's server
             return _Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())
     except urllib.error.HTTPError as exc:
         return _Response(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
-        raise BulkClientError(f"Cannot reach {url}: {reason}. Is the server running and the URL right?") from None
+        raise BulkClientError(f"Cannot reach {url}: {reason or type(exc).__name__}. Is the server running and "
+                              "the URL right?") from None
 
 
 def _retry_after(headers: dict[str, str], default: float) -> float:
@@ -203,11 +221,20 @@ class BulkClient:
     # -- the export -----------------------------------------------------------------------
 
     def kickoff(self, request: ExportRequest) -> str:
+        """Start the export; a 429 (too many exports of this client) is retried after its
+        ``Retry-After`` while that fits in ``max_wait``."""
         url = request.url(self.base)
-        resp = self._call("GET", url, {"Accept": "application/fhir+json", "Prefer": "respond-async"})
-        if resp.status == 429:
-            raise BulkClientError(f"The server has too many exports running for this client (429); try again in "
-                                  f"{_retry_after(resp.headers, 60):.0f} s.")
+        started = time.monotonic()
+        while True:
+            resp = self._call("GET", url, {"Accept": "application/fhir+json", "Prefer": "respond-async"})
+            if resp.status != 429:
+                break
+            wait = _retry_after(resp.headers, 60.0)
+            if time.monotonic() - started + wait > self.max_wait:
+                raise BulkClientError(f"The server has too many exports running for this client (429); try again in "
+                                      f"{wait:.0f} s.")
+            self.observer.status(f"The server has too many exports running for this client; retrying in {wait:.0f} s")
+            self.sleep(wait)
         if resp.status != 202:
             raise BulkClientError(f"The kick-off {url} was refused (HTTP {resp.status}): {resp.outcome()}")
         location = resp.headers.get("content-location")
@@ -226,8 +253,9 @@ class BulkClient:
                 if not isinstance(manifest, dict) or not isinstance(manifest.get("output"), list):
                     raise BulkClientError(f"The status URL {status_url} answered 200 without a manifest.")
                 return manifest
-            if resp.status in (202, 429):
-                progress = resp.headers.get("x-progress", "in progress")
+            if resp.status in (202, 429) or (resp.status >= 500 and resp.transient()):
+                progress = resp.headers.get("x-progress", "in progress") if resp.status == 202 else (
+                    f"status answered HTTP {resp.status}; retrying")
                 self.observer.status(f"Export {progress}")
                 wait = _retry_after(resp.headers, backoff)
                 backoff = min(backoff * 2, 60.0)
@@ -255,6 +283,9 @@ class BulkClient:
             for entry in manifest.get(kind) or []:
                 if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
                     raise BulkClientError(f"The manifest's {kind} has an entry without a url: {entry!r}")
+                if urllib.parse.urlsplit(entry["url"]).scheme.lower() not in ("http", "https"):
+                    raise BulkClientError(f"The manifest's {kind} file URL {entry['url']!r} is not an http(s) URL; "
+                                          "refusing to fetch it.")
                 res_type = str(entry.get("type") or "Unknown")
                 safe = "".join(ch for ch in res_type if ch.isascii() and ch.isalpha())[:64] or "Unknown"
                 prefix = {"output": safe, "deleted": f"deleted-{safe}", "error": f"error-{safe}"}[kind]
@@ -264,7 +295,7 @@ class BulkClient:
         return plan
 
     def download_all(self, manifest: dict[str, Any], out: Path, parallel: int = 4) -> list[Download]:
-        out.mkdir(parents=True, exist_ok=True)
+        _writable(out)
         plan = self.plan_downloads(manifest, out)
         auth = bool(manifest.get("requiresAccessToken"))
         if auth:
@@ -297,12 +328,18 @@ class BulkClient:
                     elif status != 206:
                         raise BulkClientError(f"Downloading {d.url} answered HTTP {status}.")
                     d.resumed_from = d.resumed_from or have
-                    total = have + int(length) if length and length.isdigit() else None
+                    expected = int(length) if length and length.isdigit() else None
+                    total = have + expected if expected is not None else None
                     self.observer.file_started(d.path.name, total, have)
+                    got = 0
                     with open(part, "ab" if have else "wb") as fh:
                         while chunk := resp.read(CHUNK):
                             fh.write(chunk)
+                            got += len(chunk)
                             self.observer.file_progress(d.path.name, len(chunk))
+                    if expected is not None and got < expected:
+                        # urllib ends a body cut short without an error; keep the .part to resume
+                        raise ConnectionError(f"the connection closed after {got} of {expected} bytes")
                 part.replace(d.path)
                 self._summarise(d)
                 if d.count is not None and d.lines != d.count:
@@ -313,6 +350,10 @@ class BulkClient:
                 if exc.code == 401 and auth and attempt + 1 < attempts:
                     self._auth(fresh=True)
                     continue
+                if exc.code in (429, 503) and attempt + 1 < attempts:  # busy: wait as the server asks
+                    self.sleep(min(_retry_after({k.lower(): v for k, v in exc.headers.items()},
+                                                min(2.0 ** attempt, 30.0)), 120.0))
+                    continue
                 if exc.code == 416:  # already complete on disk
                     part.replace(d.path)
                     self._summarise(d)
@@ -320,7 +361,7 @@ class BulkClient:
                     return
                 body = _Response(exc.code, {}, exc.read())
                 raise BulkClientError(f"Downloading {d.url} failed (HTTP {exc.code}): {body.outcome()}") from None
-            except (urllib.error.URLError, OSError) as exc:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 if attempt + 1 >= attempts:
                     raise BulkClientError(f"Downloading {d.url} failed after {attempts} attempts: "
                                           f"{getattr(exc, 'reason', exc)}. Run the command again to resume.") from None
@@ -344,21 +385,40 @@ class BulkClient:
     def run(self, request: ExportRequest, out: Path, *, parallel: int = 4, fresh: bool = False) -> tuple[dict[str, Any], list[Download]]:
         """Kick off (or resume the export recorded in ``out``), poll, download; the manifest is
         saved as ``manifest.json`` next to the files."""
-        out.mkdir(parents=True, exist_ok=True)
+        _writable(out)
         state_path = out / STATE
-        state = json.loads(state_path.read_text()) if state_path.exists() and not fresh else {}
+        try:
+            state = json.loads(state_path.read_text()) if state_path.exists() and not fresh else {}
+        except (OSError, ValueError):
+            state = {}  # damaged: start a new export (and overwrite it)
+        if not isinstance(state, dict):
+            state = {}
         url = request.url(self.base)
         if state.get("request") == url and state.get("status"):
             status_url = str(state["status"])
             self.observer.status(f"Resuming the export at {status_url}")
         else:
             status_url = self.kickoff(request)
-            state_path.write_text(json.dumps({"request": url, "status": status_url}))
+            _write(state_path, json.dumps({"request": url, "status": status_url}))
             self.observer.status(f"Export accepted: {status_url}")
         manifest = self.poll(status_url)
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        _write(out / "manifest.json", json.dumps(manifest, indent=2))
         files = self.download_all(manifest, out, parallel)
         return manifest, files
+
+
+def _writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BulkClientError(f"Cannot write to {out}: {exc.strerror or exc}. Choose another --out.") from None
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise BulkClientError(f"Cannot write {path}: {exc.strerror or exc}. Choose another --out.") from None
 
 
 def _ends_with_newline(path: Path) -> bool:

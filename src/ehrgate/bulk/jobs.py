@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,9 +270,10 @@ class Jobs:
                 found.update(r[0] for r in conn.execute(sa.select(J.c.id).where(J.c.id.in_(chunk))))
         return found
 
-    def release_dead_leases(self, alive: Callable[[int], bool]) -> int:
+    def release_dead_leases(self, alive: Callable[[int], bool], keep: Collection[str] = ()) -> int:
         """Free leases held by workers on this host whose process is gone (after kill -9), so a
-        restarted server resumes its jobs at once instead of after the lease runs out."""
+        restarted server resumes its jobs at once instead of after the lease runs out. ``keep``:
+        owners known to be alive whatever ``alive`` says of their pid (this process's workers)."""
         host = socket.gethostname()[:60]
         with self.store.reader() as conn:
             owners = [r[0] for r in conn.execute(
@@ -281,7 +282,8 @@ class Jobs:
         dead = []
         for owner in owners:
             parts = (owner or "").rsplit(":", 2)
-            if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not alive(int(parts[1])):
+            if (len(parts) == 3 and parts[0] == host and parts[1].isdigit() and owner not in keep
+                    and not alive(int(parts[1]))):
                 dead.append(owner)
         if not dead:
             return 0

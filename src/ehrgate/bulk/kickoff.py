@@ -32,6 +32,8 @@ __all__ = ["TooManyJobs", "kickoff"]
 
 R = fs.resource
 FHIR_JSON = "application/fhir+json"
+_PATIENT_GROUPS = ("person", "animal")
+"""Group.type codes whose members are Patients (ValueSet group-type)."""
 
 
 class TooManyJobs(FhirError):
@@ -73,6 +75,9 @@ def _check_store(bulk: BulkExports, access: Access, export: ExportRequest, trans
             if group.get("actual") is not True:
                 raise BadRequest(f"Group/{export.group_id} is not an actual group (actual must be true): "
                                  "only a group of real patients can be exported.", expression="Group.actual")
+            if group.get("type") not in _PATIENT_GROUPS:
+                raise BadRequest(f"Group/{export.group_id} is a group of type {group.get('type')!r}: only a group of "
+                                 "Patients (type person or animal) can be exported.", expression="Group.type")
             if export.patients is not None:
                 members = set(member_ids(group))
                 outside = [p for p in export.patients if p not in members]

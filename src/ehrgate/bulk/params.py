@@ -104,8 +104,12 @@ def parameters_items(body: Any) -> list[tuple[str, str]]:
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         kind = body.get("resourceType") if isinstance(body, dict) else type(body).__name__
         raise BadRequest(f"A POST kick-off takes a Parameters resource, not {kind!r}.")
+    params = body.get("parameter") or []
+    if not isinstance(params, list):
+        raise BadRequest("Parameters.parameter must be a list of parameters, e.g. "
+                         '[{"name": "_type", "valueString": "Patient"}].', expression="Parameters.parameter")
     items: list[tuple[str, str]] = []
-    for i, param in enumerate(body.get("parameter") or []):
+    for i, param in enumerate(params):
         name = param.get("name") if isinstance(param, dict) else None
         if not isinstance(name, str) or not name:
             raise BadRequest(f"Parameters.parameter[{i}] has no name.", expression=f"Parameters.parameter[{i}].name")
@@ -155,7 +159,7 @@ def parse_kickoff(
     types: list[str] | None = None
     filters: dict[str, list[str]] = {}
     elements: list[str] = []
-    patients: list[str] | None = None
+    patients: dict[str, None] | None = None
     provenance = False
     for name, raw in items:
         if name == "_outputFormat":
@@ -212,9 +216,8 @@ def parse_kickoff(
             if match is None:
                 raise BadRequest(f"'patient' reference {raw!r} is not a Patient reference (Patient/<id>).",
                                  expression="patient")
-            patients = patients or []
-            if match.group(1) not in patients:
-                patients.append(match.group(1))
+            patients = patients or {}
+            patients[match.group(1)] = None  # a dict: ordered, and de-duplicated in linear time
         elif name in _GENERAL:
             continue
         else:

@@ -73,18 +73,22 @@ def plan_units(
     _typeFilter queries ORed, the caller's query-constrained scopes ORed, the two ANDed); then the
     latest Provenance of what was exported (includeAssociatedData); then the deletions (``_since``).
     ``all``: no ``_type`` was given, so no condition on the type is needed."""
+
+    def constraints(res_type: str) -> list[str]:
+        # a ``*`` entry (``system/*.rs?_tag=...``) constrains every type, as Access.filters_for says
+        return [*access_filters.get(res_type, ()), *access_filters.get("*", ())]
+
     units: list[dict[str, Any]] = [{
         "kind": "output", "types": list(types), "all": export.types is None,
         "filters": {t: list(q) for t, q in export.type_filters.items() if t in types},
-        "access": {t: list(q) for t, q in access_filters.items() if t in types},
+        "access": {t: constraints(t) for t in types if constraints(t)},
     }]
     if export.latest_provenance and "Provenance" not in types:
-        units.append({"kind": "provenance", "types": ["Provenance"],
-                      "access": {"Provenance": list(access_filters.get("Provenance", ()))}})
+        units.append({"kind": "provenance", "types": ["Provenance"], "access": {"Provenance": constraints("Provenance")}})
     if export.since is not None:
         # A deletion of a type the caller may only see through query constraints cannot be
         # checked against them (the deleted version is not indexed): those are left out.
-        units.append({"kind": "deleted", "type": "Bundle", "types": [t for t in types if t not in access_filters]})
+        units.append({"kind": "deleted", "type": "Bundle", "types": [t for t in types if not constraints(t)]})
     return units
 
 

@@ -28,6 +28,7 @@ import orjson
 import sqlalchemy as sa
 
 from ..fhir.api.render import apply_elements
+from ..fhir.errors import InvalidSearch
 from ..fhir.jsonio import loads
 from ..fhir.search.query import ParsedQuery, parse_query
 from ..fhir.search.sql import Sql, conditions
@@ -91,11 +92,21 @@ def _search_clause(query: ParsedQuery) -> sa.TextClause:
     return sa.text(text).bindparams(**{k: v for k, v in q.params.items() if k in used})
 
 
-def _filter(res_type: str, queries: list[str]) -> list[Any]:
-    """Search queries ORed (each query's own parameters ANDed), as one condition."""
+def _filter(res_type: str, queries: list[str], *, scopes: bool = False) -> list[Any]:
+    """Search queries ORed (each query's own parameters ANDed), as one condition. ``scopes``: the
+    caller's query constraints, where (as for a read, ``fhir.guard.visible``) a criterion this type
+    cannot be searched by matches nothing of it (a ``*`` constraint names parameters of some types)."""
     if not queries:
         return []
-    parsed = [parse_query(res_type, parse_qsl(q, keep_blank_values=True), strict=True) for q in queries]
+    parsed = []
+    for q in queries:
+        try:
+            parsed.append(parse_query(res_type, parse_qsl(q, keep_blank_values=True), strict=True))
+        except InvalidSearch:
+            if not scopes:
+                raise
+    if not parsed:
+        return [sa.false()]
     return [sa.or_(*[sa.and_(R.c.res_type == p.res_type, _search_clause(p)) for p in parsed])]
 
 
@@ -137,7 +148,8 @@ def _types(unit: dict[str, Any]) -> list[Any]:
     elif plain:
         branches.append(R.c.res_type.in_(plain))
     for t in special:
-        branches.append(sa.and_(R.c.res_type == t, *_filter(t, filters.get(t, [])), *_filter(t, access.get(t, []))))
+        branches.append(sa.and_(R.c.res_type == t, *_filter(t, filters.get(t, [])),
+                                *_filter(t, access.get(t, []), scopes=True)))
     return [sa.or_(*branches)] if branches else [sa.false()]
 
 
@@ -194,7 +206,7 @@ def _resource_stream(job: Job, conds: list[Any], batch: int) -> Stream:
 
 def _provenance_conditions(job: Job, unit: dict[str, Any]) -> list[Any]:
     """includeAssociatedData=LatestProvenanceResources: per exported resource, the Provenance
-    that targets it and was recorded last (by lastUpdated)."""
+    that targets it and was recorded last (by lastUpdated), if the caller may read it."""
     outputs = [u for u in job.cursor.get("units", []) if u["kind"] == "output"]
     if not outputs:
         return [sa.false()]
@@ -219,11 +231,14 @@ def _provenance_conditions(job: Job, unit: dict[str, Any]) -> list[Any]:
         .subquery("ranked")
     )
     latest = sa.select(ranked.c.pk).where(ranked.c.rn == 1)
+    # a patient-confined token reads only Provenance in its patient's compartment (fhir.guard.visible)
+    confined = job.access_patient
     return [
         R.c.res_type == "Provenance",
         R.c.deleted == sa.false(),
         R.c.pk.in_(latest),
-        *_filter("Provenance", (unit.get("access") or {}).get("Provenance", [])),
+        *_filter("Provenance", (unit.get("access") or {}).get("Provenance", []), scopes=True),
+        *([R.c.pk.in_(sa.select(C.c.res_pk).where(C.c.patient_id == confined))] if confined is not None else []),
     ]
 
 

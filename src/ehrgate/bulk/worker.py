@@ -41,7 +41,15 @@ class WorkerConfig:
     heartbeat: float = 1.0
 
 
+_LIVE_OWNERS: set[str] = set()
+"""Lease owner ids of the workers started in this process."""
+
+
 def _pid_alive(pid: int) -> bool:
+    """Is a process with this pid running? Our own pid, seen in a lease that no worker of this process
+    holds, belongs to a previous run that had the same pid (a container's server is PID 1 on every start)."""
+    if pid == os.getpid():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -105,8 +113,9 @@ class Worker:
             return
         self._stopping.clear()
         self._abandon.clear()
+        _LIVE_OWNERS.add(self.owner)
         try:
-            released = self.jobs.release_dead_leases(_pid_alive)
+            released = self.jobs.release_dead_leases(_pid_alive, keep=set(_LIVE_OWNERS))
             if released:
                 log.info("bulk: resuming %d export job(s) of a stopped process", released)
         except Exception:  # noqa: BLE001 - the loop retries claims anyway
@@ -126,6 +135,7 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
+        _LIVE_OWNERS.discard(self.owner)
 
     def wake(self) -> None:
         self._wake.set()

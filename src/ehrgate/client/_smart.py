@@ -115,6 +115,8 @@ class SmartClient:
         if resp.status != 200:
             raise DiscoveryError(f"{url} answered HTTP {resp.status}; is {self.fhir_base} a SMART-enabled FHIR server?")
         doc = resp.json()
+        if not isinstance(doc, dict):
+            raise DiscoveryError(f"{url} is not a JSON object; is {self.fhir_base} a SMART-enabled FHIR server?")
         for key in ("authorization_endpoint", "token_endpoint"):
             if not isinstance(doc.get(key), str):
                 raise DiscoveryError(f"{url} has no {key}.")
@@ -164,7 +166,8 @@ class SmartClient:
         if "code" not in query:
             raise AuthorizationError("invalid_request", "The redirect carries neither code nor error.")
         return self._token({"grant_type": "authorization_code", "code": query["code"],
-                            "redirect_uri": request.redirect_uri, "code_verifier": request.code_verifier})
+                            "redirect_uri": request.redirect_uri, "code_verifier": request.code_verifier},
+                           default_scope=request.scope)
 
     def refresh(self, tokens: TokenSet, scope: str | None = None) -> TokenSet:
         if not tokens.refresh_token:
@@ -172,7 +175,7 @@ class SmartClient:
         form = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
         if scope:
             form["scope"] = scope
-        fresh = self._token(form)
+        fresh = self._token(form, default_scope=scope or tokens.scope)
         if fresh.refresh_token is None:
             fresh.refresh_token = tokens.refresh_token
         for key in ("patient", "encounter"):
@@ -184,7 +187,7 @@ class SmartClient:
         """SMART Backend Services: client_credentials with a signed assertion."""
         if self.private_key is None:
             raise ValueError("backend_token needs private_key (a joserfc RSA or EC key with a kid).")
-        return self._token({"grant_type": "client_credentials", "scope": scope})
+        return self._token({"grant_type": "client_credentials", "scope": scope}, default_scope=scope)
 
     # -- FHIR calls -----------------------------------------------------------------------------
 
@@ -204,7 +207,9 @@ class SmartClient:
         header = {"alg": self.assertion_alg, "kid": self.private_key.kid, "typ": "JWT"}
         return jwt.encode(header, claims, self.private_key, algorithms=[self.assertion_alg])
 
-    def _token(self, form: dict[str, str]) -> TokenSet:
+    def _token(self, form: dict[str, str], default_scope: str = "") -> TokenSet:
+        """``default_scope``: the scope granted when the response leaves ``scope`` out (RFC 6749 §5.1:
+        it is then the one requested; after a refresh, §6, the original grant's)."""
         config = self.discover()
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
         if self.private_key is not None:
@@ -222,8 +227,17 @@ class SmartClient:
                 data = resp.json()
             except Exception:  # noqa: BLE001 - an error page or garbage
                 data = {}
+            if not isinstance(data, dict):
+                data = {}
             raise TokenRequestError(resp.status, str(data.get("error", "http_error")), str(data.get("error_description", "")))
         data = resp.json()
-        if not isinstance(data, dict) or "access_token" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
             raise TokenRequestError(resp.status, "invalid_response", "The token response has no access_token.")
-        return TokenSet.from_json(data)
+        try:
+            tokens = TokenSet.from_json(data)
+        except (TypeError, ValueError):
+            raise TokenRequestError(resp.status, "invalid_response",
+                                    f"The token response's expires_in {data.get('expires_in')!r} is not a number of seconds.") from None
+        if "scope" not in data:
+            tokens.scope = default_scope
+        return tokens
