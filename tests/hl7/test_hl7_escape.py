@@ -73,3 +73,20 @@ def test_escape_without_escape_character_refuses_delimiters() -> None:
         escape("a^b", bare)
     with pytest.raises(EncodeError):
         escape("line\nbreak", bare)
+
+
+@pytest.mark.parametrize(("text", "plain", "kept"), [
+    ("a\\.sp 2\\b", "a\n\nb", "a\\.sp 2\\b"),
+    ("a\\.sp\\b", "a\nb", "a\\.sp\\b"),
+    ("a\\.sk 3\\b", "a   b", "a\\.sk 3\\b"),
+    ("x\\.ce\\Title", "x\nTitle", "x\\.ce\\Title"),
+    ("\\H\\bold\\N\\ text", "bold text", "\\H\\bold\\N\\ text"),
+    ("\\.in +4\\\\.fi\\\\.nf\\x", "x", "\\.in +4\\\\.fi\\\\.nf\\x"),
+    ("a\\.br\\b\\F\\c", "a\nb|c", "a\nb|c"),
+    ("a\\.sp 999\\b", "a" + "\n" * 9 + "b", "a\\.sp 999\\b"),
+])
+def test_plain_reads_ft_formatting_commands_as_text(text: str, plain: str, kept: str) -> None:
+    """HL7 v2.5.1 section 2.7.6: with ``plain`` the FT formatting commands become plain text (highlighting,
+    indents and fill modes are dropped); without it they are kept verbatim, as before."""
+    assert unescape(text, plain=True) == plain
+    assert unescape(text) == kept

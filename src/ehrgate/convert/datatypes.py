@@ -179,6 +179,19 @@ def _clean(text: str) -> str:
     return text.strip()
 
 
+
+def _period(out: JSON, v: Value, start_at: int, end_at: int, ctx: Ctx) -> None:
+    """``out["period"]`` from the DTM components ``start_at`` and ``end_at`` of ``v`` (XPN-12/13,
+    XAD-13/14, XTN-13/14: the dates a name, an address or a number was valid), when either is valued."""
+    start, end = v[start_at], v[end_at]
+    if start or end:
+        period: JSON = {}
+        if start:
+            period["start"] = datetime_(start, f"{v.where}.{start_at}", ctx)
+        if end:
+            period["end"] = datetime_(end, f"{v.where}.{end_at}", ctx)
+        out["period"] = period
+
 def human_name(v: Value | None, ctx: Ctx, *, offset: int = 0) -> JSON | None:
     """XPN → HumanName (XPN-to-HumanName). ``offset`` 1 reads an XCN, whose name starts at component 2."""
     if v is None:
@@ -201,14 +214,7 @@ def human_name(v: Value | None, ctx: Ctx, *, offset: int = 0) -> JSON | None:
     if suffixes:
         out["suffix"] = suffixes
     if not o:
-        start, end = v[12], v[13]
-        if start or end:
-            period: JSON = {}
-            if start:
-                period["start"] = datetime_(start, f"{v.where}.12", ctx)
-            if end:
-                period["end"] = datetime_(end, f"{v.where}.13", ctx)
-            out["period"] = period
+        _period(out, v, 12, 13, ctx)
     if "family" not in out and "given" not in out:
         return None
     return out
@@ -238,14 +244,7 @@ def address(v: Value | None, ctx: Ctx) -> JSON | None:
         text = _clean(v[n])
         if text:
             out[key] = text
-    start, end = v[13], v[14]
-    if start or end:
-        period: JSON = {}
-        if start:
-            period["start"] = datetime_(start, f"{v.where}.13", ctx)
-        if end:
-            period["end"] = datetime_(end, f"{v.where}.14", ctx)
-        out["period"] = period
+    _period(out, v, 13, 14, ctx)
     return out if set(out) - {"use", "type"} else None
 
 
@@ -286,14 +285,7 @@ def contact_point(v: Value | None, ctx: Ctx, *, default_use: str = "") -> JSON |
     rank = v[18]
     if rank.isdigit() and 0 < int(rank) < 2**31:  # a positiveInt
         out["rank"] = int(rank)
-    start, end = v[13], v[14]
-    if start or end:
-        period: JSON = {}
-        if start:
-            period["start"] = datetime_(start, f"{v.where}.13", ctx)
-        if end:
-            period["end"] = datetime_(end, f"{v.where}.14", ctx)
-        out["period"] = period
+    _period(out, v, 13, 14, ctx)
     return out
 
 

@@ -10,8 +10,6 @@ writes whole resources, so an absent value is already a cleared one.
 
 from __future__ import annotations
 
-import re
-
 from ..hl7 import Delimiters, Segment, unescape
 
 __all__ = ["Seg", "Value", "where"]
@@ -65,7 +63,7 @@ class Value:
     def text(self, formatted: bool = False) -> str:
         """The whole value as text: components and subcomponents unescaped and joined with their
         separators (for ST/TX/FT values whose sender left a '^' or '&' unescaped: text, not structure).
-        ``formatted`` reads FT formatting commands as plain text (``_plain``)."""
+        ``formatted`` reads FT formatting commands as plain text (``unescape(..., plain=True)``)."""
         d = self.d
         sub, esc = d.subcomponent, d.escape
         parts = []
@@ -73,10 +71,8 @@ class Value:
             if not x or x == _NULL:
                 parts.append("")
                 continue
-            if formatted and esc and esc in x:
-                x = _plain(x, esc)
             pieces = x.split(sub) if sub and sub in x else [x]
-            parts.append(sub.join(unescape(p, d) if esc and esc in p else p for p in pieces).strip())
+            parts.append(sub.join(unescape(p, d, plain=formatted) if esc and esc in p else p for p in pieces).strip())
         while parts and not parts[-1]:
             parts.pop()
         return (d.component or "^").join(parts)
@@ -86,36 +82,6 @@ class Value:
 
     def __repr__(self) -> str:
         return f"<Value {self.where} {self.comps!r}>"
-
-
-#: FT formatting commands (HL7 v2.5.1 section 2.7.6), between escape characters
-_FORMATTING = re.compile(r"H|N|\.(sp|sk|in|ti)\s*([+-]?\d*)|\.(ce|fi|nf)")
-
-
-def _plain(x: str, esc: str) -> str:
-    """FT formatting commands → plain text: ``.sp n`` n line breaks (one without n), ``.ce`` a line
-    break, ``.sk n`` n spaces; highlighting (H, N), indents and fill modes have no plain-text form.
-    Other escape sequences are kept for ``unescape`` (``.br`` among them)."""
-    parts = x.split(esc)
-    out = [parts[0]]
-    count = len(parts)
-    i = 1
-    while i < count:
-        if i + 1 >= count:
-            out.append(esc + parts[i])
-            break
-        seq = parts[i]
-        m = _FORMATTING.fullmatch(seq)
-        if m is None:
-            out.append(esc + seq + esc)
-        elif m.group(1) in ("sp", "sk"):
-            n = min(int(m.group(2).lstrip("+-") or 1), 9)  # bounded: the text, not the layout, matters
-            out.append("\n" * n if m.group(1) == "sp" else " " * n)
-        elif m.group(3) == "ce":
-            out.append("\n")
-        out.append(parts[i + 1])
-        i += 2
-    return "".join(out)
 
 
 class Seg:

@@ -5,7 +5,10 @@ for, ``\\Xhh..\\`` into the characters the hex bytes spell (UTF-8, falling back 
 formatting command ``\\.br\\`` into a line feed. Every other sequence (highlighting ``\\H\\``/``\\N\\``,
 other formatting commands, character-set switches ``\\C..\\``/``\\M..\\``, local ``\\Z..\\``) is kept
 verbatim, escape characters included, so no information is lost; an escape character with no closing
-partner is kept as text.
+partner is kept as text. ``unescape(text, plain=True)`` (FT text shown as plain text) also turns the
+formatting commands of HL7 v2.5.1 section 2.7.6 into text: ``\\.sp n\\`` n line breaks (one without n),
+``\\.ce\\`` a line break, ``\\.sk n\\`` n spaces; highlighting, indents and fill modes, which have no
+plain-text form, are dropped.
 
 Encoding (``escape``) is the inverse for any string: delimiters become their sequences, a line feed
 becomes ``\\.br\\``, a carriage return and other C0 control characters (except tab) become
@@ -25,8 +28,13 @@ from .errors import EncodeError
 __all__ = ["escape", "unescape"]
 
 
-def unescape(text: str, delimiters: Delimiters = DEFAULT) -> str:
-    """Decode the escape sequences in one primitive value (component or subcomponent text)."""
+# FT formatting commands (HL7 v2.5.1 section 2.7.6), read by ``unescape(..., plain=True)``
+_FORMATTING = re.compile(r"H|N|\.(sp|sk|in|ti)\s*([+-]?\d*)|\.(ce|fi|nf)")
+
+
+def unescape(text: str, delimiters: Delimiters = DEFAULT, *, plain: bool = False) -> str:
+    """Decode the escape sequences in one primitive value (component or subcomponent text); with
+    ``plain``, FT formatting commands too (module docstring)."""
     esc = delimiters.escape
     if not esc or esc not in text:
         return text
@@ -38,13 +46,20 @@ def unescape(text: str, delimiters: Delimiters = DEFAULT) -> str:
         if i + 1 >= count:
             out.append(esc + parts[i])
             break
-        out.append(_decode_sequence(parts[i], delimiters))
+        out.append(_decode_sequence(parts[i], delimiters, plain))
         out.append(parts[i + 1])
         i += 2
     return "".join(out)
 
 
-def _decode_sequence(seq: str, d: Delimiters) -> str:
+def _decode_sequence(seq: str, d: Delimiters, plain: bool = False) -> str:
+    if plain and seq != ".br":
+        m = _FORMATTING.fullmatch(seq)
+        if m is not None:
+            if m.group(1) in ("sp", "sk"):
+                n = min(int(m.group(2).lstrip("+-") or 1), 9)  # bounded: the text, not the layout, matters
+                return "\n" * n if m.group(1) == "sp" else " " * n
+            return "\n" if m.group(3) == "ce" else ""
     if len(seq) == 1:
         simple = {"F": d.field, "S": d.component, "T": d.subcomponent, "R": d.repetition, "E": d.escape,
                   "P": d.truncation}.get(seq)
