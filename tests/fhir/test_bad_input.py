@@ -55,6 +55,30 @@ def test_a_read_negotiates_like_every_other_interaction(client: Any) -> None:
     assert client.get(f"{url}?_format=json", headers={"Accept": "application/fhir+xml"}).status_code == 200
 
 
+@pytest.mark.parametrize("accept", [
+    "application/fhir+json;q=0",
+    "application/fhir+json; q=0.0, application/fhir+xml",
+    "*/*;q=0",
+    "application/fhir+json;q=0, */*",  # the specific range wins over the wildcard (RFC 9110 12.5.1)
+])
+def test_q_zero_is_not_acceptable(client: Any, accept: str) -> None:
+    # RFC 9110 12.4.2: a weight of 0 means "not acceptable"
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FJ).json()["id"]
+    for url in (f"/fhir/Patient/{pid}", "/fhir/Patient", "/fhir/metadata"):
+        _is_outcome(client.get(url, headers={"Accept": accept}), 406)
+
+
+@pytest.mark.parametrize("accept", [
+    "application/fhir+xml;q=0, application/fhir+json",
+    "application/fhir+json;q=0.5",
+    "application/xml;q=0, */*;q=0.1",
+    "application/fhir+json;q=0.001",
+])
+def test_a_nonzero_weight_is_acceptable(client: Any, accept: str) -> None:
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FJ).json()["id"]
+    assert client.get(f"/fhir/Patient/{pid}", headers={"Accept": accept}).status_code == 200, accept
+
+
 def test_body_over_limit(client: Any) -> None:
     limit = client.app.state.fhir.max_body
     big = b'{"resourceType":"Patient","text":"' + b"x" * (limit + 10) + b'"}'

@@ -261,3 +261,22 @@ def test_transaction_if_none_exist_with_several_matches_is_412(client: Any) -> N
     assert r.status_code == 412, r.text
     assert "matches 2 Patient resources" in r.json()["issue"][0]["diagnostics"]
     assert client.get("/fhir/Patient?identifier=urn:mrn|DUP-7").json()["total"] == 2
+
+
+@pytest.mark.parametrize("kind", ["batch", "transaction"])
+def test_head_entries_answer_without_a_resource(client: Any, kind: str) -> None:
+    # HEAD is GET without the body (RFC 9110 9.3.2): the entry's response has status, etag and
+    # lastModified only
+    pid = client.post("/fhir/Patient", json=_patient("T-HEAD"), headers=FJ).json()["id"]
+    bundle = _tx(
+        {"request": {"method": "HEAD", "url": f"Patient/{pid}"}},
+        {"request": {"method": "GET", "url": f"Patient/{pid}"}},
+        kind=kind,
+    )
+    r = client.post("/fhir", json=bundle, headers=FJ)
+    assert r.status_code == 200, r.text
+    head, get = r.json()["entry"]
+    assert "resource" not in head
+    assert head["response"]["status"].startswith("200")
+    assert head["response"]["etag"] == 'W/"1"' and head["response"]["lastModified"]
+    assert get["resource"]["id"] == pid and get["response"]["etag"] == 'W/"1"'

@@ -262,3 +262,45 @@ def test_conditional_update_with_if_match_never_creates(client: Any) -> None:
     r = client.put("/fhir/Patient?identifier=urn:mrn|IFM-1", json={**body, "id": "ifm1"}, headers={**FJ, "If-Match": 'W/"1"'})
     assert r.status_code == 412, r.text
     assert client.get("/fhir/Patient/ifm1").status_code == 404
+
+
+def test_if_match_star_matches_any_current_version(client: Any) -> None:
+    # RFC 9110 13.1.1: "*" is true when a current representation exists, false otherwise
+    pid = client.post("/fhir/Patient", json=patient(), headers=FJ).json()["id"]
+    star = {**FJ, "If-Match": "*"}
+    ok = client.put(f"/fhir/Patient/{pid}", json=patient(id=pid, gender="other"), headers=star)
+    assert ok.status_code == 200, ok.text
+    assert ok.headers["ETag"] == 'W/"2"'
+    jp = {"Content-Type": "application/json-patch+json", "If-Match": "*"}
+    patched = client.patch(f"/fhir/Patient/{pid}", json=[{"op": "replace", "path": "/gender", "value": "male"}], headers=jp)
+    assert patched.status_code == 200 and patched.headers["ETag"] == 'W/"3"', patched.text
+    missing = client.put("/fhir/Patient/no-such-star", json=patient(id="no-such-star"), headers=star)
+    assert missing.status_code == 412, missing.text
+    assert client.get("/fhir/Patient/no-such-star").status_code == 404
+    assert client.delete(f"/fhir/Patient/{pid}", headers={"If-Match": "*"}).status_code == 204
+    gone = client.put(f"/fhir/Patient/{pid}", json=patient(id=pid), headers=star)
+    assert gone.status_code == 412, gone.text  # deleted: no current representation
+
+
+def test_conditional_delete_applies_if_match_to_its_one_match(client: Any) -> None:
+    body = patient(identifier=[{"system": "urn:mrn", "value": "CDM-1"}])
+    pid = client.post("/fhir/Patient", json=body, headers=FJ).json()["id"]
+    url = "/fhir/Patient?identifier=urn:mrn|CDM-1"
+    stale = client.delete(url, headers={"If-Match": 'W/"2"'})
+    assert stale.status_code == 412, stale.text
+    assert client.get(f"/fhir/Patient/{pid}").status_code == 200
+    assert client.delete(url, headers={"If-Match": 'W/"1"'}).status_code == 204
+    assert client.get(f"/fhir/Patient/{pid}").status_code == 410
+    # no match: no current representation, so If-Match is false (RFC 9110 13.1.1)
+    assert client.delete(url, headers={"If-Match": "*"}).status_code == 412
+
+
+def test_conditional_delete_with_if_match_refuses_several_matches(client: Any) -> None:
+    # An ETag is one resource's version; with several matches there is no one version to compare
+    # (HAPI FHIR answers 412 to a conditional delete matching several when it is not told otherwise).
+    body = patient(identifier=[{"system": "urn:mrn", "value": "CDM-2"}])
+    pids = [client.post("/fhir/Patient", json=body, headers=FJ).json()["id"] for _ in range(2)]
+    r = client.delete("/fhir/Patient?identifier=urn:mrn|CDM-2", headers={"If-Match": 'W/"1"'})
+    assert r.status_code == 412, r.text
+    assert "2 resources" in r.json()["issue"][0]["diagnostics"]
+    assert all(client.get(f"/fhir/Patient/{pid}").status_code == 200 for pid in pids)

@@ -30,6 +30,8 @@ _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 # A GET entry is answered by the REST layer's read/search code: (conn, target) -> (status, body).
 GetHandler = Callable[[Any, Target], tuple[int, bytes | None, dict[str, str]]]
+"""Answers a GET/HEAD entry: (status, body, fields) with ``ETag`` and, for a read, ``lastModified``
+(an instant, as Bundle.entry.response.lastModified takes it)."""
 
 
 @dataclass
@@ -67,6 +69,12 @@ _REASONS = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 4
 
 def _status_text(code: int) -> str:
     return f"{code} {_REASONS.get(code, '')}".strip()
+
+
+def _get_result(method: str, status: int, body: bytes | None, fields: dict[str, str]) -> EntryResult:
+    """A GET or HEAD entry's response; HEAD is GET without the body (RFC 9110 §9.3.2)."""
+    return EntryResult(status, etag=fields.get("ETag"), last_modified=fields.get("lastModified"),
+                       resource=None if method == "HEAD" else body)
 
 
 def _from_write(results: list[WriteResult]) -> EntryResult:
@@ -293,7 +301,7 @@ def _transaction_in(
                     raise BadRequest("GET entries are not supported in this context.")
                 w.flush()
                 status, body, headers = get_handler(w.conn, target)
-                results[i] = EntryResult(status, resource=body, etag=headers.get("ETag"))
+                results[i] = _get_result(method, status, body, headers)
                 continue
             resource = entry.get("resource")
             if method == "PATCH":
@@ -452,7 +460,7 @@ def process_batch(
                     raise BadRequest("GET entries are not supported in this context.")
                 with store.reader() as conn:
                     status, body, headers = get_handler(conn, target)
-                out.append(EntryResult(status, resource=body, etag=headers.get("ETag")))
+                out.append(_get_result(method, status, body, headers))
                 continue
             resource = entry.get("resource")
             if method == "PATCH":

@@ -86,7 +86,7 @@ def perform_write(
             except NotFound:
                 return []
         if target.criteria:
-            return w.conditional_delete(target.res_type, target.criteria)
+            return w.conditional_delete(target.res_type, target.criteria, if_match=if_match)
         raise BadRequest(f"DELETE needs {target.res_type}/<id> or {target.res_type}?<search criteria>.")
     if method == "PATCH":
         kind = patch_kind or ("json-patch" if isinstance(resource, list) else "merge-patch")

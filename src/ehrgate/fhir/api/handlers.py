@@ -570,7 +570,7 @@ def _get_in(
         access.require("read", target.res_type)
         stored = ctx.store.read(target.res_type, target.res_id, conn)
         check_visible(conn, access, target.res_type, target.res_id)
-        return 200, stored.raw, {"ETag": stored.etag}
+        return 200, stored.raw, {"ETag": stored.etag, "lastModified": stored.last_updated_iso}
     if target.res_id is None:
         from urllib.parse import parse_qsl
 

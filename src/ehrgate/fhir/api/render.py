@@ -60,13 +60,39 @@ def check_accept(request: Request) -> None:
 
 @lru_cache(maxsize=256)
 def _accept_problem(accept: str) -> str:
-    """Why ``accept`` cannot be served ("" when it can); clients send the same few values."""
-    kinds = [a.split(";")[0].strip().lower() for a in accept.split(",")]
-    if any(k in _JSON_TYPES or k in ("*/*", "application/*") or k.endswith("+json") for k in kinds):
+    """Why ``accept`` cannot be served ("" when it can); clients send the same few values.
+
+    Every JSON type counts as asking for FHIR JSON. A weight of 0 means "not acceptable" (RFC 9110
+    §12.4.2), and the most specific range decides (§12.5.1): ``application/fhir+json;q=0, */*``
+    refuses the one type EHRGate sends, so it answers 406 too.
+    """
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        kind, *params = part.split(";")
+        weights.setdefault(kind.strip().lower(), _weight(params))
+    if FHIR_JSON in weights:
+        acceptable = weights[FHIR_JSON] > 0
+    elif any(q > 0 and (k in _JSON_TYPES or k.endswith("+json")) for k, q in weights.items()):
+        acceptable = True
+    else:
+        acceptable = weights.get("application/*", weights.get("*/*", 0)) > 0
+    if acceptable:
         return ""
-    if any(k in _XML_TYPES for k in kinds):
+    if any(q > 0 and k in _XML_TYPES for k, q in weights.items()):
         return "XML is not supported: EHRGate serves FHIR JSON. Send Accept: application/fhir+json."
     return f"Accept {accept!r} cannot be satisfied; EHRGate serves application/fhir+json."
+
+
+def _weight(params: list[str]) -> float:
+    """The ``q`` of a media range (RFC 9110 §12.4.2); 1 when absent or not a number."""
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return min(max(float(value.strip()), 0.0), 1.0)
+            except ValueError:
+                return 1.0
+    return 1.0
 
 
 def request_json(request: Request, body: bytes, *, patch: bool = False) -> str:

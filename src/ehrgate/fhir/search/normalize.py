@@ -6,6 +6,8 @@ Both sides must call the same functions, or a value written one way is searched 
   (http://hl7.org/fhir/R4/search.html#string) says string matching is case- and
   accent-insensitive and "SHOULD ignore ... combining characters"; we fold case, drop combining
   marks after compatibility decomposition and collapse runs of whitespace.
+- ``exact_string``: the form ``:exact`` compares, the value in Unicode NFC: exact matching is case-
+  and accent-sensitive, but a composed "ñ" and "n" + U+0303 are the same text.
 - ``parse_fhir_date_range``: a FHIR ``date`` / ``dateTime`` / ``instant``
   (http://hl7.org/fhir/R4/datatypes.html#dateTime) or a search date value
   (http://hl7.org/fhir/R4/search.html#date) as the inclusive range of milliseconds since the
@@ -26,6 +28,7 @@ from functools import lru_cache
 __all__ = [
     "DATE_MAX",
     "DATE_MIN",
+    "exact_string",
     "normalize_string",
     "parse_fhir_date_range",
 ]
@@ -59,6 +62,11 @@ def normalize_string(value: str) -> str:
     decomposed = nfkd("NFKD", nfkd("NFKD", nfkd("NFD", value).casefold()).casefold())
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(stripped.split())
+
+
+def exact_string(value: str) -> str:
+    """``value`` in NFC (UAX #15); ASCII text, nearly every value, is returned as it is."""
+    return value if value.isascii() else unicodedata.normalize("NFC", value)
 
 
 def _is_leap(year: int) -> bool:

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..errors import InvalidSearch, Issue
-from .normalize import normalize_string, parse_fhir_date_range
+from .normalize import exact_string, normalize_string, parse_fhir_date_range
 from .results import check_result
 from .types import SearchParam
 
@@ -208,7 +208,7 @@ def _reference_value(text: str, base_url: str) -> Value:
 def _value(param: SearchParam, modifier: str | None, text: str, base_url: str) -> Value:
     kind = param.type
     if kind == "string" or (kind == "token" and modifier == "text"):
-        return Value(text=normalize_string(_unescape(text)) if modifier != "exact" else _unescape(text))
+        return Value(text=normalize_string(_unescape(text)) if modifier != "exact" else exact_string(_unescape(text)))
     if kind == "token":
         return _token_value(text)
     if kind == "reference":

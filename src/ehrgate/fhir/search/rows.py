@@ -37,7 +37,13 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from ehrgate.fhir.search.normalize import DATE_MAX, DATE_MIN, normalize_string, parse_fhir_date_range
+from ehrgate.fhir.search.normalize import (
+    DATE_MAX,
+    DATE_MIN,
+    exact_string,
+    normalize_string,
+    parse_fhir_date_range,
+)
 from ehrgate.fhir.search.types import (
     CompositeRow,
     DateRow,
@@ -188,14 +194,14 @@ def _deceased_node(code: str, v: Any, out: list[Any], _t: frozenset[str]) -> Non
 def _string_node(code: str, v: Any, out: list[Any], _t: frozenset[str]) -> None:
     if type(v) is str:
         if v:
-            out.append(_string(code, normalize_string(v), v))
+            out.append(_string(code, normalize_string(v), exact_string(v)))
     elif type(v) is dict:  # HumanName, Address
         for part in _NAME_PARTS:
             p = v.get(part)
             if p is not None:
                 for s in p if type(p) is list else (p,):
                     if type(s) is str and s:
-                        out.append(_string(code, normalize_string(s), s))
+                        out.append(_string(code, normalize_string(s), exact_string(s)))
 
 
 @lru_cache(maxsize=16_384)

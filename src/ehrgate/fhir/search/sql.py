@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from typing import Any
 
 from ..errors import InvalidSearch
@@ -142,6 +143,9 @@ def _value(q: Sql, clause: Clause, a: str, v: Value) -> str:
     mod = clause.modifier
     if kind == "string":
         if mod == "exact":
+            decomposed = v.text if v.text.isascii() else unicodedata.normalize("NFD", v.text)
+            if decomposed != v.text:  # rows indexed before ``exact`` was kept in NFC hold the client's form
+                return f"{a}.exact IN ({q.p(v.text)}, {q.p(decomposed)})"
             return f"{a}.exact = {q.p(v.text)}"
         if mod == "contains":
             return f"{a}.norm LIKE {q.p(_like_contains(v.text))} ESCAPE '\\'"

@@ -81,6 +81,18 @@ def _stored_form(res_type: str, res_id: str, resource: dict[str, Any] | None,
     return dumps(ordered), ordered
 
 
+def _if_match_holds(value: str, current: int | None) -> bool:
+    """RFC 9110 §13.1.1: ``If-Match: *`` holds when a current version exists (``current`` not None),
+    an ETag when it names that version. A value that is neither answers 400, even with no version."""
+    if value.strip() == "*":
+        return current is not None
+    return parse_etag(value) == current
+
+
+def _asked(if_match: str) -> str:
+    return "any current version" if if_match.strip() == "*" else f"version {parse_etag(if_match)}"
+
+
 def parse_etag(value: str) -> int:
     """``W/"3"`` or ``"3"`` or ``3`` → 3 (http://hl7.org/fhir/R4/http.html#versioning)."""
     text = value.strip()
@@ -382,11 +394,11 @@ class WriteSession:
             self.guard(self.conn, _INTERACTION[method], res_type, res_id, resource)
         row = None if fresh_id else self._current(res_type, res_id)
         if if_match is not None:
-            expected = parse_etag(if_match)
-            if row is None or row[2] or row[1] != expected:
-                have = "no current version" if row is None or row[2] else f"version {row[1]}"
+            current = None if row is None or row[2] else row[1]
+            if not _if_match_holds(if_match, current):
+                have = "no current version" if current is None else f"version {current}"
                 raise PreconditionFailed(
-                    f"If-Match asked for version {expected} of {res_type}/{res_id}, but the server has {have}."
+                    f"If-Match asked for {_asked(if_match)} of {res_type}/{res_id}, but the server has {have}."
                 )
         if resource is None and prepared is None:
             if row is None:
@@ -717,10 +729,24 @@ class WriteSession:
             raise NotFound(f"{res_type}/{res_id} is not known.")
         return self._write(res_type, res_id, None, method="DELETE", if_match=if_match)
 
-    def conditional_delete(self, res_type: str, criteria: str) -> list[WriteResult]:
-        """Conditional delete; deleting several matches is allowed (R4 lets the server choose)."""
+    def conditional_delete(self, res_type: str, criteria: str, *, if_match: str | None = None) -> list[WriteResult]:
+        """Conditional delete; deleting several matches is allowed (R4 lets the server choose).
+
+        ``If-Match`` names one resource's version, so it applies to a single match: with none there
+        is no current version (412, RFC 9110 §13.1.1), and several are refused with 412 as well.
+        """
         matches = self.find(res_type, criteria)
-        return [self._write(res_type, rid, None, method="DELETE") for _pk, rid in matches]
+        if if_match is not None:
+            if len(matches) > 1:
+                raise PreconditionFailed(
+                    f"Conditional delete criteria '{criteria}' match {len(matches)} resources; If-Match applies to "
+                    "exactly one."
+                )
+            if not matches and not _if_match_holds(if_match, None):  # a malformed value still answers 400
+                raise PreconditionFailed(
+                    f"If-Match asked for {_asked(if_match)} of the {res_type} matching '{criteria}', but none matches."
+                )
+        return [self._write(res_type, rid, None, method="DELETE", if_match=if_match) for _pk, rid in matches]
 
     def patch(
         self,
@@ -736,9 +762,9 @@ class WriteSession:
         from .patching import apply_patch
 
         current = self.store.read(res_type, res_id, self.conn)
-        if if_match is not None and parse_etag(if_match) != current.version:
+        if if_match is not None and not _if_match_holds(if_match, current.version):
             raise PreconditionFailed(
-                f"If-Match asked for version {parse_etag(if_match)} of {res_type}/{res_id}, "
+                f"If-Match asked for {_asked(if_match)} of {res_type}/{res_id}, "
                 f"but the server has version {current.version}."
             )
         assert current.raw is not None
