@@ -213,3 +213,52 @@ def test_a_step_that_trips_over_its_options_is_a_problem_not_a_traceback(tmp_pat
                             transform=[{"step": "route", "routes": {"ADT": ["store"]}, "default": 5}]), tmp_path)
     assert "Channel 'adt-in': filter[0]: step 'match' cannot use its options" in text
     assert "Channel 'adt-in': transform[0]: step 'route' cannot use its options" in text
+
+
+def _plugin_package(root: Path, body: str, entry: str = "stamp = ehrgate_test_plugin:stamp_step") -> None:
+    """An installed package offering a step through the ``ehrgate.steps`` entry point group (a
+    dist-info directory beside its module, as pip leaves them)."""
+    (root / "ehrgate_test_plugin.py").write_text(body)
+    info = root / "ehrgate_test_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ehrgate-test-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[ehrgate.steps]\n{entry}\n")
+
+
+@pytest.fixture
+def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    import sys
+
+    from ehrgate.engine import steps
+
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setattr(steps, "_plugins", None)  # read the entry points again
+    monkeypatch.setattr(steps, "STEPS", dict(steps.STEPS))  # what a test registers goes with it
+    monkeypatch.delitem(sys.modules, "ehrgate_test_plugin", raising=False)
+    return root
+
+
+def test_an_installed_package_offers_a_step_by_entry_point(tmp_path: Path, plugins: Path) -> None:
+    _plugin_package(plugins, (
+        "def stamp_step(options, base_dir):\n"
+        "    value = options['value']\n"
+        "    def step(work):\n"
+        "        work.message.set('MSH-5', value)\n"
+        "        return [work]\n"
+        "    return step\n"))
+    cfg = load_channels({"channels": {"adt-in": channel(transform=[{"step": "stamp", "value": "PLUGGED"}])}},
+                        tmp_path)["adt-in"]
+    result = Pipeline(cfg).run(hl7("PLUG1"))
+    assert result.status == "QUEUED", result.error
+    assert "|PLUGGED|" in result.outputs[0].raw.decode().split("\r")[0]
+
+
+def test_a_broken_plugin_is_named_not_a_traceback(tmp_path: Path, plugins: Path) -> None:
+    _plugin_package(plugins, "raise ImportError('needs libfoo')\n")
+    text = problems(channel(transform=[{"step": "stamp"}]), tmp_path)
+    assert ("transform[0]: step 'stamp' (entry point 'ehrgate_test_plugin:stamp_step' of ehrgate-test-plugin) "
+            "cannot be loaded: ImportError: needs libfoo. Reinstall or fix that package.") in text
+    unknown = problems(channel(transform=[{"step": "stmap"}]), tmp_path)
+    assert "step 'stmap' is not known. Expected one of:" in unknown and "stamp" in unknown  # installed ones listed

@@ -11,7 +11,8 @@ User functions (``filter:`` / ``transform:`` entries given as ``package.module:f
 
 A function with a second parameter also receives the ``Work`` (to set ``work.destinations`` or
 ``work.bundle``). Built-in steps take options from their mapping, e.g.
-``{step: set_field, path: MSH-5, value: HUB}``. Register more with ``register_step(name, factory)``;
+``{step: set_field, path: MSH-5, value: HUB}``. Register more with ``register_step(name, factory)``,
+or from an installed package through the entry point group ``ehrgate.steps`` (``PLUGIN_GROUP``);
 a factory takes ``(options, base_dir)`` and returns the step, raising ChannelConfigError for bad
 options. ``hl7_to_fhir`` is reserved for the HL7 v2 → FHIR conversion (its own package, ``convert``):
 it becomes available as soon as ``ehrgate.convert`` provides ``hl7_to_fhir(message) -> Bundle``.
@@ -66,6 +67,41 @@ STEPS: dict[str, StepFactory] = {}
 def register_step(name: str, factory: StepFactory) -> None:
     """Make ``{step: name, ...}`` available in channel declarations."""
     STEPS[name] = factory
+
+
+PLUGIN_GROUP = "ehrgate.steps"
+"""Entry point group through which installed packages offer steps: ``name = package.module:factory``
+(the factory as for ``register_step``). Built-in and explicitly registered names win."""
+
+_plugins: dict[str, Any] | None = None
+
+
+def _installed_steps() -> dict[str, Any]:
+    """The entry points of ``PLUGIN_GROUP`` by name, read once (each is imported when a channel uses it)."""
+    global _plugins
+    if _plugins is None:
+        from importlib.metadata import entry_points
+
+        _plugins = {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+    return _plugins
+
+
+def _plugin_step(name: str) -> bool:
+    """Register step ``name`` from an installed package, if one offers it; False when none does."""
+    ep = _installed_steps().get(name)
+    if ep is None:
+        return False
+    try:
+        factory = ep.load()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin: name it and the package, no traceback
+        package = ep.dist.name if getattr(ep, "dist", None) is not None else "an installed package"
+        raise ChannelConfigError(f"step {name!r} (entry point {ep.value!r} of {package}) cannot be loaded: "
+                                 f"{type(exc).__name__}: {exc}. Reinstall or fix that package.") from None
+    if not callable(factory):
+        raise ChannelConfigError(f"step {name!r}: entry point {ep.value!r} is not a step factory (a callable "
+                                 "taking (options, base_dir)).")
+    register_step(name, factory)
+    return True
 
 
 def _opt(options: Mapping[str, Any], key: str, kind: type | tuple[type, ...], step: str) -> Any:
@@ -436,8 +472,9 @@ class ResolvedStep:
 def _resolve(spec: Any, kind: str, base: Path) -> ResolvedStep:
     if isinstance(spec, Mapping) and "step" in spec:
         name = spec["step"]
-        if name not in STEPS:
-            raise ChannelConfigError(f"step {name!r} is not known. Expected one of: {', '.join(sorted(STEPS))}, "
+        if name not in STEPS and not (isinstance(name, str) and _plugin_step(name)):
+            known = sorted({*STEPS, *_installed_steps()})
+            raise ChannelConfigError(f"step {name!r} is not known. Expected one of: {', '.join(known)}, "
                                      "or 'function: package.module:function'.")
         options = {k: v for k, v in spec.items() if k != "step"}
         try:
