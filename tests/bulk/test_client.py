@@ -182,7 +182,8 @@ class _Flaky:
 
     FILE = b"".join(b'{"resourceType":"Patient","id":"p%d"}\n' % i for i in range(200))
 
-    def __init__(self, *, count: bool, status_errors: int = 1, cuts: int = 1, throttles: int = 0) -> None:
+    def __init__(self, *, count: bool, status_errors: int = 1, cuts: int = 1, throttles: int = 0,
+                 retry_after: str = "3") -> None:
         import http.server
 
         flaky = self
@@ -201,7 +202,7 @@ class _Flaky:
                         body = json.dumps({"resourceType": "OperationOutcome", "issue": [
                             {"severity": "error", "code": "transient", "diagnostics": "busy"}]}).encode()
                         self.send_response(503)
-                        self.send_header("Retry-After", "3")
+                        self.send_header("Retry-After", retry_after)
                     else:
                         entry: dict[str, Any] = {"type": "Patient", "url": f"{flaky.base}/file"}
                         if count:
@@ -299,6 +300,20 @@ def test_polling_retries_a_transient_error_after_retry_after(tmp_path: Path) -> 
         flaky.close()
     assert manifest["output"][0]["type"] == "Patient"
     assert waits == [3.0, 3.0]
+
+
+@pytest.mark.parametrize(("retry_after", "expected"), [("0", 1.0), ("86400", 120.0)], ids=["zero", "a-day"])
+def test_polling_keeps_retry_after_between_a_floor_and_a_ceiling(retry_after: str, expected: float) -> None:
+    """``Retry-After: 0`` must not make the client poll in a tight loop until --max-wait, nor a day
+    make it sleep a day: waits stay within 1 s to 120 s."""
+    waits: list[float] = []
+    flaky = _Flaky(count=True, status_errors=2, cuts=0, retry_after=retry_after)
+    try:
+        client = BulkClient(flaky.base, sleep=waits.append, timeout=10)
+        client.poll(f"{flaky.base}/status")
+    finally:
+        flaky.close()
+    assert waits == [expected, expected]
 
 
 def test_a_failed_export_is_not_retried(live: Live, tmp_path: Path) -> None:

@@ -178,16 +178,22 @@ def _request(method: str, url: str, headers: dict[str, str], body: bytes | None 
                               "the URL right?") from None
 
 
+MIN_WAIT, MAX_WAIT = 1.0, 120.0
+"""Bounds of every wait the client takes from a ``Retry-After``: ``0`` (or a date in the past) must not
+make it poll in a tight loop, nor a far-off date keep it asleep past any sensible time."""
+
+
 def _retry_after(headers: dict[str, str], default: float) -> float:
     value = headers.get("retry-after", "").strip()
+    wait = default
     if value.isdigit():
-        return float(value)
-    if value:
+        wait = float(value)
+    elif value:
         try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            wait = parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError):
             pass
-    return default
+    return min(max(wait, MIN_WAIT), MAX_WAIT)
 
 
 @dataclass
@@ -262,7 +268,7 @@ class BulkClient:
                 if time.monotonic() - started + wait > self.max_wait:
                     raise BulkClientError(f"The export did not finish within {self.max_wait:.0f} s; run the same "
                                           "command again to keep waiting for it.")
-                self.sleep(min(wait, 120.0))
+                self.sleep(wait)
                 continue
             if resp.status == 404:
                 raise BulkClientError(f"The export at {status_url} no longer exists (cancelled or expired); "
@@ -351,8 +357,7 @@ class BulkClient:
                     self._auth(fresh=True)
                     continue
                 if exc.code in (429, 503) and attempt + 1 < attempts:  # busy: wait as the server asks
-                    self.sleep(min(_retry_after({k.lower(): v for k, v in exc.headers.items()},
-                                                min(2.0 ** attempt, 30.0)), 120.0))
+                    self.sleep(_retry_after({k.lower(): v for k, v in exc.headers.items()}, min(2.0 ** attempt, 30.0)))
                     continue
                 if exc.code == 416:  # already complete on disk
                     part.replace(d.path)

@@ -20,10 +20,11 @@ from ..fhir.guard import check_visible
 from ..fhir.jsonio import dumps, parse_body
 from ..fhir.store import schema as fs
 from ..fhir.store.service import now_ms
+from ..fhir.store.sql import IDS_PER_LOOKUP
 from .jobs import Job
 from .params import ExportRequest, parameters_items, parse_kickoff, parse_prefer
 from .plan import member_ids, resolve_types
-from .steps import group_at
+from .steps import group_at, group_first_stored
 
 if TYPE_CHECKING:
     from .service import BulkExports
@@ -63,12 +64,18 @@ def _check_access(access: Access, export: ExportRequest, types: list[str]) -> No
         access.require("read", "Provenance")
 
 
-def _check_store(bulk: BulkExports, access: Access, export: ExportRequest, transaction_time: int) -> None:
-    """Checks that need the database: the Group (as of the transaction time), the patients."""
+def _check_store(bulk: BulkExports, access: Access, export: ExportRequest, transaction_time: int) -> int | None:
+    """Checks that need the database: the Group (as of the transaction time), the patients. Returns
+    when the Group was first stored, if that is after the transaction time (``group_first_stored``)."""
+    younger: int | None = None
     with bulk.store.reader() as conn:
         if export.level == "group":
             assert export.group_id is not None
             group = group_at(conn, export.group_id, transaction_time)
+            first = group_first_stored(conn, export.group_id) if group is None else None
+            if first is not None and first > transaction_time:
+                younger = first
+                group = group_at(conn, export.group_id, first)
             if group is None:
                 raise NotFound(f"Group/{export.group_id} is not known.")
             check_visible(conn, access, "Group", export.group_id)
@@ -85,13 +92,19 @@ def _check_store(bulk: BulkExports, access: Access, export: ExportRequest, trans
                     raise BadRequest(f"Patient/{outside[0]} is not a member of Group/{export.group_id}; "
                                      "'patient' may only name members of the group.", expression="patient")
         if export.patients is not None:
-            found = {r[0] for r in conn.execute(
-                sa.select(R.c.res_id).where(R.c.res_type == "Patient", R.c.res_id.in_(export.patients),
-                                            R.c.deleted == sa.false())
-            )}
+            # in chunks: one IN list of every id passes the engines' limit of bound parameters
+            # (SQLite 250,000 or 32,766, PostgreSQL 65,535) long before the body limit
+            found: set[str] = set()
+            for start in range(0, len(export.patients), IDS_PER_LOOKUP):
+                chunk = export.patients[start:start + IDS_PER_LOOKUP]
+                found.update(r[0] for r in conn.execute(
+                    sa.select(R.c.res_id).where(R.c.res_type == "Patient", R.c.res_id.in_(chunk),
+                                                R.c.deleted == sa.false())
+                ))
             for pid in export.patients:
                 if pid not in found or (access.patient is not None and pid != access.patient):
                     raise BadRequest(f"Patient/{pid} is not known.", expression="patient")
+    return younger
 
 
 async def kickoff(request: Request, ctx: Any, *, bulk: BulkExports, level: str) -> Response:
@@ -118,10 +131,14 @@ async def kickoff(request: Request, ctx: Any, *, bulk: BulkExports, level: str) 
         items = list(request.query_params.multi_items())
     export = parse_kickoff(level, items, ctx.known_types, lenient=lenient, group_id=group_id,
                            allow_patient=request.method == "POST")
-    types, _warnings = resolve_types(export, ctx.known_types)
+    types, warnings = resolve_types(export, ctx.known_types)
+    if warnings and prefer.get("handling") == "strict":
+        raise BadRequest(warnings[0] + " (Without 'Prefer: handling=strict' this is a warning in the export's error file.)")
     _check_access(access, export, types)
-    transaction_time = now_ms()
-    await ctx.call(_check_store, bulk, access, export, transaction_time)
+    # Not "now": a write stamped before now may commit after the worker reads. Every write stamped
+    # at or before this time has committed; later ones are the next _since export's.
+    transaction_time = await ctx.call(bulk.store.write_horizon) - 1
+    group_time = await ctx.call(_check_store, bulk, access, export, transaction_time)
     if bulk.max_jobs > 0 and await ctx.call(bulk.jobs.active_count, access.client_id, access.subject) >= bulk.max_jobs:
         exc = TooManyJobs(f"This client already has {bulk.max_jobs} exports queued or running; wait for one to "
                           "finish (or DELETE one) and try again.")
@@ -134,8 +151,9 @@ async def kickoff(request: Request, ctx: Any, *, bulk: BulkExports, level: str) 
     job = Job(
         id=job_id, level=level, export=export,
         info={"url": url + (f"?{query}" if query else ""), "files": f"{bulk.public_base}/bulk/files/{job_id}",
-              "patient": access.patient, "filters": {k: list(v) for k, v in access.filters.items()}},
-        client_id=access.client_id, subject=access.subject, state="queued", created_at=transaction_time,
+              "patient": access.patient, "filters": {k: list(v) for k, v in access.filters.items()},
+              **({"group_at": group_time} if group_time is not None else {})},
+        client_id=access.client_id, subject=access.subject, state="queued", created_at=now_ms(),
         transaction_time=transaction_time,
     )
     await ctx.call(bulk.jobs.create, job)

@@ -48,20 +48,26 @@ def _patient_first(types: Iterable[str]) -> list[str]:
 def resolve_types(export: ExportRequest, known: Iterable[str]) -> tuple[list[str], list[str]]:
     """(types to export, warnings). System level: ``_type`` or every type. Patient and Group
     level: only patient-compartment types (export.html#patient-level-export); others named in
-    ``_type`` are dropped with a warning."""
+    ``_type`` are dropped with a warning, and so is a ``_typeFilter`` for a type outside the
+    compartment (without ``_type``): it applies to nothing, which the client should be told
+    (export.html, _typeFilter: a filter the server does not apply is reported)."""
     known_list = list(known)
     if export.level == "system":
         if export.types is not None:
             return list(export.types), []
         return _patient_first(known_list), []
     allowed = compartment_types(known_list)
-    if export.types is None:
-        return allowed, []
-    kept = [t for t in export.types if t in allowed]
-    dropped = [t for t in export.types if t not in allowed]
+    level = export.level.capitalize()
+    kept = allowed if export.types is None else [t for t in export.types if t in allowed]
+    dropped = [] if export.types is None else [t for t in export.types if t not in allowed]
     warnings = [
-        f"{t} is not in the patient compartment, so a {export.level.capitalize()}-level export does not "
+        f"{t} is not in the patient compartment, so a {level}-level export does not "
         "include it; use a system-level export (/$export?_type=...) for it." for t in dropped
+    ]
+    warnings += [
+        f"_typeFilter {f'{t}?{query}'!r} applies to nothing: {t} is not in the patient compartment, so a {level}-level "
+        "export does not include it; use a system-level export (/$export?_type=...) for it."
+        for t, queries in export.type_filters.items() if t not in allowed and t not in dropped for query in queries
     ]
     return kept, warnings
 

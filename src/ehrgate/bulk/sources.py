@@ -13,6 +13,8 @@ when ``_elements`` asks for a subset.
 Consistency: the export shows the store as of its ``transactionTime`` T. A resource changed after
 T (while the export runs) is written as the version that was current at T, or left out if it did
 not exist then; search criteria (``_typeFilter``, compartments) are evaluated on current data.
+Every write stamped at or before T had committed when the kick-off chose T (``Store.write_horizon``),
+so every read of the export (each restart is a new snapshot) sees all of them.
 """
 
 from __future__ import annotations

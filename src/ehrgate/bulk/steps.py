@@ -102,6 +102,16 @@ def group_at(conn: sa.Connection, group_id: str, at: int) -> dict[str, Any] | No
     return value if isinstance(value, dict) else None
 
 
+def group_first_stored(conn: sa.Connection, group_id: str) -> int | None:
+    """When the Group's first version was stored (epoch ms); None if it never was. The transaction
+    time is held back while older writes are in progress (``Store.write_horizon``), so a Group the
+    client stored just before its kick-off can be younger than it: the export takes it as first stored."""
+    return conn.execute(
+        sa.select(sa.func.min(V.c.last_updated)).join(R, R.c.pk == V.c.res_pk)
+        .where(R.c.res_type == "Group", R.c.res_id == group_id)
+    ).scalar()
+
+
 def select_patients(run: Run) -> None:
     """Step ``select``: the job's patients, from the Group (as of the transaction time), the
     POST ``patient`` list, or the caller's own patient; ``added``: joined the Group after _since."""
@@ -112,7 +122,7 @@ def select_patients(run: Run) -> None:
     if job.level == "group":
         assert export.group_id is not None
         with run.store.reader() as conn:
-            group = group_at(conn, export.group_id, job.transaction_time)
+            group = group_at(conn, export.group_id, job.info.get("group_at", job.transaction_time))
             if group is None:
                 raise JobError(f"Group/{export.group_id} no longer exists; the export cannot run.")
             members = member_ids(group)

@@ -54,6 +54,9 @@ from .sql import cursor_of
 __all__ = ["ID_PATTERN", "Store", "WriteSession", "parse_etag"]
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+FOREIGN_WRITE_SLACK_MS = 1000
+"""``write_horizon`` on PostgreSQL: how long before its transaction's first statement a write of
+another process may have been stamped (the time it takes from ``Store.writer()`` to touching a row)."""
 _INTERACTION = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
@@ -158,6 +161,10 @@ class Store:
             size = getattr(engine.pool, "size", lambda: 8)()
             self.executor = ThreadPoolExecutor(max_workers=max(2, size), thread_name_prefix="ehrgate-db")
         self._local = threading.local()
+        self._writes: dict[object, tuple[int, int]] = {}
+        """(stamp - ``WriteSession.now`` -, PostgreSQL backend pid or 0) of this process's write
+        transactions in progress."""
+        self._writes_lock = threading.Lock()
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -170,10 +177,52 @@ class Store:
     @contextmanager
     def writer(self) -> Iterator[WriteSession]:
         with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
-            with conn.begin():
-                session = WriteSession(self, conn)
-                yield session
-                session.flush()
+            key = object()
+            try:
+                with conn.begin():
+                    session = self._stamped_session(key, conn)
+                    yield session
+                    session.flush()
+            finally:
+                with self._writes_lock:
+                    self._writes.pop(key, None)  # after the commit (or rollback)
+
+    def _stamped_session(self, key: object, conn: sa.Connection) -> WriteSession:
+        """A ``WriteSession`` whose stamp is taken and recorded as one step, for ``write_horizon``."""
+        raw: Any = conn.connection.driver_connection
+        pid = raw.info.backend_pid if self.dialect == "postgresql" else 0
+        with self._writes_lock:
+            session = WriteSession(self, conn)
+            self._writes[key] = (session.now, pid)
+        return session
+
+    def write_horizon(self) -> int:
+        """An instant H (epoch ms) such that every write stamped before H has ended (committed or
+        rolled back) and every write still running or yet to come is stamped at H or later. A write
+        stamps ``lastUpdated`` when it starts, before it commits, so "now" is not such an instant:
+        an export whose transactionTime is H - 1 reads every resource changed at or before it, and
+        leaves the later ones to the next ``_since`` (Bulk Data IG, export.html, transactionTime).
+
+        SQLite: one writer at a time, stamped after it takes the write lock; H is read while this
+        call holds the lock, so no write is in progress (in any process) and later ones stamp after.
+        PostgreSQL: the oldest stamp of this process's writes in progress, and the start of the
+        oldest transaction of other processes that writes this store's ``resource`` table, less
+        ``FOREIGN_WRITE_SLACK_MS`` (such a write was stamped just before its first statement)."""
+        if self.dialect == "sqlite":
+            with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+                with conn.begin():  # BEGIN IMMEDIATE: waits for the write in progress, if any
+                    return self.clock()
+        with self._writes_lock:
+            now = self.clock()
+            ours = list(self._writes.values())
+        horizon = min([now, *(stamp for stamp, _pid in ours)])
+        with self.engine.connect() as conn:
+            cur = cursor_of(conn)
+            cur.execute(q.OLDEST_WRITE_AGE_PG.format, ([pid for _stamp, pid in ours],))
+            age = cur.fetchone()[0]
+        if age is not None:
+            horizon = min(horizon, now - int(age) - FOREIGN_WRITE_SLACK_MS)
+        return horizon
 
     def holds_connection(self) -> bool:
         """True when this thread keeps a database connection open for reads (see ``_fetch``)."""

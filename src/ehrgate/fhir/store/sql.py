@@ -119,3 +119,15 @@ DELETE_INDEX = {
     name: Q(f"DELETE FROM {table} WHERE res_pk = ?") for name, (table, _cols) in INDEX_COLUMNS.items()
 }
 DELETE_COMPARTMENT = Q("DELETE FROM compartment WHERE res_pk = ?")
+
+
+OLDEST_WRITE_AGE_PG = Q(
+    "SELECT (extract(epoch FROM clock_timestamp() - min(a.xact_start)) * 1000)::bigint"
+    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'relation' AND l.relation = to_regclass('resource')"
+    " AND l.mode IN ('RowShareLock', 'RowExclusiveLock') AND l.pid <> pg_backend_pid() AND l.pid <> ALL(?)"
+)
+"""How long ago (ms, by the server's clock) the oldest transaction that writes (or locks rows of) the
+``resource`` table began; NULL when none does. ``to_regclass`` resolves the name on the ``search_path``, so only
+this store's table counts (``Store.write_horizon``). The parameter: backend pids to leave out (this
+process's writes, whose stamps the store knows)."""
