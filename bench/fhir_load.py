@@ -29,8 +29,9 @@ from pathlib import Path
 import harness as hb
 
 TARGET = 10_000
-LOADED = re.compile(r"Loaded (\d+) resources from (\d+) bundles in ([\d.]+) s \(([\d,]+)/s\)")
-PROBLEMS = re.compile(r"^(\d+) problems:", re.M)
+# "from 33 bundles", "from 2,145 inputs (resource files, NDJSON lines)", or both joined by "and"
+LOADED = re.compile(r"Loaded (\d+) resources from (.+?) in ([\d.]+) s \(([\d,]+)/s\)")
+PROBLEMS = re.compile(r"^(\d+) problems?:", re.M)
 
 
 @dataclass
