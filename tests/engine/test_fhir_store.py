@@ -64,7 +64,7 @@ def count(store: Store, sql: str) -> int:
         return int(conn.exec_driver_sql(sql).scalar_one())
 
 
-async def tick_per_write(store: Store) -> None:
+def tick_per_write(store: Store) -> None:
     """Give every write session its own lastUpdated (milliseconds), so that counting distinct
     timestamps counts transactions even when several commit within one millisecond."""
     store.clock = itertools.count(now_ms()).__next__

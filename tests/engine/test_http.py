@@ -307,16 +307,18 @@ def test_http_source_undeployed_while_a_body_is_read_answers_404_not_500(message
 
 
 class _FailingReceipts(MessageStore):
-    """The message store, except that its first ``failures`` receipt transactions fail (as a database
-    that is down, or a full disk, would): nothing of them is stored."""
+    """The message store, except that receipt transactions fail (as a database that is down, or a
+    full disk, would: nothing of them is stored) until ``failures`` messages have been refused.
+    Counted in messages, not transactions: how the group committer batches the messages of one
+    poll depends on timing, and a budget of transactions made the outcome depend on it too."""
 
     def __init__(self, store: MessageStore, failures: int) -> None:
         super().__init__(store.engine, clock=store.clock)
         self.failures = failures
 
     def receive(self, batch: Any, *, duplicate_window_ms: int = 0) -> Any:
-        if self.failures:
-            self.failures -= 1
+        if self.failures > 0:
+            self.failures = max(0, self.failures - len(batch))
             import sqlalchemy as sa
 
             raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error (test)"))
