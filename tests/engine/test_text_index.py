@@ -133,3 +133,107 @@ def test_patient_rows_follow_receipt_with_the_text_index(messages: MessageStore)
     assert messages.index_pending() == 1 and messages.index_pending() == 0
     assert [r["id"] for r in messages.search(SearchQuery(patient="MRN-1"))] == [b.id, a.id]
     assert patient_rows(messages).count((b.id, "MRN-1")) == 1
+
+
+def _recording_steps(messages: MessageStore) -> list[tuple[int, int]]:
+    """(limit, messages indexed) of every index step the ingest thread runs on ``messages`` (the real
+    step, only recorded)."""
+    steps: list[tuple[int, int]] = []
+    real = messages.index_pending
+
+    def index_pending(limit: int = 256) -> int:
+        n = real(limit)
+        steps.append((limit, n))
+        return n
+
+    messages.index_pending = index_pending  # type: ignore[method-assign]
+    return steps
+
+
+@ONLY_SQLITE
+def test_under_load_index_steps_grow_and_a_full_step_is_not_followed_by_a_tiny_one(messages: MessageStore) -> None:
+    """Steps start once ``index_step`` wait and ``index_gap`` has passed since the last one, or once
+    ``index_step_max`` wait; a step that took every message counted is not taken for a backlog. (It
+    was: after each full step of 64, the next one indexed just the batch committed meanwhile and paid
+    a whole merge for it - half the steps under load.)"""
+    import asyncio
+
+    from ehrgate.engine.ingest import GroupCommitter
+
+    async def body() -> list[tuple[int, int]]:
+        steps = _recording_steps(messages)
+        gc = GroupCommitter(messages)
+        gc.index_step, gc.index_step_max, gc.index_gap, gc.index_every = 20, 50, 60.0, 60.0
+        gc.start()  # nothing left by a previous run: one empty step
+        await until(lambda: steps == [(20, 0)], what="the start-up step")
+        await asyncio.gather(*(gc.submit(incoming(hl7(f"A{i}", name="Load^Ada"))) for i in range(40)))
+        await asyncio.sleep(0.05)
+        assert steps == [(20, 0)]  # 40 wait: more than index_step, but the gap has not passed
+        await asyncio.gather(*(gc.submit(incoming(hl7(f"B{i}"))) for i in range(15)))
+        await until(lambda: len(steps) == 2, what="a step once index_step_max wait")
+        gc.index_gap = 0.2
+        await asyncio.gather(*(gc.submit(incoming(hl7(f"C{i}"))) for i in range(20)))
+        await until(lambda: len(steps) == 3, what="a step once the gap has passed, with no receipt to prompt it")
+        await asyncio.sleep(0.3)
+        await gc.close()
+        return steps
+
+    steps = run(body())
+    assert steps == [(20, 0), (50, 50), (50, 25)]  # 55 waited: 50 taken, 5 left with the next 20
+    assert len(messages.search(SearchQuery(text="load"))) == 40
+    fts_ok(messages)
+
+
+@ONLY_SQLITE
+def test_indexing_resumes_after_a_restart_without_waiting_for_a_search(messages: MessageStore) -> None:
+    """Messages committed by a run that stopped (or was killed) before indexing them are indexed by the
+    next run's ingest thread in the background, a step after another until the mark reaches the top."""
+    from ehrgate.engine.ingest import GroupCommitter
+
+    receipts = messages.receive([incoming(hl7(f"R{i}", name="Left^Behind")) for i in range(150)])
+    assert mark(messages) < receipts[0].id  # the "crash": committed and acknowledged, not indexed
+
+    async def body() -> list[tuple[int, int]]:
+        steps = _recording_steps(messages)
+        gc = GroupCommitter(messages)
+        gc.start()
+        await until(lambda: mark(messages) == receipts[-1].id, what="the backlog to be indexed")
+        await until(lambda: gc._running == 0, what="the last step to report")
+        await gc.close()
+        return steps
+
+    steps = run(body())
+    assert steps == [(64, 64), (64, 64), (64, 22)]
+    with messages.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM eng_message_fts WHERE eng_message_fts MATCH "
+                                    "'\"behind\"*'").scalar() == 150
+    assert len(patient_rows(messages)) == 150
+    fts_ok(messages)
+
+
+@ONLY_SQLITE
+def test_messages_a_search_indexed_first_do_not_keep_the_ingest_thread_stepping(messages: MessageStore) -> None:
+    """A text search indexes what is pending itself; the ingest thread's next step then finds nothing,
+    and it must count that as caught up, not run empty steps between every receipt."""
+    import asyncio
+
+    from ehrgate.engine.ingest import GroupCommitter
+
+    async def body() -> list[tuple[int, int]]:
+        steps = _recording_steps(messages)
+        gc = GroupCommitter(messages)
+        gc.index_step, gc.index_step_max, gc.index_gap, gc.index_every = 5, 10, 60.0, 60.0
+        gc.start()
+        await until(lambda: len(steps) == 1 and gc._running == 0, what="the start-up step")
+        gc.index_step_max = 1000  # 30 wait, under the gap: no step of the ingest thread's own
+        await asyncio.gather(*(gc.submit(incoming(hl7(f"S{i}", name="First^Search"))) for i in range(30)))
+        assert len(await asyncio.to_thread(messages.search, SearchQuery(text="first"))) == 30
+        gc.index_step_max = 10  # 30 counted: due; the step finds nothing left
+        for i in range(5):
+            await gc.submit(incoming(hl7(f"T{i}")))
+        await asyncio.sleep(0.2)
+        await gc.close()
+        return steps
+
+    steps = run(body())
+    assert steps == [(5, 0), (2000, 30), (10, 1)]  # start-up, the search's own, one step finding T0 only

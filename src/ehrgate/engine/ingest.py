@@ -26,15 +26,19 @@ concurrent transactions cannot do is see each other's rows, so duplicate detecti
 sent at the same moment on another connection (one sent after the first was acknowledged is found).
 
 On SQLite the writer thread also keeps the text index up to date (``MessageStore.index_pending``)
-between commits: once 64 messages wait for it, or a second after the last time - never inside a
-receipt's transaction, and never making a waiting message wait longer than one such step. A step
-commits without an fsync of its own and does a bounded amount of FTS5 merging (migration e0005), so
-it holds the writer a few milliseconds. Steps of 64 rather than 256 messages: receipts that arrive
-during a step wait for it, so its length is the ACK latency's tail. Measured 2026-12-07
-(bench/engine_ingest.py --quick, alternating, slow phase of the VM): p99 ACK at 1,000 msgs/s 7.8-12.7
-ms with 64 against 19-31 ms with 256 (32: 8-20 ms, 128: 12 ms), closed-loop p99 halved, msgs/s
-within noise; indexing 100,000 messages, steps took a median 3.9 ms instead of 13.8 (the slowest 21
-against 37 ms), for ~25% more indexing CPU (~15 us a message) and an index as merged.
+between commits: once 64 messages wait for it and 50 ms (``index_gap``) have passed since the last
+step, once 256 wait, or a second after the last step however few wait - never inside a receipt's
+transaction, and never making a waiting message wait longer than one such step. A step commits
+without an fsync of its own and does a bounded amount of FTS5 merging (migration e0005), so it holds
+the writer a few milliseconds. Receipts that arrive during a step wait for it, so its length is the
+ACK latency's tail: at 1,000 msgs/s steps stay at 64 messages (measured 2026-12-07, alternating, slow
+phase of the VM: p99 ACK 7.8-12.7 ms with 64 against 19-31 ms with 256); only above ~1,300 msgs/s
+does the gap let them grow, up to 256 at ~5,000 msgs/s, where a step costs per message about two
+thirds of a step of 64 (bench: 39 against 28 us of CPU). Before 2026-12-07 every full step was
+taken for a backlog, so the next one indexed just the batch committed meanwhile and paid a whole
+merge for it: under load, every other step. Now only a step that took more messages than this
+process committed (what a previous run left, split children) counts as a backlog; that goes on in
+steps of 64, one after another between receipts, until the mark reaches the top.
 """
 
 from __future__ import annotations
@@ -118,10 +122,14 @@ class GroupCommitter:
         self._lingering: asyncio.TimerHandle | None = None
         self.batches = 0
         self.messages = 0
-        # SQLite text index: messages committed but not yet indexed (1 at start: catch up on a backlog)
-        self.index_step = 64
-        self.index_every = 1.0
-        self._unindexed = 0 if store.pg else 1
+        # SQLite text index: messages committed and not yet indexed, and whether more may wait than
+        # were counted here (at start: what a previous run left; after a full step of a backlog)
+        self.index_step = 64  # a step starts once this many wait (and ``index_gap`` has passed) ...
+        self.index_step_max = 256  # ... or this many, and takes up to this many
+        self.index_gap = 0.05
+        self.index_every = 1.0  # ... or this long after the last step, however few wait
+        self._unindexed = 0
+        self._backlog = not store.pg
         self._indexed_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -158,12 +166,23 @@ class GroupCommitter:
             batch = self._take()
             self._run(loop, functools.partial(self._receive, [b[0] for b in batch]),
                       functools.partial(self._committed, batch, time.perf_counter()))
-        if self._running or self._closing or not self._unindexed:
+        if self._running or self._closing or not (self._unindexed or self._backlog):
             return
-        if self._unindexed >= self.index_step or time.monotonic() - self._indexed_at >= self.index_every:
-            self._run(loop, functools.partial(self.store.index_pending, self.index_step), self._indexed)
-        elif self._timer is None:
-            self._timer = loop.call_later(self.index_every, self._tick)
+        waiting, since = self._unindexed, time.monotonic() - self._indexed_at
+        if self._backlog:
+            limit = self.index_step
+        elif (waiting >= self.index_step_max or since >= self.index_every
+              or (waiting >= self.index_step and since >= self.index_gap)):
+            limit = self.index_step_max
+        else:  # not due yet: make sure a timer is there for when it is, should no receipt come
+            wait = (self.index_gap if waiting >= self.index_step else self.index_every) - since
+            if self._timer is None or self._timer.when() > loop.time() + wait:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = loop.call_later(wait, self._tick)
+            return
+        self._run(loop, functools.partial(self.store.index_pending, limit),
+                  functools.partial(self._indexed, limit, waiting))
 
     def _lingered(self) -> None:
         self._lingering = None
@@ -235,13 +254,20 @@ class GroupCommitter:
         if self.on_commit is not None:
             self.on_commit([b[0] for b in batch], receipts)
 
-    def _indexed(self, n: int | None, error: BaseException | None) -> None:
-        if error is not None:  # a text search catches up; keep receiving
-            log.error("indexing received messages for text search failed: %s", type(error).__name__)
-        n = n or 0
+    def _indexed(self, limit: int, counted: int, n: int | None, error: BaseException | None) -> None:
         self._indexed_at = time.monotonic()
-        # a full step: there may be more (a backlog), keep going between receipts; else caught up
-        self._unindexed = max(self._unindexed - n, self.index_step) if n == self.index_step else 0
+        if error is not None or n is None:  # a text search catches up; keep receiving
+            log.error("indexing received messages for text search failed: %s", type(error).__name__)
+            self._unindexed, self._backlog = 0, False
+            return
+        # a step that was not full took everything above the mark (a text search may have indexed
+        # some of them meanwhile, from another thread): caught up
+        self._unindexed = max(self._unindexed - n, 0) if n == limit else 0
+        # A full step that took more than were counted here: a backlog (a previous run's, or split
+        # children), so keep going between receipts. A step that took all those counted is not one
+        # (it used to be: the next step then indexed only the one batch committed meanwhile, and
+        # paid a merge of MIN_MERGE_PAGES for it - every other step under load).
+        self._backlog = n == limit and n > counted
 
     async def close(self) -> None:
         self._closing = True  # what is left to index is indexed by the next run or the next text search
