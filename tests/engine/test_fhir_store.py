@@ -197,6 +197,75 @@ def test_a_message_whose_bookkeeping_fails_rolls_back_alone(store: Store) -> Non
     assert count(store, "SELECT count(*) FROM resource WHERE res_type = 'Basic'") == 2
 
 
+def _marker_payloads(count: int) -> list[Payload]:
+    import orjson
+
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Basic", "code": {"text": "marker"}}, "request": {"method": "POST", "url": "Basic"}}]}
+    return [Payload(n, "adt", b"", orjson.dumps(bundle), "ADT^A01", f"W{n}") for n in range(count)]
+
+
+def _marker_destination(store: Store, **options: Any) -> FhirStoreDestination:
+    from ehrgate.fhir.validation import known_resource_types
+
+    return FhirStoreDestination(DestinationConfig("store", "fhir_store", options, RetryPolicy(), 1, 30.0),
+                                Context(store, frozenset(known_resource_types())))
+
+
+def test_with_no_writer_waiting_a_sqlite_batch_runs_past_batch_ms(store: Store) -> None:
+    """``batch_ms`` ends a batch only while another writer waits for the SQLite write lock: with
+    nobody waiting, a shorter batch would only make more commits. PostgreSQL (no one write lock)
+    keeps the plain time budget."""
+    tick_per_write(store)
+    dest = _marker_destination(store, batch_ms=0)
+    outcomes = dest.deliver_many_in(_marker_payloads(3), finish)
+    if store.dialect == "sqlite":
+        assert [o.ok for o in outcomes if isinstance(o, Delivered)] == [True] * 3
+        assert count(store, "SELECT count(DISTINCT last_updated) FROM resource_version") == 1  # one transaction
+    else:
+        assert len(outcomes) == 1 and isinstance(outcomes[0], Delivered) and outcomes[0].ok
+    assert count(store, "SELECT count(*) FROM resource WHERE res_type = 'Basic'") == len(outcomes)
+
+
+def test_a_writer_waiting_for_the_sqlite_lock_ends_the_batch_at_batch_ms(store: Store) -> None:
+    """Another writer of the process (the engine's receipts) waiting in ``begin_immediate``: the
+    batch starts no further message once ``batch_ms`` has passed, and the waiter gets the lock."""
+    import threading
+    import time
+
+    from ehrgate.fhir.store.engine import begin_immediate, writers_waiting
+
+    if store.dialect != "sqlite":
+        pytest.skip("SQLite's one write lock")
+    waiter = store.engine.raw_connection()
+    got_lock = threading.Event()
+
+    def receipt() -> None:
+        begin_immediate(waiter.driver_connection)
+        got_lock.set()
+        waiter.driver_connection.execute("ROLLBACK")
+
+    thread = threading.Thread(target=receipt)
+
+    def finish_waiting(conn: Any, n: int, result: Delivered) -> str:
+        if n == 0:  # the batch holds the write lock: the receipt waits for it
+            thread.start()
+            deadline = time.monotonic() + 10
+            while not writers_waiting() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert writers_waiting()
+        return finish(conn, n, result)
+
+    try:
+        outcomes = _marker_destination(store, batch_ms=0).deliver_many_in(_marker_payloads(3), finish_waiting)
+        thread.join(10)
+    finally:
+        waiter.close()
+    assert got_lock.is_set()
+    assert len(outcomes) == 1 and isinstance(outcomes[0], Delivered) and outcomes[0].ok
+    assert count(store, "SELECT count(*) FROM resource WHERE res_type = 'Basic'") == 1
+
+
 MERGED_A04 = (sample("adt_a01.hl7").replace(b"ADT^A01^", b"ADT^A04^").replace(b"EVN|A01", b"EVN|A04")
               .replace(b"MRN1001", b"MRN2999").replace(b"|2.5.1|||AL|NE", b"|2.5.1"))  # original mode: AA
 MERGE_STREAM = [MERGED_A04, sample("oru_r01.hl7").replace(b"MRN1001", b"MRN2999"), sample("adt_a04.hl7"),

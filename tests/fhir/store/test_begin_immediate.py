@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ehrgate.fhir.store.engine import begin_immediate
+from ehrgate.fhir.store.engine import begin_immediate, writers_waiting
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -67,3 +67,29 @@ def test_it_gives_up_after_the_timeout_with_sqlites_error(tmp_path: Path) -> Non
     holder.execute("ROLLBACK")
     begin_immediate(other)
     assert other.in_transaction
+
+
+def test_a_waiting_writer_is_counted_until_it_has_the_lock(tmp_path: Path) -> None:
+    """``writers_waiting``: what a batch writer (the fhir_store destination) reads to end its batch."""
+    path = tmp_path / "db.sqlite3"
+    holder, other = _connect(path), _connect(path)
+    holder.execute("BEGIN IMMEDIATE")
+    before = writers_waiting()
+    waiting = threading.Thread(target=begin_immediate, args=(other,))
+    waiting.start()
+    deadline = time.monotonic() + 5
+    while writers_waiting() == before and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert writers_waiting() == before + 1
+    holder.execute("ROLLBACK")
+    waiting.join(5)
+    assert other.in_transaction
+    assert writers_waiting() == before
+    other.execute("ROLLBACK")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # given up: no longer counted either
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            begin_immediate(other, timeout=0.02)
+        finally:
+            holder.execute("ROLLBACK")
+    assert writers_waiting() == before

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 
-__all__ = ["begin_immediate", "create_engine", "migrate", "normalize_url"]
+__all__ = ["begin_immediate", "create_engine", "migrate", "normalize_url", "writers_waiting"]
 
 WRITE_OPTION = "ehrgate_write"
 MMAP_BYTES = 0x7FFF0000
@@ -35,6 +36,17 @@ turns it off (0): through a map, an I/O error reading the file is a SIGBUS that 
 
 BUSY_TIMEOUT_S = 30.0
 _POLL_S = (0.0001, 0.0002, 0.0005)
+_waiting = 0
+"""Threads of this process waiting in ``begin_immediate`` for a write lock (``writers_waiting``)."""
+_waiting_lock = threading.Lock()
+
+
+def writers_waiting() -> int:
+    """How many threads of this process are waiting in ``begin_immediate`` for a SQLite write lock
+    (of any database) right now. A writer that holds the lock for a batch of work (the
+    ``fhir_store`` destination) ends its batch early only when someone waits: the same commit then
+    serves more messages while nobody else needs the lock. Writers of other processes are not seen."""
+    return _waiting
 
 
 def begin_immediate(dbapi_conn: Any, timeout: float = BUSY_TIMEOUT_S) -> None:
@@ -44,9 +56,12 @@ def begin_immediate(dbapi_conn: Any, timeout: float = BUSY_TIMEOUT_S) -> None:
     SQLite's own busy handler sleeps 25-100 ms between tries once a wait passes a few ms, so a
     writer that holds the lock for tens of ms and takes it again ~1 ms after each commit (a
     ``fhir_store`` destination writing batches) kept the engine's receipts — and so the ACKs —
-    waiting for hundreds of ms. Polling keeps a waiter within half a millisecond of a release."""
+    waiting for hundreds of ms. Polling keeps a waiter within half a millisecond of a release.
+    A waiter is counted in ``writers_waiting`` from its first refused try until it returns."""
+    global _waiting
     if not dbapi_conn.in_transaction:
         dbapi_conn.execute("PRAGMA busy_timeout=0")
+        counted = False
         try:
             deadline = time.monotonic() + timeout
             attempt = 0
@@ -59,9 +74,16 @@ def begin_immediate(dbapi_conn: Any, timeout: float = BUSY_TIMEOUT_S) -> None:
                         raise
                     if time.monotonic() >= deadline:
                         raise
+                if not counted:
+                    with _waiting_lock:
+                        _waiting += 1
+                    counted = True
                 time.sleep(_POLL_S[min(attempt, len(_POLL_S) - 1)])
                 attempt += 1
         finally:
+            if counted:
+                with _waiting_lock:
+                    _waiting -= 1
             dbapi_conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     dbapi_conn.execute("BEGIN IMMEDIATE")  # raises SQLite's own "within a transaction" error
 
