@@ -351,3 +351,42 @@ def test_new_ids_are_written_as_creates_in_batches_and_known_ones_as_updates(sto
     assert methods == {"PUT"}
     assert events == [*((f"n{i}", "create") for i in range(5)), ("n0", "update"), ("n5", "create")]
     _consistent(store)
+
+
+def test_load_sessions_keep_sqlites_statement_journal_in_memory_and_only_they(
+        engine_name: str, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write session of a load is a ``bulk`` one: on SQLite its savepoints' statement journal
+    is memory (``PRAGMA temp_store`` 2) instead of a temporary file written page by page; the
+    connection goes back to the pool with the default (0), and other write sessions keep it. (A
+    Bundle failing mid-write, the journal's one use: ``test_a_bundle_that_fails_mid_write…``.)"""
+    seen: list[tuple[bool, int | None]] = []
+    real_writer = Store.writer
+
+    def spy(self: Store, **kwargs: Any) -> Any:
+        cm = real_writer(self, **kwargs)
+
+        class Recorded:
+            def __enter__(self_inner) -> WriteSession:
+                w = cm.__enter__()
+                mode = w.cur.execute("PRAGMA temp_store").fetchone()[0] if engine_name == "sqlite" else None
+                seen.append((bool(kwargs.get("bulk")), mode))
+                return w
+
+            def __exit__(self_inner, *exc: Any) -> Any:
+                return cm.__exit__(*exc)
+
+        return Recorded()
+
+    monkeypatch.setattr(Store, "writer", spy)
+    src = tmp_path / "in"
+    for n in range(3):
+        _write(src, f"p{n}.json", _patient_bundle(n))
+    summary = load_paths(store, [src], KNOWN, workers=0, group=3)  # two database transactions
+    assert summary.resources == 6 and not summary.errors
+    with store.writer():
+        pass
+    assert len(seen) == 3 and all(bulk for bulk, _ in seen[:-1]) and not seen[-1][0]
+    if engine_name == "sqlite":
+        assert {mode for _, mode in seen[:-1]} == {2}  # MEMORY
+        assert seen[-1][1] == 0  # the pooled connection is back to the default
+    _consistent(store)

@@ -188,7 +188,7 @@ class _Writer:
 
     def session(self) -> WriteSession:
         if self._w is None:
-            self._cm = self.store.writer()
+            self._cm = self.store.writer(bulk=True)
             self._w = self._cm.__enter__()
         return self._w
 

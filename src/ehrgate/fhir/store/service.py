@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from typing import Any
 
@@ -130,6 +131,22 @@ def _default_extract(resource: dict[str, Any]) -> IndexRows:
     return _EXTRACT(resource)
 
 
+def _memory_journal(conn: sa.Connection) -> Any:
+    """Keep this SQLite connection's statement journal in memory for its next transaction; returns
+    the DBAPI connection (the caller sets ``temp_store`` back to the default after the transaction).
+
+    Every savepoint (a transaction Bundle of a load) copies each page it is first to change into
+    the statement journal, a temporary file once it passes 64 KiB (sqlite.org/tempfiles.html,
+    "Statement Journal Files"): a ``pwrite`` per page, ~9% of the writer's CPU in a profile of a
+    load. With ``temp_store=MEMORY`` the journal is memory, truncated when the outermost savepoint
+    is released, so it holds at most the pages of one unit. It only serves ROLLBACK TO within the
+    transaction: durability is the WAL's, unchanged. The pragma must come before BEGIN (SQLite
+    fixes the journal's place when a transaction starts)."""
+    raw: Any = conn.connection.driver_connection
+    raw.execute("PRAGMA temp_store=MEMORY")
+    return raw
+
+
 def new_uuid() -> str:
     """The default server-assigned id (a module function, so other processes can be handed it)."""
     return str(uuid.uuid4())
@@ -175,9 +192,12 @@ class Store:
                 yield conn
 
     @contextmanager
-    def writer(self) -> Iterator[WriteSession]:
+    def writer(self, *, bulk: bool = False) -> Iterator[WriteSession]:
+        """A write transaction. ``bulk`` (the loader's long transactions of many savepoints): on
+        SQLite its statement journal is kept in memory (``_memory_journal``)."""
         with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
             key = object()
+            journal = _memory_journal(conn) if bulk and self.dialect == "sqlite" else None
             try:
                 with conn.begin():
                     session = self._stamped_session(key, conn)
@@ -186,6 +206,9 @@ class Store:
             finally:
                 with self._writes_lock:
                     self._writes.pop(key, None)  # after the commit (or rollback)
+                if journal is not None:
+                    with suppress(sqlite3.Error):  # never hide what ended the transaction
+                        journal.execute("PRAGMA temp_store=DEFAULT")
 
     def _stamped_session(self, key: object, conn: sa.Connection) -> WriteSession:
         """A ``WriteSession`` whose stamp is taken and recorded as one step, for ``write_horizon``."""
