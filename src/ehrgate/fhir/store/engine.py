@@ -33,6 +33,11 @@ a store of that size is read wholly through the map. The ``sqlite_mmap_mb`` sett
 turns it off (0): through a map, an I/O error reading the file is a SIGBUS that kills the process
 (sqlite.org/mmap.html), where read() would return an error."""
 
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""``PRAGMA journal_size_limit``: once a checkpoint has emptied the WAL, the next writer cuts the file
+back to at most this many bytes. Without it a WAL that one large transaction (a bulk load) or a long
+reader (a Bulk Data export holding back checkpoints) made hundreds of MB kept that size on disk until
+every connection closed; in steady operation it stays near ``wal_autocheckpoint`` (1,000 pages, ~4 MB)."""
 
 BUSY_TIMEOUT_S = 30.0
 _POLL_S = (0.0001, 0.0002, 0.0005)
@@ -98,7 +103,7 @@ def normalize_url(url: str) -> str:
 
 
 def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 8,
-                  sqlite_mmap_bytes: int = MMAP_BYTES) -> sa.Engine:
+                  sqlite_mmap_bytes: int = MMAP_BYTES, sqlite_wal_limit: int = WAL_SIZE_LIMIT) -> sa.Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         path = sa.make_url(url).database
@@ -128,6 +133,7 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: in
             cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             cur.execute("PRAGMA cache_size=-65536")
             cur.execute(f"PRAGMA mmap_size={mmap_bytes}")
+            cur.execute(f"PRAGMA journal_size_limit={int(sqlite_wal_limit)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
