@@ -103,7 +103,7 @@ class FhirStoreDestination(Destination):
         if store is None:
             return Delivered(False, error=NO_STORE, retry=True)
         try:
-            with store.writer() as w:
+            with store.writer(bulk=True) as w:
                 bundles = self._lock_all(w, [payload])
                 result = self._write(w, payload, bundles[0])
                 if result.ok:
@@ -121,7 +121,7 @@ class FhirStoreDestination(Destination):
         if store is None:
             return [Delivered(False, error=NO_STORE, retry=True) for _ in payloads]
         outcomes: list[Delivered | Exception] = []
-        with store.writer() as w:
+        with store.writer(bulk=True) as w:  # a savepoint per message: statement journal in memory
             deadline = time.perf_counter() + self.batch_seconds
             bundles = self._lock_all(w, payloads)
             for n, payload in enumerate(payloads):

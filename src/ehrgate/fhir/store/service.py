@@ -193,8 +193,9 @@ class Store:
 
     @contextmanager
     def writer(self, *, bulk: bool = False) -> Iterator[WriteSession]:
-        """A write transaction. ``bulk`` (the loader's long transactions of many savepoints): on
-        SQLite its statement journal is kept in memory (``_memory_journal``)."""
+        """A write transaction. ``bulk`` (long transactions of many savepoints: the loader's, the
+        ``fhir_store`` destination's batches): on SQLite its statement journal is kept in memory
+        (``_memory_journal``)."""
         with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
             key = object()
             journal = _memory_journal(conn) if bulk and self.dialect == "sqlite" else None
