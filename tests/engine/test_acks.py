@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from ehrgate.engine.acks import Acks
 from ehrgate.engine.info import MessageInfo, describe
 from ehrgate.hl7 import (
+    AckMode,
     Delimiters,
     HL7Error,
     Message,
     accept_ack,
+    acknowledgment_mode,
     application_ack,
     build_ack,
     escape,
@@ -136,7 +138,13 @@ def test_generated_headers(raw: bytes, other_id: str) -> None:
         pass
 
 
-@pytest.mark.parametrize("raw", [b"", b"garbage", b"MSH|^~\\&|A\rPID|1||X~Y~X^^^Z\r", b"MSH|^~\\&|A|B|C|D|1||ADT|1\rPID"])
+@pytest.mark.parametrize("raw", [
+    b"", b"garbage", b"MSH|^~\\&|A\rPID|1||X~Y~X^^^Z\r", b"MSH|^~\\&|A|B|C|D|1||ADT|1\rPID",
+    # an escape, and nothing else, in each field describe reads (its shortcut takes plain text only)
+    b"MSH|^~\\&|A\\T\\B|GOOD\\F\\HEALTH|C|D|1||ADT\\S\\X^A\\E\\01|C\\T\\1\rPID|1||M\\T\\1~N\\S\\2^^^Z\r",
+    b"MSH|^~\\&|A&B|G&H|C|D|1||ADT&X^A01&Y|C&1\rPID|1||M&1~N2\r",  # subcomponents
+    b"MSH|^~\\|A&B|G|C|D|1||ADT^A01|C1\rPID|1||M&1~N2\r",  # '&' undeclared: text
+    b"MSH|^|A~B|G|C|D|1||ADT~X^A01|C1\rPID|1||M1~N2^X\r"])  # only a component separator
 def test_edge_cases(raw: bytes) -> None:
     assert describe(raw) == reference(raw)
 
@@ -154,3 +162,43 @@ def test_an_error_text_the_character_set_cannot_carry_still_gives_an_ae() -> Non
     got = parse(ack)
     assert got.get("MSA-1") == "AE" and got.get("MSA-2") == "E1" and got.get("MSH-18") == "8859/1"
     assert got.get("ERR-8") == "peer: Ungültig ? ?10 fehlt"
+
+
+def general_mode(msg: Message) -> AckMode:
+    """``acknowledgment_mode`` as it was written first, on ``get`` (the oracle of its shortcut)."""
+    return AckMode.ENHANCED if msg.accept_ack_type or msg.application_ack_type else AckMode.ORIGINAL
+
+
+def test_acknowledgment_mode_matches_get_on_every_sample_and_corpus_message() -> None:
+    seen = set()
+    for raw in corpus_messages():
+        try:
+            msg = parse(raw)
+        except HL7Error:
+            continue
+        seen.add(acknowledgment_mode(msg))
+        assert acknowledgment_mode(msg) is general_mode(msg), raw[:200]
+    assert AckMode.ORIGINAL in seen
+
+
+@pytest.mark.parametrize(("tail", "enhanced"), [
+    ("", False), ("|", False), ("||", False), ("|||", False), ("|||||", False), ("|||8859/1", False),
+    ("|AL", True), ("||AL", True), ("|AL|NE", True), ("||NE|", True), ("|\\E\\", True), ("||\\T\\", True),
+    # the first component, repetition or subcomponent is what ``get`` reads: empty here
+    ("|^AL", False), ("||^AL", False), ("|~AL", False), ("||&AL", False), ("|^", False), ("|^|^", False)])
+def test_acknowledgment_mode_of_msh_15_and_16_forms(tail: str, enhanced: bool) -> None:
+    """MSH-15/16 empty, absent, or holding a value whose first component is empty ('^AL' reads as
+    empty through ``get``) or an escape: the shortcut answers what ``get`` says."""
+    msg = parse(f"MSH|^~\\&|A|B|C|D|20240401||ADT^A01|1|P|2.5.1||{tail}\r".encode())  # MSH-14 onwards
+    assert acknowledgment_mode(msg) is general_mode(msg)
+    assert (acknowledgment_mode(msg) is AckMode.ENHANCED) is enhanced
+
+
+@given(headers())
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_acknowledgment_mode_of_generated_headers(raw: bytes) -> None:
+    try:
+        msg = parse(raw)
+    except HL7Error:
+        return
+    assert acknowledgment_mode(msg) is general_mode(msg)

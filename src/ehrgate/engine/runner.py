@@ -354,7 +354,10 @@ class Engine:
         """Original mode (HL7 v2.5 section 2.9.2), or a message that cannot be parsed: one ACK."""
         tr = self.tracing if item.span is not None else None
         try:
-            receipt = await self._submit(item)
+            try:  # ``_submit``, inlined: one coroutine less per message
+                receipt: Receipt | None = await self.ingest.submit(item)
+            except Exception:  # noqa: BLE001 - not stored: never AA; the sender must send it again
+                receipt = None
             raw = item.raw
             if tr is not None:
                 tr.stored(item, receipt, event=cfg.ack != "on_receive")

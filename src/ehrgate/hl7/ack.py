@@ -137,7 +137,16 @@ _OUTCOME_CODES: dict[Outcome, tuple[AckCode, AckCode]] = {
 
 
 def acknowledgment_mode(message: Message) -> AckMode:
-    """Original mode when MSH-15 and MSH-16 are both empty (section 2.9.2), else enhanced."""
+    """Original mode when MSH-15 and MSH-16 are both empty (section 2.9.2), else enhanced.
+
+    Both fields empty in the split header (the usual case, asked of every message received) is
+    answered from the field list; a field with text goes through ``get``, which reads its first
+    component ('^AL' is empty)."""
+    i = message._find("MSH", 1)
+    if i >= 0:
+        f = message._field_list(i)
+        if (len(f) <= 15 or not f[15]) and (len(f) <= 16 or not f[16]):
+            return AckMode.ORIGINAL
     if message.accept_ack_type or message.application_ack_type:
         return AckMode.ENHANCED
     return AckMode.ORIGINAL
