@@ -60,6 +60,13 @@ def _second(x: str, d: Delimiters) -> str:
     return _leaf(x.split(comp, 2)[1], d)
 
 
+def _value(x: str, d: Delimiters) -> str:
+    """``_first(x, d)``, or ``x`` itself when it holds none of the four delimiters (the usual case)."""
+    if d.component in x or d.repetition in x or d.subcomponent in x or d.escape in x:  # "" is in any text
+        return _first(x, d)
+    return x
+
+
 def describe(raw: bytes, order_by: str | None = None) -> MessageInfo:
     """Header facts of ``raw``; ``order_by`` is a terse path whose value is the ordering key.
 
@@ -93,17 +100,11 @@ def describe(raw: bytes, order_by: str | None = None) -> MessageInfo:
             trigger = _second(nine, d) if nine else ""
             if trigger:
                 kind += "^" + trigger
-        sender = f[3] if n > 3 else ""
-        if comp in sender or rep in sender or sub in sender or esc in sender:
-            sender = _first(sender, d)
-        facility = f[4] if n > 4 else ""
-        if comp in facility or rep in facility or sub in facility or esc in facility:
-            facility = _first(facility, d)
+        sender = _value(f[3], d) if n > 3 else ""
+        facility = _value(f[4], d) if n > 4 else ""
         if facility:
             sender += "^" + facility
-        control_id = f[10] if n > 10 else ""
-        if comp in control_id or rep in control_id or sub in control_id or esc in control_id:
-            control_id = _first(control_id, d)
+        control_id = _value(f[10], d) if n > 10 else ""
         ids: list[str] = []
         pid = msg.segment("PID")
         if pid is not None:
