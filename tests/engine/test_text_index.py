@@ -237,3 +237,72 @@ def test_messages_a_search_indexed_first_do_not_keep_the_ingest_thread_stepping(
 
     steps = run(body())
     assert steps == [(5, 0), (2000, 30), (10, 1)]  # start-up, the search's own, one step finding T0 only
+
+
+def _latin1(control_id: str, name: str) -> bytes:
+    return (f"MSH|^~\\&|LAB|FAC|EHRGATE|HUB|20240401120000||ADT^A01|{control_id}|P|2.5.1||||||8859/1\r"
+            f"PID|1||L{control_id}^^^FAC^MR||{name}||19800101|F\r").encode("latin-1")
+
+
+def test_e0009_rebuilds_the_index_without_positions_and_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An e0008 store with messages indexed (one of them Latin-1) and some not yet: e0009 makes the
+    table again without positions, holding exactly what was indexed (a search finds it, FTS5's own
+    integrity check passes, retention's deletes keep it whole); the messages above the mark are still
+    indexed later. The downgrade rebuilds it with positions, as complete."""
+    from alembic import command
+
+    from ehrgate.app import MIGRATION_DIRS
+    from ehrgate.engine import open_messages
+    from ehrgate.fhir.store.engine import _alembic_config, create_engine, migrate
+    from ehrgate.fhir.store.service import Store
+
+    db = create_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+
+    def to(revision: str, down: bool = False) -> None:
+        with db.connect() as conn:
+            (command.downgrade if down else command.upgrade)(_alembic_config(conn, MIGRATION_DIRS), revision)
+            conn.commit()
+
+    def table_sql() -> str:
+        with db.connect() as conn:
+            return str(conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'eng_message_fts'").scalar())
+
+    to("e0008")
+    assert "detail" not in table_sql()
+    ms = open_messages(Store(db))
+    try:
+        indexed = ms.receive([incoming(hl7(f"I{i}", name=f"Indexed^Ida{i}")) for i in range(30)]
+                             + [incoming(_latin1("L1", "Müller^Jürgen"))])
+        assert ms.index_pending() == 31
+        later = ms.receive([incoming(hl7(f"W{i}", name="Waiting^Wes")) for i in range(5)])
+    finally:
+        ms.close()
+    migrate(db, MIGRATION_DIRS)
+    assert "detail=none" in table_sql()
+    ms = open_messages(Store(db))
+    try:
+        assert mark(ms) == indexed[-1].id  # the rebuild did not move the mark: the rest is indexed later
+        fts_ok(ms)
+        assert [r["id"] for r in ms.search(SearchQuery(text="ida7"))] == [indexed[7].id]
+        assert [r["id"] for r in ms.search(SearchQuery(text="müller jürg"))] == [indexed[-1].id]
+        assert {r["id"] for r in ms.search(SearchQuery(text="waiting"))} == {r.id for r in later}
+        fts_ok(ms)
+        with ms.write() as conn:  # retention deletes with the text index_pending gave: the index stays whole
+            conn.execute(sa.text("UPDATE eng_message SET status = 'SENT'"))
+            conn.execute(sa.text("DELETE FROM eng_queue"))
+        assert ms.prune("adt", ms.clock() + 1) == 36
+        fts_ok(ms)
+        assert ms.search(SearchQuery(text="müller")) == []
+        kept = ms.receive([incoming(hl7("K1", name="Kept^Kay"))])
+        ms.index_all()
+    finally:
+        ms.close()
+    to("e0008", down=True)
+    assert "detail=none" not in table_sql()
+    ms = open_messages(Store(db))
+    try:
+        fts_ok(ms)
+        assert [r["id"] for r in ms.search(SearchQuery(text="kept kay"))] == [kept[0].id]
+    finally:
+        ms.close()
+        db.dispose()

@@ -21,7 +21,8 @@ Changes need a new revision in ``migrations/versions`` (branch label ``engine``)
   reprocess, prune) from the admin API and the CLI: when, who, how identified, what, on what, the
   outcome and a JSON detail (ids, counts, criteria; never message content or credentials).
 
-Text search: SQLite keeps a contentless FTS5 table ``eng_message_fts`` (rowid = message id);
+Text search: SQLite keeps a contentless FTS5 table ``eng_message_fts`` (rowid = message id; word
+lists without positions, ``detail=none``: migration e0009);
 PostgreSQL a ``tsvector`` column ``eng_message.search`` with a GIN index. See docs/engine.md.
 """
 
