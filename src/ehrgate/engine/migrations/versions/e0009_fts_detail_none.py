@@ -24,8 +24,6 @@ from __future__ import annotations
 
 from alembic import op
 
-from ehrgate.engine.info import search_text
-
 revision = "e0009"
 down_revision = "e0008"
 branch_labels = None
@@ -35,6 +33,8 @@ CHUNK = 2000
 
 
 def _rebuild(detail: str) -> None:
+    from ehrgate.engine.info import search_text  # here: alembic imports every revision file at each start
+
     conn = op.get_bind()
     op.execute("DROP TABLE eng_message_fts")
     op.execute(f"CREATE VIRTUAL TABLE eng_message_fts USING fts5(body, content='', detail={detail})")
