@@ -43,9 +43,11 @@ def problems(spec: dict[str, Any], base: Path) -> str:
      "on_missing, path, table or to."),
     (channel(source={"type": "mllp", "port": 0, "tsl": {"ca": "a.pem"}}),
      "Channel 'adt-in': source: option 'tsl' is not known to the mllp source. Expected frame_timeout, host, "
-     "idle_timeout, max_connections, max_message_bytes, port or tls."),
+     "idle_timeout, lone_fs_grace, max_connections, max_message_bytes, port or tls."),
     (channel(source={"type": "mllp", "port": 0, "frame_timeout": 0}),
      "Channel 'adt-in': source.frame_timeout has value 0. Expected a number of at least 1."),
+    (channel(source={"type": "mllp", "port": 0, "lone_fs_grace": -1}),
+     "Channel 'adt-in': source.lone_fs_grace has value -1. Expected a number of at least 0."),
     (channel(source={"type": "directory", "path": "in", "patern": "*.txt"}),
      "Channel 'adt-in': source: option 'patern' is not known to the directory source. Expected interval, min_age, "
      "path or pattern."),
@@ -101,7 +103,8 @@ def test_the_documented_options_still_load(tmp_path: Path) -> None:
                                         "headers": {"X-A": "1"}, "body": "{body}", "content_type": "text/plain",
                                         "tls": {"ca": "ca.pem", "verify": True}, "timeout": 5, "workers": 2},
                                "lab": {"type": "mllp", "host": "h", "port": 1, "tls": {"ca": "ca.pem"}}}},
-        "b": {"source": {"type": "mllp", "host": "0.0.0.0", "port": 0, "idle_timeout": 60, "frame_timeout": 30, "max_connections": 5,
+        "b": {"source": {"type": "mllp", "host": "0.0.0.0", "port": 0, "idle_timeout": 60, "frame_timeout": 30, "lone_fs_grace": 0,
+                         "max_connections": 5,
                          "max_message_bytes": 1024, "tls": {"cert": "ca.pem", "key": "ca.pem", "ca": "ca.pem",
                                                             "client_auth": True}},
               "destinations": {"ehr": {"type": "fhir_http", "url": "https://example.org/fhir", "tls": True}}},

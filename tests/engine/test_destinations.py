@@ -211,6 +211,42 @@ def test_mllp_destination_reconnects_when_the_receiver_closed_the_idle_connectio
     run(body())
 
 
+def test_mllp_destination_takes_acks_that_end_with_fs_alone(messages: MessageStore) -> None:
+    """A receiver whose ACKs end with FS and no CR: each message is SENT after one attempt (before,
+    every attempt waited out its timeout and was retried - the receiver got each message again)."""
+    got: list[bytes] = []
+
+    async def sloppy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        buf = b""
+        while chunk := await reader.read(65536):
+            buf += chunk
+            while b"\x1c\r" in buf:
+                raw, _, buf = buf.partition(b"\x1c\r")
+                got.append(raw.lstrip(b"\x0b"))
+                cid = raw.split(b"|")[9]
+                writer.write(b"\x0bMSH|^~\\&|R|R|S|S|20240401||ACK|A" + cid + b"|P|2.5.1\rMSA|AA|" + cid + b"\r\x1c")
+                await writer.drain()
+
+    async def body() -> None:
+        plain = await asyncio.start_server(sloppy, "127.0.0.1", 0)
+        chan = {"source": {"type": "mllp", "port": 0}, "destinations": {"peer": {
+            "type": "mllp", "host": "127.0.0.1", "port": plain.sockets[0].getsockname()[1], "timeout": 3,
+            "retry": {"max_attempts": 3, "base_delay": 5}}}}
+        try:
+            async with running(messages, {"out": chan}) as eng:
+                await send(port_of(eng, "out"), [hl7("F1"), hl7("F2")])
+                await until(lambda: len(messages.search(SearchQuery(channel="out", status="SENT"))) == 2,
+                            what="both SENT", timeout=8)
+        finally:
+            plain.close()
+            await plain.wait_closed()
+        for cid in ("F1", "F2"):
+            done = messages.get(messages.search(SearchQuery(control_id=cid))[0]["id"])
+            assert done is not None and [a["outcome"] for a in done["attempts"]] == ["SENT"], done["attempts"]
+        assert len(got) == 2
+    run(body())
+
+
 def test_a_message_mllp_cannot_frame_is_an_error_at_once_not_retried(messages: MessageStore) -> None:
     """A message holding the MLLP start or end block (from an HTTP or directory source, or a
     transformer) can never be framed: it was retried until max_attempts, each attempt failing alike."""

@@ -217,6 +217,85 @@ def test_a_stray_fs_inside_a_message_gets_an_ar_for_the_whole_message() -> None:
     run(body())
 
 
+async def _read_lone_fs_frame(reader: asyncio.StreamReader) -> bytes:
+    data = await asyncio.wait_for(reader.readuntil(b"\x1c"), 5)
+    assert data[:1] == b"\x0b"
+    return data[1:-1]
+
+
+def test_a_sender_that_ends_frames_with_fs_alone_gets_its_ack() -> None:
+    """Some senders end a frame with FS and no CR, then wait: an FS that nothing follows for
+    lone_fs_grace ends the frame. A CR that comes late is whitespace between frames; a frame whose FS
+    and CR arrive in two writes is still one message; the connection carries on."""
+    seen: list[str] = []
+
+    async def recording(raw: bytes, peer: Peer) -> bytes:
+        seen.append(parse(raw).control_id)
+        return await ack_handler(raw, peer)
+
+    async def body() -> None:
+        async with await server(recording, lone_fs_grace=0.1) as srv:
+            reader, writer = await asyncio.open_connection(HOST, srv.port)
+            started = time.monotonic()
+            writer.write(b"\x0b" + message("L1") + b"\x1c")  # FS alone, then waits
+            ack = parse(await read_frame(reader))
+            assert ack.get("MSA-1") == "AA" and ack.get("MSA-2") == "L1"
+            assert time.monotonic() - started < 2
+            writer.write(b"\r")  # the CR, late: whitespace between frames
+            writer.write(b"\x0b" + message("L2") + b"\x1c")
+            await writer.drain()
+            await asyncio.sleep(0.02)
+            writer.write(b"\r")  # its CR in a second write within the grace: one frame, as always
+            assert parse(await read_frame(reader)).get("MSA-2") == "L2"
+            writer.write(frame(message("L3")))
+            assert parse(await read_frame(reader)).get("MSA-2") == "L3"
+            writer.close()
+        assert seen == ["L1", "L2", "L3"]
+    run(body())
+
+
+def test_lone_fs_grace_zero_waits_for_the_byte_after_the_fs() -> None:
+    async def body() -> None:
+        async with await server(lone_fs_grace=0) as srv:
+            reader, writer = await asyncio.open_connection(HOST, srv.port)
+            writer.write(b"\x0b" + message("Z1") + b"\x1c")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 0.6)
+            writer.write(b"\r")
+            assert parse(await read_frame(reader)).get("MSA-2") == "Z1"
+            writer.close()
+    run(body())
+
+
+def test_our_client_takes_an_ack_that_ends_with_fs_alone() -> None:
+    """A receiver whose ACKs end with FS and no CR: the client answers with that ACK after the grace
+    (before, it waited for its whole timeout and closed the connection, and the message was sent
+    again), and the next message on the connection gets its own ACK."""
+    async def sloppy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                raw = await read_frame(reader)
+            except (asyncio.IncompleteReadError, TimeoutError):
+                break
+            ack = parse(await ack_handler(raw, Peer(HOST, 0)))
+            writer.write(b"\x0b" + ack.to_bytes() + b"\x1c")
+            await writer.drain()
+        writer.close()
+
+    async def body() -> None:
+        plain = await asyncio.start_server(sloppy, HOST, 0)
+        port = plain.sockets[0].getsockname()[1]
+        async with await MLLPClient.connect(HOST, port, timeout=3) as client:
+            for n in range(2):
+                started = time.monotonic()
+                ack = parse(await client.send(message(f"C{n}")))
+                assert ack.get("MSA-1") == "AA" and ack.get("MSA-2") == f"C{n}"
+                assert time.monotonic() - started < 2
+        plain.close()
+        await plain.wait_closed()
+    run(body())
+
+
 def test_handler_failures_become_ar_207_without_details() -> None:
     async def crashing(raw: bytes, peer: Peer) -> bytes:
         if b"|CRASH|" in raw:

@@ -69,6 +69,7 @@ class ChannelRuntime:
                 self._mllp_handler, str(o.get("host", "127.0.0.1")), int(o.get("port", 0)),
                 ssl=tls_context(o.get("tls"), server=True, base=self.cfg.base_dir, where="source.tls"),
                 idle_timeout=float(o.get("idle_timeout", 300)), frame_timeout=float(o.get("frame_timeout", 60)),
+                lone_fs_grace=float(o.get("lone_fs_grace", 0.25)),
                 max_message_bytes=int(o.get("max_message_bytes", 16 * 1024 * 1024)),
                 max_connections=int(o.get("max_connections", 100)))
             self.port = self.server.port

@@ -22,7 +22,8 @@ __all__ = ["AlertRules", "ChannelConfig", "DestinationConfig", "SourceConfig", "
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SOURCE_TYPES = ("mllp", "http", "directory")
 SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "mllp": ("host", "port", "tls", "idle_timeout", "frame_timeout", "max_connections", "max_message_bytes"),
+    "mllp": ("host", "port", "tls", "idle_timeout", "frame_timeout", "lone_fs_grace", "max_connections",
+             "max_message_bytes"),
     "http": ("max_message_bytes",),
     "directory": ("path", "pattern", "interval", "min_age"),
 }
@@ -265,6 +266,8 @@ def _source(p: _Problems, where: str, value: Any, base: Path) -> SourceConfig:
         for key in ("idle_timeout", "frame_timeout", "max_connections", "max_message_bytes"):
             if key in opts:
                 _number(p, f"{where}.{key}", opts[key], minimum=1)
+        if "lone_fs_grace" in opts:
+            _number(p, f"{where}.lone_fs_grace", opts["lone_fs_grace"])
         tls = opts.get("tls")
         if tls is not None and (not isinstance(tls, Mapping) or not tls.get("cert") or not tls.get("key")):
             p.add(f"{where}.tls has value {tls!r}. Expected a mapping with 'cert' and 'key' files (and 'ca' "

@@ -14,7 +14,10 @@ parallel. Nothing a peer sends can disturb another connection:
   concurrent connections a new one is closed at once;
 * a frame not ended ``frame_timeout`` seconds after its first bytes were read closes the
   connection: a sender trickling bytes is never idle, and a few of them could hold every one of
-  ``max_connections`` (slowloris). Nothing of that frame was acknowledged, so nothing is lost.
+  ``max_connections`` (slowloris). Nothing of that frame was acknowledged, so nothing is lost;
+* a frame's FS with nothing after it for ``lone_fs_grace`` seconds ends the frame: some senders
+  end frames with FS alone (no CR) and wait for the answer. A CR that comes later is whitespace
+  between frames and ignored; 0 waits for the byte after the FS however long it takes.
 
 The handler returns the ACK bytes, or an awaitable of them (an ``async def``), or an async generator
 yielding every frame to send for the message, in order - none, one, or more. The first two are the
@@ -76,33 +79,50 @@ class _AfterReply(Exception):
 
 
 class _IdleTimer:
-    """One timer per connection for ``idle_timeout`` and ``frame_timeout``, instead of a timeout
+    """One timer per connection for ``idle_timeout``, ``frame_timeout`` and ``lone_fs_grace``, instead of a timeout
     armed and disarmed around every read (that was about a tenth of the loop's work per message).
     The listener only records since when it has been waiting for the peer (``since``; None while a
     message is handled: a busy connection is never idle) and since when it has been waiting for the
     end of a frame begun in an earlier read (``frame_since``, set with ``frame_started`` once per
-    such frame; a frame read whole never sets it). When the timer fires it re-arms itself for the
-    time left, or, once a limit is passed, cancels the connection's task and sets ``fired`` (to
-    ``"idle"`` or ``"frame"``)."""
+    such frame; a frame read whole never sets it) and, while the last byte read was a frame's FS,
+    since when (``fs_since``, set with ``fs_started``). When the timer fires it re-arms itself for
+    the time left, or, once a limit is passed, cancels the connection's task and sets ``fired`` (to
+    ``"idle"``, ``"frame"`` or ``"fs"``; after ``"fs"`` the connection goes on: ``rearm``)."""
 
-    __slots__ = ("_frame_timeout", "_handle", "_loop", "_task", "_timeout", "fired", "frame_since", "since")
+    __slots__ = ("_frame_timeout", "_fs_grace", "_handle", "_loop", "_task", "_timeout", "fired", "frame_since",
+                 "fs_since", "since")
 
-    def __init__(self, timeout: float, frame_timeout: float) -> None:
+    def __init__(self, timeout: float, frame_timeout: float, fs_grace: float = 0.0) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._timeout = timeout
         self._frame_timeout = frame_timeout
+        self._fs_grace = fs_grace
         self.since: float | None = self._loop.time()
         self.frame_since: float | None = None
+        self.fs_since: float | None = None
         self.fired = ""
         self._handle: asyncio.TimerHandle | None = self._loop.call_at(self.since + timeout, self._check)
 
     def frame_started(self, now: float) -> None:
         self.frame_since = now
-        due = now + self._frame_timeout
+        self._due(now + self._frame_timeout)
+
+    def fs_started(self, now: float) -> None:
+        self.fs_since = now
+        self._due(now + self._fs_grace)
+
+    def _due(self, due: float) -> None:
         if self._handle is not None and self._handle.when() > due:
             self._handle.cancel()
             self._handle = self._loop.call_at(due, self._check)
+
+    def rearm(self) -> None:
+        """After ``"fs"`` fired: the connection goes on, and so do its limits."""
+        self.fired = ""
+        self.fs_since = None
+        if self._handle is None:
+            self._handle = self._loop.call_at(self._loop.time() + min(self._timeout, self._frame_timeout), self._check)
 
     def _check(self) -> None:
         now = self._loop.time()
@@ -112,6 +132,8 @@ class _IdleTimer:
             due, fired = self.since + self._timeout, "idle"
             if self.frame_since is not None and self.frame_since + self._frame_timeout < due:
                 due, fired = self.frame_since + self._frame_timeout, "frame"
+            if self.fs_since is not None and self.fs_since + self._fs_grace < due:
+                due, fired = self.fs_since + self._fs_grace, "fs"
         if due > now:
             self._handle = self._loop.call_at(due, self._check)
             return
@@ -130,11 +152,12 @@ class MLLPServer:
     """A running listener. ``async with`` it, or call ``close()`` and ``await wait_closed()``."""
 
     def __init__(self, handler: Handler, *, idle_timeout: float, max_message_bytes: int, max_connections: int,
-                 frame_timeout: float = 60.0, control_id: Callable[[], str] = _control_id,
+                 frame_timeout: float = 60.0, lone_fs_grace: float = 0.25, control_id: Callable[[], str] = _control_id,
                  clock: Callable[[], datetime] = _now) -> None:
         self._handler = handler
         self.idle_timeout = idle_timeout
         self.frame_timeout = frame_timeout
+        self.lone_fs_grace = lone_fs_grace
         self.max_message_bytes = max_message_bytes
         self.max_connections = max_connections
         self._control_id = control_id
@@ -208,34 +231,43 @@ class MLLPServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer) -> None:
         decoder = MLLPDecoder(self.max_message_bytes)
-        idle = _IdleTimer(self.idle_timeout, self.frame_timeout)
+        idle = _IdleTimer(self.idle_timeout, self.frame_timeout, self.lone_fs_grace)
         clock = asyncio.get_running_loop().time
+        grace = self.lone_fs_grace > 0
         try:
             while True:
                 idle.since = now = clock()
                 if idle.frame_since is None and decoder.in_frame:
                     idle.frame_started(now)  # once per frame that takes more than one read
+                if grace and decoder.fs_pending:
+                    idle.fs_started(now)
                 try:
-                    data = await reader.read(65536)
+                    data: bytes | None = await reader.read(65536)
                 except asyncio.CancelledError:
                     if not idle.fired:
                         raise
                     asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                    if idle.fired == "frame":
-                        log.warning("MLLP connection from %s:%s did not end a frame within %ss (frame_timeout; "
-                                    "%d bytes of it read, none acknowledged), closing", peer.host, peer.port,
-                                    self.frame_timeout, decoder.frame_bytes)
-                    else:
-                        log.info("MLLP connection from %s:%s idle for %ss, closing", peer.host, peer.port,
-                                 self.idle_timeout)
-                    return
-                idle.since = None
-                if not data:
+                    if idle.fired != "fs":
+                        if idle.fired == "frame":
+                            log.warning("MLLP connection from %s:%s did not end a frame within %ss (frame_timeout; "
+                                        "%d bytes of it read, none acknowledged), closing", peer.host, peer.port,
+                                        self.frame_timeout, decoder.frame_bytes)
+                        else:
+                            log.info("MLLP connection from %s:%s idle for %ss, closing", peer.host, peer.port,
+                                     self.idle_timeout)
+                        return
+                    idle.rearm()  # the sender ended the frame with FS alone and waits for the answer
+                    data = None
+                idle.since = idle.fs_since = None
+                if data is None:
+                    events = decoder.end_pending()
+                elif not data:
                     for event in decoder.close():
                         log.info("MLLP connection from %s:%s closed inside a frame (%s)", peer.host, peer.port,
                                  type(event).__name__)
                     return
-                events = decoder.feed(data)
+                else:
+                    events = decoder.feed(data)
                 if events:
                     idle.frame_since = None  # a frame ended: one begun after it is timed from the next read
                 for event in events:
@@ -360,6 +392,7 @@ async def start_mllp_server(
     ssl: ssl_module.SSLContext | None = None,
     idle_timeout: float = 60.0,
     frame_timeout: float = 60.0,
+    lone_fs_grace: float = 0.25,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_connections: int = 100,
     control_id: Callable[[], str] = _control_id,
@@ -368,11 +401,13 @@ async def start_mllp_server(
     """Listen for MLLP on ``host:port``; ``handler(raw, peer)`` returns the ACK bytes for each message.
 
     ``frame_timeout``: seconds a frame may take from its first bytes to its end block.
+    ``lone_fs_grace``: seconds after a frame's FS with no byte after it until that FS alone ends the
+    frame (0: wait for the next byte).
     ``control_id`` and ``clock`` supply MSH-10 and MSH-7 of the ARs the listener builds itself.
     """
     server = MLLPServer(handler, idle_timeout=idle_timeout, max_message_bytes=max_message_bytes,
-                        max_connections=max_connections, frame_timeout=frame_timeout, control_id=control_id,
-                        clock=clock)
+                        max_connections=max_connections, frame_timeout=frame_timeout, lone_fs_grace=lone_fs_grace,
+                        control_id=control_id, clock=clock)
     server._server = await asyncio.start_server(
         server._accept, host, port, ssl=ssl, ssl_handshake_timeout=idle_timeout if ssl else None,
         limit=65536)

@@ -101,6 +101,20 @@ class MLLPDecoder:
         return self._in_frame
 
     @property
+    def fs_pending(self) -> bool:
+        """True when the last byte fed was the FS of a frame: whether it ends the frame depends on
+        the next byte (CR, LF or VT: it does; anything else: a stray FS inside the payload)."""
+        return self._fs_pending
+
+    def end_pending(self) -> list[MLLPEvent]:
+        """Take a pending FS as the end of its frame (a sender that ends frames with FS alone and
+        waits for the answer: nothing followed it for a while). [] when no FS is pending."""
+        if not self._fs_pending:
+            return []
+        self._fs_pending = False
+        return [self._end_frame()]
+
+    @property
     def frame_bytes(self) -> int:
         """Payload bytes read so far of the frame in progress (for logs: a size, never content)."""
         return self._size if self._in_frame else 0

@@ -3,7 +3,9 @@
 One message is outstanding at a time (HL7 v2 Appendix C: the sender waits for the acknowledgment
 before sending the next message). Text is sent in the character set its MSH-18 names, UTF-8 when
 empty, so non-ASCII names travel intact. After a timeout the connection is closed, because a late
-ACK would otherwise be read as the answer to the next message.
+ACK would otherwise be read as the answer to the next message. An ACK whose frame ends with FS
+alone (no CR) is taken once nothing has followed the FS for ``LONE_FS_GRACE`` seconds
+(``read_chunk``), as the listener takes such messages.
 """
 
 from __future__ import annotations
@@ -17,7 +19,23 @@ from .errors import AckTimeout, ConnectionClosed, FrameTooLarge, MLLPError
 from .message import Message
 from .mllp import DEFAULT_MAX_MESSAGE_BYTES, Frame, MLLPDecoder, Oversize, frame
 
-__all__ = ["MLLPClient", "encode_message", "send_message"]
+__all__ = ["LONE_FS_GRACE", "MLLPClient", "encode_message", "read_chunk", "send_message"]
+
+LONE_FS_GRACE = 0.25
+"""Seconds after a frame's FS with nothing after it until that FS alone ends the frame."""
+
+
+async def read_chunk(reader: asyncio.StreamReader, decoder: MLLPDecoder, grace: float = LONE_FS_GRACE) -> bytes | None:
+    """The next bytes from ``reader`` for ``decoder``: None when the decoder holds a frame's FS and
+    nothing followed it for ``grace`` seconds (``decoder.end_pending()`` then gives that frame), b""
+    at end of stream. A peer that ends frames with FS alone waits for our answer forever otherwise."""
+    if grace > 0 and decoder.fs_pending:
+        try:
+            async with asyncio.timeout(grace):
+                return await reader.read(65536)
+        except TimeoutError:
+            return None
+    return await reader.read(65536)
 
 
 def encode_message(message: bytes | str | Message) -> bytes:
@@ -81,11 +99,11 @@ class MLLPClient:
         while True:
             if self._pending:
                 return self._pending.pop(0)
-            chunk = await self._reader.read(65536)
-            if not chunk:
+            chunk = await read_chunk(self._reader, self._decoder)
+            if chunk is not None and not chunk:
                 self._decoder.close()
                 raise ConnectionClosed("The peer closed the connection before sending an ACK")
-            for event in self._decoder.feed(chunk):
+            for event in self._decoder.end_pending() if chunk is None else self._decoder.feed(chunk):
                 if isinstance(event, Frame):
                     self._pending.append(event.payload)
                 elif isinstance(event, Oversize):

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...hl7 import AckMode, Frame, HL7Error, MLLPDecoder, Oversize, acknowledgment_mode, frame, parse
+from ...hl7.sender import read_chunk
 from ..config import DestinationConfig, check_tls, known_options
 from ..errors import ChannelConfigError
 from ..queue import Delivered
@@ -59,10 +60,10 @@ class _Link:
 
     async def next_frame(self) -> bytes:
         while not self.frames:
-            chunk = await self.reader.read(65536)
-            if not chunk:
+            chunk = await read_chunk(self.reader, self.decoder)  # None: an ACK ended with FS alone
+            if chunk is not None and not chunk:
                 raise ConnectionResetError("the receiver closed the connection")
-            for event in self.decoder.feed(chunk):
+            for event in self.decoder.end_pending() if chunk is None else self.decoder.feed(chunk):
                 if isinstance(event, Frame):
                     self.frames.append(event.payload)
                 elif isinstance(event, Oversize):
