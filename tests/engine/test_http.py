@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -411,3 +412,26 @@ def test_http_source_answers_ce_when_an_enhanced_mode_message_could_not_be_store
         run(body())
     finally:
         flaky.fast.close()
+
+
+def test_directory_source_on_processed_sends_a_file_whose_message_failed_to_error_and_says_how_to_retry(
+        messages: MessageStore, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """With ack: on_processed, a stored message whose processing failed (AE) sends its file to error/;
+    moving the file back would only find duplicates, so the log names the way to retry it: reprocess
+    the stored message."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "bad.hl7").write_bytes(hl7("D1"))
+
+    async def body() -> None:
+        chan = {"source": {"type": "directory", "path": str(inbox), "interval": 0.05, "min_age": 0},
+                "ack": "on_processed", "ack_timeout": 10, "transform": ["tests.engine.channels.sample:boom"],
+                "destinations": {"out": {"type": "file", "directory": str(tmp_path / "out")}}}
+        async with running(messages, {"files": chan}):
+            await until(lambda: (inbox / "error" / "bad.hl7").exists(), what="file moved to error/")
+    with caplog.at_level("WARNING", logger="ehrgate.engine"):
+        run(body())
+    [row] = messages.search(SearchQuery(channel="files"))
+    assert row["status"] == "ERROR" and row["control_id"] == "D1"
+    assert any("1 stored and failed processing" in r.getMessage() and "messages reprocess" in r.getMessage()
+               for r in caplog.records)

@@ -157,9 +157,11 @@ class ChannelRuntime:
 
     async def _take_file(self, root: Path, path: Path) -> None:
         """Store every message of the file; move it to processed/ once all are committed, or to
-        error/ when any could not be parsed (those are stored with status ERROR) or stored; leave it
-        when none could be stored. A crash between the commit and the move re-reads the file at
-        start; duplicate detection skips what was stored."""
+        error/ when any could not be parsed (those are stored with status ERROR) or stored, or - with
+        ``ack: on_processed`` - was stored but failed processing (AE: status ERROR, to be reprocessed
+        from the message store; the file moved back would be skipped as duplicates); leave it when
+        none could be stored. A crash between the commit and the move re-reads the file at start;
+        duplicate detection skips what was stored."""
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except OSError:
@@ -176,9 +178,11 @@ class ChannelRuntime:
             log.warning("channel %s: file %s: no message could be stored; left in place to be read again",
                         self.name, path.name)
             return
+        failed = 0  # stored, then processing failed (on_processed): AE
         for r in results:
             if isinstance(r, BaseException) or r[1] not in ("AA", "CA"):
                 bad = True
+                failed += not isinstance(r, BaseException) and r[1] == "AE"
         target = root / ("error" if bad else "processed") / path.name
         try:
             target.parent.mkdir(exist_ok=True)  # the directory may have been recreated without it
@@ -192,8 +196,13 @@ class ChannelRuntime:
                       "from now on (expected a writable %s; move or delete the file)", self.name, path.name,
                       target.parent.name, exc.strerror, target.parent)
             return
-        log.info("channel %s: file %s (%d message(s)) moved to %s/", self.name, path.name, len(texts),
-                 "error" if bad else "processed")
+        if failed:
+            log.warning("channel %s: file %s (%d message(s)) moved to error/: %d stored and failed processing "
+                        "(status ERROR; reprocess them with `ehrgate messages reprocess`: the file moved back "
+                        "would be skipped as duplicates)", self.name, path.name, len(texts), failed)
+        else:
+            log.info("channel %s: file %s (%d message(s)) moved to %s/", self.name, path.name, len(texts),
+                     "error" if bad else "processed")
 
     @staticmethod
     def _identity(path: Path) -> tuple[str, int, int]:
