@@ -42,11 +42,24 @@ def test_numbers_only_inside_strings_take_the_fast_parser(raw: bytes) -> None:
 
 
 @pytest.mark.parametrize(("raw", "out"), [
-    (b'{"v":13.20}', b'{"v":13.20}'), (b'{"v":1e5}', b'{"v":1E+5}'), (b'{"v":[0.30000000000000004]}', None),
-    (b'{"v": 13.20 }', b'{"v":13.20}'), (b'{"a":[ 2.50\n,-1.0e-7]}', b'{"a":[2.50,-1.0E-7]}'),
+    (b'{"v":13.20}', b'{"v":13.20}'), (b'{"v":1e5}', b'{"v":1e5}'), (b'{"v":[0.30000000000000004]}', None),
+    (b'{"v": 13.20 }', b'{"v":13.20}'), (b'{"a":[ 2.50\n,-1.0e-7]}', b'{"a":[2.50,-1.0e-7]}'),
     (b'{"v":12345678901234567890}', b'{"v":12345678901234567890}'),
 ])
 def test_numbers_a_float_could_change_take_the_exact_parser(raw: bytes, out: bytes | None) -> None:
     assert jsonio.needs_exact(raw)
     if out is not None:
         assert jsonio.dumps(jsonio.loads(raw)) == out
+
+
+@pytest.mark.parametrize("text", ["1e5", "1E2", "1.5e-7", "-1.0E+07", "13.20", "0.100000000000000000001"])
+def test_an_exact_number_keeps_its_text_through_pickle_and_stays_a_decimal(text: str) -> None:
+    """Loader workers pickle what they parsed: the text survives; arithmetic and comparison are the
+    Decimal's."""
+    import pickle
+
+    value = jsonio.loads(f'{{"v":{text}}}'.encode())["v"]
+    assert isinstance(value, Decimal) and value == Decimal(text)
+    again = pickle.loads(pickle.dumps(value))
+    assert again == value and jsonio.dumps(again) == text.encode()
+    assert jsonio.dumps(Decimal(text) + 0) == str(Decimal(text) + 0).encode()

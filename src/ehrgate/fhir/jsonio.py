@@ -3,8 +3,10 @@
 The store keeps the client's JSON, not a model's re-serialisation. orjson (fast) parses bodies,
 but it reads ``1.50`` as the float 1.5, and FHIR decimals carry their precision
 (http://hl7.org/fhir/R4/datatypes.html#decimal). So a body whose text holds a number that a float
-would change is parsed with simplejson into ``Decimal`` values instead, and orjson writes each
-``Decimal`` back as its own digits (a ``Fragment``). Validation and indexing accept ``Decimal`` as a
+would change is parsed with simplejson into ``Decimal`` values instead (``ExactNumber``: a
+``Decimal`` that remembers the text it was read from), and orjson writes each back as that text -
+``1e5`` stays ``1e5``, ``13.20`` stays ``13.20`` - (a ``Fragment``); a ``Decimal`` made elsewhere
+goes out as its own digits. Validation and indexing accept ``Decimal`` as a
 number. Search results embed the stored bytes as they are, without parsing them again.
 """
 
@@ -19,7 +21,7 @@ import simplejson
 
 from .errors import BadRequest
 
-__all__ = ["dumps", "is_number", "json_depth", "loads", "needs_exact", "parse_body"]
+__all__ = ["ExactNumber", "dumps", "is_number", "json_depth", "loads", "needs_exact", "parse_body"]
 
 # Numbers whose float round trip would change their text: trailing zeros after the point,
 # exponents, or more digits than a double keeps - each followed by what may follow a JSON number
@@ -60,11 +62,28 @@ def loads(raw: bytes | str) -> Any:
     return orjson.loads(data)
 
 
+class ExactNumber(Decimal):
+    """A JSON number as a ``Decimal`` (its value) that keeps the text it was written as (``dumps``
+    writes that text back: ``Decimal("1e5")`` alone prints ``1E+5``). Arithmetic gives plain
+    ``Decimal``; pickling keeps the text."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> ExactNumber:
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ExactNumber, (self.text,))
+
+
 def _exact_number(text: str) -> float | Decimal:
-    """A float when it prints back as written (most numbers), else the exact Decimal. Keeping
-    floats where they are exact lets those resources take orjson's fast path when dumped."""
+    """A float when it prints back as written (most numbers), else the exact number, with its text.
+    Keeping floats where they are exact lets those resources take orjson's fast path when dumped."""
     value = float(text)
-    return value if repr(value) == text else Decimal(text)
+    return value if repr(value) == text else ExactNumber(text)
 
 
 def parse_body(raw: bytes, max_depth: int = 64) -> Any:
@@ -84,7 +103,7 @@ def parse_body(raw: bytes, max_depth: int = 64) -> Any:
 def _exact(value: Any) -> Any:
     """orjson's hook for what it cannot serialise: a ``Decimal`` goes out as its own digits."""
     if isinstance(value, Decimal) and value.is_finite():
-        return orjson.Fragment(str(value).encode())
+        return orjson.Fragment((value.text if type(value) is ExactNumber else str(value)).encode())
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 

@@ -55,6 +55,8 @@ from ehrgate.fhir.search.types import (
     UriRow,
 )
 
+from ..jsonio import ExactNumber
+
 __all__ = ["EMITTERS", "NUMBER_TYPES", "SPECIAL", "Emitter", "composite_row", "telecom_node", "token_node", "token_pairs"]
 
 # --- row construction --------------------------------------------------------------------------
@@ -270,7 +272,7 @@ def _reference_node(code: str, v: Any, out: list[Any], targets: frozenset[str]) 
             out.append(_reference(code, None, None, v.split("|", 1)[0]))
 
 
-NUMBER_TYPES = (float, int, Decimal)
+NUMBER_TYPES = (float, int, Decimal, ExactNumber)
 """What a JSON number is parsed as: a float or int, or a ``Decimal`` where a float would change its
 digits (``jsonio.loads``: ``13.20``; the HL7 converter writes OBX-5 so too). Not bool, not a string."""
 

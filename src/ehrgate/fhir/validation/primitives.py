@@ -18,6 +18,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from ..jsonio import ExactNumber
+
 __all__ = ["CHECKS", "MEMO_TYPES", "PRIMITIVE_TYPES", "WRONG_JSON_TYPE", "Memo", "check_date_parts"]
 
 Check = Callable[[Any], "str | None"]
@@ -130,7 +132,7 @@ def _decimal(value: Any) -> str | None:
     if kind is float or kind is int:
         return None
     # Bodies whose decimals a float would change are parsed into Decimal (see fhir/jsonio.py).
-    if kind is Decimal and value.is_finite():
+    if (kind is Decimal or kind is ExactNumber) and value.is_finite():
         return None
     return WRONG_JSON_TYPE + "a JSON number (decimal)"
 

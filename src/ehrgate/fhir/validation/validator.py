@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from ..errors import Issue
+from ..jsonio import ExactNumber
 from .definitions import (
     BOUND_CODE,
     OBJECT,
@@ -54,7 +55,8 @@ _dumps = orjson.dumps
 # shares the key of what it is written as (input here is parsed JSON, which has neither).
 _KEY_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _JSON_NAMES = {dict: "a JSON object", list: "a JSON array", str: "a JSON string", bool: "a JSON boolean",
-               int: "a JSON number", float: "a JSON number", Decimal: "a JSON number", type(None): "null"}
+               int: "a JSON number", float: "a JSON number", Decimal: "a JSON number", ExactNumber: "a JSON number",
+               type(None): "null"}
 
 
 def validate(resource: Any) -> list[Issue]:
