@@ -1,7 +1,7 @@
 """The ASGI application: the FHIR API under ``/fhir`` (later: SMART, console, engine admin).
 
-``create_app(settings, store)`` wires the parts; ``open_store(settings)`` opens and migrates the
-database. Errors are rendered in one place per surface: FHIR errors as OperationOutcome.
+``create_app(settings, store)`` wires the parts; ``open_store(settings)`` (from ``database.py``) opens
+and migrates the database. Errors are rendered in one place per surface: FHIR errors as OperationOutcome.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -24,11 +23,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .bulk import BulkExports, bulk_routes
+from .database import MIGRATION_DIRS as MIGRATION_DIRS
+from .database import open_store
 from .fhir.api import FhirContext, FhirRoute
 from .fhir.api.render import error_response
 from .fhir.capability import OPERATION_DEFINITIONS, build_capability
 from .fhir.errors import FhirError, MethodNotAllowed, NotFound, PayloadTooLarge
-from .fhir.store.engine import create_engine, migrate
 from .fhir.store.service import Store
 from .settings import Settings
 
@@ -37,22 +37,6 @@ __all__ = ["create_app", "open_store"]
 log = logging.getLogger("ehrgate")
 access_log = logging.getLogger("ehrgate.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-# Migration chains of the packages that own tables besides the FHIR store (each has a branch
-# label and depends on the FHIR chain). Appended to as packages gain tables.
-MIGRATION_DIRS: list[Path] = [
-    Path(__file__).parent / "engine" / "migrations" / "versions",
-    Path(__file__).parent / "bulk" / "migrations" / "versions",
-    Path(__file__).parent / "smart" / "migrations" / "versions",
-]
-
-
-def open_store(settings: Settings) -> Store:
-    engine = create_engine(settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous,
-                           sqlite_mmap_bytes=int(settings.sqlite_mmap_mb) * 1024 * 1024)
-    migrate(engine, MIGRATION_DIRS)
-    return Store(engine)
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

@@ -124,6 +124,30 @@ def test_channel_test_prints_every_stage(samples: Path, config: Path) -> None:
     assert code == 2 and "Channel 'nope' is not declared" in err
 
 
+LATIN1 = ("MSH|^~\\&|LAB|FAC|EHR|HUB|20240401120000||ADT^A01^ADT_A01|CLI3|P|2.5.1|||||DEU|8859/1\r"
+          "PID|1||MRN-503^^^FAC^MR||Müller^Jürgen||19800101|M\r").encode("latin-1")
+UTF8 = ("MSH|^~\\&|LAB|FAC|EHR|HUB|20240401120000||ADT^A01^ADT_A01|CLI4|P|2.5.1|||||DEU|UNICODE UTF-8\r"
+        "PID|1||MRN-504^^^FAC^MR||Müller^Zoë||19800101|F\r").encode()
+
+
+def test_channel_test_runs_the_files_bytes_and_prints_them_in_their_charset(tmp_path: Path, config: Path) -> None:
+    """A Latin-1 message (MSH-18 8859/1) went through the channel re-encoded as UTF-8, so every stage
+    read 'MÃ¼ller'; the pipeline now gets each message's bytes as the directory source reads them."""
+    from ehrgate.cli.hl7 import _read_bytes
+
+    (tmp_path / "latin1.hl7").write_bytes(LATIN1)
+    (tmp_path / "both.hl7").write_bytes(UTF8 + b"\r\n" + UTF8.replace(b"CLI4", b"CLI5"))
+    assert _read_bytes((str(tmp_path / "latin1.hl7"),)) == [(str(tmp_path / "latin1.hl7"), 1, LATIN1)]
+    code, out, _ = invoke("channel", "test", "adt-in", str(tmp_path / "latin1.hl7"), str(tmp_path / "both.hl7"),
+                          "--config", str(config))
+    assert code == 0, out
+    pids = [line for line in out.splitlines() if line.startswith("PID|")]
+    # received, filter 1, transform 1 and output 1 of each of the three messages
+    assert pids == ["PID|1||MRN-503^^^FAC^MR||Müller^Jürgen||19800101|M"] * 4 \
+        + ["PID|1||MRN-504^^^FAC^MR||Müller^Zoë||19800101|F"] * 8, out
+    assert "-- output 1 → out" in out and "|REVIEWED|" in out
+
+
 def _db(tmp_path: Path) -> list[str]:
     return ["--data-dir", str(tmp_path / "data")]
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from ..settings import SettingsError
 from . import convert as _convert  # noqa: F401  (registers 'ehrgate hl7 convert')
 from .apps import apps
 from .audit import audit
@@ -61,6 +60,11 @@ cli.add_command(audit)
 def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=argv, prog_name="ehrgate", standalone_mode=True)
-    except (CliError, SettingsError) as exc:
+    except Exception as exc:
+        # here, not at the top: --help needs no settings (and one was loaded if one was raised)
+        from ..settings import SettingsError
+
+        if not isinstance(exc, (CliError, SettingsError)):
+            raise
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)

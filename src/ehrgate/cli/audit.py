@@ -8,13 +8,15 @@ from typing import Any
 
 import click
 
-from ..engine.audit import ACTIONS, AuditQuery
-from ..engine.timeparse import TimeError, parse_since
 from .channel import _messages
 from .common import CliError, database_options, settings_from
 from .messages import _when
 
 __all__ = ["audit"]
+
+ACTIONS = ("deploy", "undeploy", "pause", "resume", "reprocess", "prune")
+"""``ehrgate.engine.audit.ACTIONS``, for ``--action`` without importing the engine (see STATUSES in
+cli/messages.py; tests/cli/test_startup.py checks the two agree)."""
 
 
 @click.group()
@@ -58,6 +60,9 @@ def _detail(d: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_(as_json: bool, limit: int, **flags: Any) -> None:
     """Administrative actions, newest first: deploy, undeploy, pause, resume, reprocess, prune."""
+    from ..engine.audit import AuditQuery
+    from ..engine.timeparse import TimeError, parse_since
+
     crit = {k: flags.pop(k) for k in ("since", "until", "actor", "action", "target")}
     settings = settings_from(**flags)
     ms = _messages(settings)

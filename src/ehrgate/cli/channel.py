@@ -11,14 +11,15 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..engine import ChannelConfigError, Pipeline, load_channels, open_messages
-from ..settings import Settings
 from .common import CliError, database_options, settings_from
-from .hl7 import _read
+from .hl7 import _read_bytes
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 __all__ = ["channel"]
 
@@ -31,7 +32,7 @@ def channel() -> None:
 def _channels(settings: Settings, *, builtin: bool = False) -> dict[str, Any]:
     """The channels of the config file; ``builtin``: with the built-in ``mllp-in`` that ``ehrgate
     demo`` (and ``serve --mllp-port``) runs, as the server adds it (it replaces a declared one)."""
-    from ..engine import DEMO_CHANNEL, demo_channel
+    from ..engine import DEMO_CHANNEL, ChannelConfigError, demo_channel, load_channels
 
     base = Path(settings.path).resolve().parent if settings.path else Path.cwd()
     declared = settings.config.get("channels") or {}
@@ -47,6 +48,7 @@ def _channels(settings: Settings, *, builtin: bool = False) -> dict[str, Any]:
 def _messages(settings: Settings, *, must_exist: bool = True) -> Any:
     """The message store; ``must_exist=False`` for commands that record state (deploy, pause...),
     which may come before the first start."""
+    from ..engine import open_messages
     from .serve import _open
 
     return open_messages(_open(settings, must_exist=must_exist))
@@ -69,11 +71,13 @@ def _pick(channels: dict[str, Any], name: str) -> Any:
 def test_(name: str, files: tuple[str, ...], **flags: Any) -> None:
     """Run channel NAME's filters and transformers on the messages of FILES and print every stage's
     output. Nothing is stored or delivered: the harness for reviewing a channel change."""
+    from ..engine import Pipeline
+
     settings = settings_from(**flags)
     pipeline = Pipeline(_pick(_channels(settings, builtin=True), name))
     failed = 0
-    for file, n, text in _read(files):
-        result = pipeline.run(text.encode("utf-8"), trace=True)
+    for file, n, raw in _read_bytes(files):
+        result = pipeline.run(raw, trace=True)
         click.echo(f"== {file} message {n}: {result.status}" + (f" - {result.error}" if result.error else ""))
         for label, content in result.stages:
             click.echo(f"-- {label}")

@@ -1,14 +1,19 @@
-"""Options every command shares (the same settings the server reads) and CLI errors."""
+"""Options every command shares (the same settings the server reads) and CLI errors.
+
+Every ``ehrgate`` command module is imported for ``ehrgate --help``, so what a command needs beyond
+click is imported inside the command when it runs (tests/cli/test_startup.py holds it to that).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..settings import Settings, load_settings
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 __all__ = ["CliError", "database_options", "server_options", "settings_from"]
 
@@ -36,6 +41,8 @@ def server_options(fn: F) -> F:
 
 
 def settings_from(**flags: Any) -> Settings:
+    from ..settings import load_settings
+
     config_file = flags.pop("config_file", None)
     settings = load_settings(config_file, overrides=flags)
     configure_logging(str(settings.log_level))

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..convert import ConversionError, ConversionOptions, convert
-from ..fhir.jsonio import dumps
-from ..hl7 import BatchFile, HL7Error, parse, read_batch
 from .common import CliError
 from .hl7 import _warn, hl7
+
+if TYPE_CHECKING:
+    from ..convert import ConversionOptions
+    from ..hl7 import BatchFile
 
 __all__ = ["convert_command"]
 
 
 def _options(channel: str, timezone: str) -> ConversionOptions:
+    from ..convert import ConversionOptions
+
     try:
         return ConversionOptions(channel=channel, timezone=timezone)
     except ValueError as exc:
@@ -60,6 +64,10 @@ def convert_command(files: tuple[str, ...], out_dir: str | None, channel: str, t
     message instead. A message that cannot be converted is reported with the segment and field at
     fault, e.g. "PID-7: '1983021' is not a valid HL7 date", and the exit status is then 1.
     """
+    from ..convert import ConversionError, convert
+    from ..fhir.jsonio import dumps
+    from ..hl7 import HL7Error, parse, read_batch
+
     options = _options(channel, timezone)
     batches: list[tuple[str, BatchFile]] = []
     for name in files:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import ssl
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..hl7 import HL7Error, MLLPClient, format_tree, parse, read_batch
 from .common import CliError
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ..hl7 import HL7Error, MLLPClient
 
 __all__ = ["hl7"]
 
@@ -36,19 +37,37 @@ def _warn(name: str, problems: list[str], found: bool) -> None:
         click.echo(f"warning: {name}: {stray[0]}{more}", err=True)
 
 
+def _file(name: str) -> tuple[list[str], str]:
+    """The messages of file ``name`` as ER7 text (batches and multi-message files are split), and the
+    codec the file was read with (its first MSH-18, hl7/charset.py); its problems are printed."""
+    from ..hl7 import decode, read_batch
+
+    try:
+        data = Path(name).read_bytes()
+    except OSError as exc:
+        raise CliError(f"File '{name}' cannot be read: {exc.strerror}.") from None
+    text, codec = decode(data)
+    batch = read_batch(text)
+    _warn(name, batch.problems, bool(batch.messages))
+    if not batch.messages:
+        click.echo(f"warning: {name}: no HL7 message found (expected segments starting with MSH)", err=True)
+    return batch.messages, codec or "utf-8"
+
+
 def _read(files: tuple[str, ...]) -> list[tuple[str, int, str]]:
     """(file, number in file, ER7 text) of every message: batches and multi-message files are split."""
-    out: list[tuple[str, int, str]] = []
+    return [(name, n, text) for name in files for n, text in enumerate(_file(name)[0], start=1)]
+
+
+def _read_bytes(files: tuple[str, ...]) -> list[tuple[str, int, bytes]]:
+    """(file, number in file, bytes) of every message, split as ``_read`` splits them, each encoded
+    back to the file's character set: the bytes the directory source hands the engine for the same
+    file (engine/channel.py), so Latin-1 stays Latin-1 (``channel test`` once fed UTF-8 under an
+    MSH-18 of 8859/1, and the channel saw 'MÃ¼ller' for 'Müller')."""
+    out: list[tuple[str, int, bytes]] = []
     for name in files:
-        try:
-            data = Path(name).read_bytes()
-        except OSError as exc:
-            raise CliError(f"File '{name}' cannot be read: {exc.strerror}.") from None
-        batch = read_batch(data)
-        _warn(name, batch.problems, bool(batch.messages))
-        if not batch.messages:
-            click.echo(f"warning: {name}: no HL7 message found (expected segments starting with MSH)", err=True)
-        out.extend((name, n, text) for n, text in enumerate(batch.messages, start=1))
+        texts, codec = _file(name)
+        out.extend((name, n, text.encode(codec)) for n, text in enumerate(texts, start=1))
     return out
 
 
@@ -64,6 +83,8 @@ def _address(value: str) -> tuple[str, int]:
 def _tls(tls: bool, ca: str | None, cert: str | None, key: str | None, insecure: bool) -> ssl.SSLContext | None:
     """``--ca``, ``--cert`` and ``--insecure`` mean TLS (``--insecure`` alone once sent in plain
     text); ``--key`` is only the private half of ``--cert``."""
+    import ssl
+
     if key and not cert:
         raise CliError(f"--key {key} needs --cert (the client certificate it belongs to) for mutual TLS.")
     if not (tls or ca or cert or insecure):
@@ -86,6 +107,11 @@ def _tls(tls: bool, ca: str | None, cert: str | None, key: str | None, insecure:
 def _connect_error(host: str, port: int, exc: OSError | HL7Error, tls: bool) -> CliError:
     """One sentence. A plain-text listener answers a TLS hello by closing the connection, which
     arrives as a ConnectionResetError with no text at all, hence the type name and the TLS hint."""
+    import socket
+    import ssl
+
+    from ..hl7 import HL7Error
+
     if isinstance(exc, HL7Error):
         detail = exc.message
     else:
@@ -112,6 +138,10 @@ def send(files: tuple[str, ...], to: str, tls: bool, ca: str | None, cert: str |
 
     Exit status 0 when every message got AA or CA, 1 otherwise.
     """
+    import asyncio
+
+    from ..hl7 import HL7Error, MLLPClient, parse
+
     host, port = _address(to)
     context = _tls(tls, ca, cert, key, insecure)
     items = _read(files)
@@ -169,6 +199,8 @@ def show(files: tuple[str, ...]) -> None:
 
     Exit status 1 when a message cannot be parsed or a file holds no HL7 message (as convert).
     """
+    from ..hl7 import HL7Error, format_tree, parse
+
     bad = 0
     items = _read(files)
     bad += len(set(files) - {name for name, _, _ in items})  # _read warned about each

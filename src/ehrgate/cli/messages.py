@@ -10,13 +10,14 @@ from typing import Any
 
 import click
 
-from ..engine import STATUSES, SearchQuery
-from ..engine.audit import cli_actor
-from ..engine.timeparse import TimeError, parse_duration, parse_since
 from .channel import _messages
 from .common import CliError, database_options, settings_from
 
 __all__ = ["messages"]
+
+STATUSES = ("RECEIVED", "FILTERED", "TRANSFORMED", "QUEUED", "SENT", "ERROR")
+"""``ehrgate.engine.store.STATUSES``, for ``--status``: importing the engine to offer them made every
+``ehrgate`` command wait for the whole engine (tests/cli/test_startup.py checks the two agree)."""
 
 
 @click.group()
@@ -67,6 +68,9 @@ def _text(value: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def search(as_json: bool, limit: int, **flags: Any) -> None:
     """Search the message store (indexed: channel, status, time, type, control ID, patient, text)."""
+    from ..engine import SearchQuery
+    from ..engine.timeparse import TimeError, parse_since
+
     crit = {k: flags.pop(k) for k in ("channel", "status", "control_id", "msg_type", "patient", "since", "until", "text")}
     settings = settings_from(**flags)
     ms = _messages(settings)
@@ -172,6 +176,10 @@ def reprocess(message_ids: tuple[int, ...], channel: str | None, status: str | N
     Exit status 2 when a message id is not in the store (nothing is queued then), 1 when a message
     is still being processed (the others are queued).
     """
+    from ..engine import SearchQuery
+    from ..engine.audit import cli_actor
+    from ..engine.timeparse import TimeError, parse_since
+
     if not message_ids and not status:
         raise CliError("Give message ids, or --status (with --channel) to choose messages.")
     if message_ids and (channel or since) and not status:
@@ -210,6 +218,9 @@ def reprocess(message_ids: tuple[int, ...], channel: str | None, status: str | N
 @click.option("--channel", help="Only this channel (default: every channel).")
 def prune(older_than: str, channel: str | None, **flags: Any) -> None:
     """Delete finished messages older than --older-than, in small batches (queued ones are kept)."""
+    from ..engine.audit import cli_actor
+    from ..engine.timeparse import TimeError, parse_duration
+
     try:
         age = parse_duration(older_than)
     except TimeError as exc:

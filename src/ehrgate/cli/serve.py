@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import gc
 import inspect
 import logging
 import re
 import shutil
-import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..settings import Settings
 from .common import CliError, flush_logging, server_options, settings_from
+
+if TYPE_CHECKING:
+    import socket
+
+    from ..settings import Settings
 
 __all__ = ["demo", "serve"]
 
@@ -41,6 +43,8 @@ def _run(
     the engine starts before the HTTP server and stops after it). ``channels`` adds built-in ones;
     ``sock``: the listening socket from ``_listen``, if it bound one; ``after_ready(base, ports)``
     runs once the server listens (``ports``: channel name → its bound MLLP port)."""
+    import asyncio
+
     import uvicorn
 
     from ..app import create_app
@@ -138,6 +142,8 @@ def _bind(host: str, port: int = 0, *, flag: str = "--port", env: str = "EHRGATE
     """A socket bound to ``host``:``port`` (0: a port the system picks), as uvicorn binds its own.
     A port in use names the flag to change and, for ``make demo`` (which takes no flags), the
     environment variable: the hint said "--port" to people who had typed no command line."""
+    import socket
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -162,6 +168,8 @@ def _check_mllp_port(host: str, port: int) -> None:
 
 
 async def _serve(server: Any, settings: Settings, after_ready: Any, sock: socket.socket | None = None) -> None:
+    import asyncio
+
     task = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     while not server.started and not task.done():
         await asyncio.sleep(0.05)
@@ -183,7 +191,7 @@ def _open(settings: Settings, *, must_exist: bool = False) -> Any:
     """The store of ``settings``; ``must_exist`` (commands that only read or change what is there):
     a SQLite file that is not there is an error, not a new empty database - a mistyped --data-dir
     looked like an empty system, and left a database behind."""
-    from ..app import open_store
+    from ..database import open_store
 
     if must_exist and not settings.database_url and not settings.sqlite_path.exists():
         raise CliError(f"No database at {settings.sqlite_path}. Check --data-dir (or --database-url), or start "

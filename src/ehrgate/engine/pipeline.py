@@ -80,6 +80,7 @@ class Pipeline:
                 if not works:
                     return PipelineResult("FILTERED", error=f"Filtered out by {label}", stages=stages)
         outputs = []
+        texts = []  # trace: each output as text (its bytes are in its own MSH-18 character set)
         for w in works:
             dests = self.destinations if w.destinations is None else [d for d in self.destinations
                                                                       if d in w.destinations]
@@ -93,10 +94,11 @@ class Pipeline:
                 "^" + w.message.sending_facility if w.message.sending_facility else "")
             outputs.append(Output(body, dests, jsonio.dumps(w.bundle) if w.bundle is not None else None,
                                   _kind(w.message)[:40], w.message.control_id[:64], sender[:128], ids))
+            if trace:
+                texts.append(w.message.to_er7())
         if trace:
-            for i, o in enumerate(outputs, start=1):
-                stages.append((f"output {i} → {', '.join(o.destinations) or '(no destination)'}",
-                               o.raw.decode(errors="replace")))
+            for i, (o, text) in enumerate(zip(outputs, texts, strict=True), start=1):
+                stages.append((f"output {i} → {', '.join(o.destinations) or '(no destination)'}", text))
                 if o.bundle is not None:
                     stages.append((f"output {i} FHIR bundle", o.bundle.decode()))
         if len(outputs) == 1 and not outputs[0].destinations:
