@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .config import ChannelConfig, load_channels
 from .errors import ChannelConfigError
-from .runner import Engine
 from .steps import hl7_to_fhir_available
 from .store import MessageStore
+
+if TYPE_CHECKING:
+    from .runner import Engine
 
 __all__ = ["DEMO_CHANNEL", "demo_channel", "open_engine", "open_messages"]
 
@@ -46,6 +48,7 @@ def open_messages(fhir_store: Any) -> MessageStore:
 def open_engine(settings: Any, fhir_store: Any, *, extra: Mapping[str, Any] | None = None) -> Engine:
     """An Engine for ``settings`` (not started). ``extra`` adds channel declarations (the demo's).
     Raises ChannelConfigError with every problem of ``channels:``."""
+    from .runner import Engine  # here: ``open_messages`` alone (the CLI) needs none of the runner
     path = getattr(settings, "path", None)
     base = Path(path).resolve().parent if path else Path.cwd()
 
