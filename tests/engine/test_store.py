@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -98,6 +99,54 @@ def test_the_duplicate_lookup_reads_only_the_control_id_index_on_postgresql(mess
             cur.execute("SELECT statement FROM pg_prepared_statements")
             assert not [r for r in cur.fetchall() if "generate_series" in r[0]]
         conn.driver_connection.rollback()
+
+
+def test_a_receipt_on_postgresql_is_two_round_trips(messages: MessageStore, tmp_path: Path) -> None:
+    """The ids and duplicates in one; BEGIN, the inserts and COMMIT in the other, its reply only after
+    the commit. psycopg's own transaction handling made it four (BEGIN sent alone, and a second sync
+    on leaving the pipeline after commit()): two more waits per batch for the writer thread and the
+    server, which on a loaded machine are what a receipt's time is made of."""
+    from psycopg.pq import Trace
+
+    if not messages.pg:
+        pytest.skip("PostgreSQL's wire protocol")
+    messages.receive([incoming(hl7("RT0"))])  # the kept connection, set up
+    [(conn, _since)] = messages.fast._idle
+    dbapi = conn.driver_connection
+    trace = tmp_path / "libpq.trace"
+    with trace.open("w") as fh:
+        dbapi.pgconn.trace(fh.fileno())
+        dbapi.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
+        try:
+            receipts = messages.receive([incoming(hl7("RT1", patient="P1")), incoming(hl7("RT1", patient="P2"))],
+                                        duplicate_window_ms=60_000)
+        finally:
+            dbapi.pgconn.untrace()
+    sent = [line.split("\t")[2] for line in trace.read_text().splitlines() if line.startswith("F\t")]
+    assert sum(1 for m in sent if m in ("Sync", "Query")) == 2, sent  # the client waits after each
+    assert [r.status for r in receipts] == ["RECEIVED", "FILTERED"]
+    assert not dbapi.autocommit  # back in psycopg's mode for the queue's transactions
+    with dbapi.cursor() as cur:  # the COMMIT it sends itself waits for the WAL flush
+        cur.execute("SHOW synchronous_commit")
+        assert cur.fetchone()[0] == "on"
+    dbapi.rollback()
+    got = messages.get(receipts[0].id)
+    assert got is not None and got["patient_ids"] == ["P1"] and got["queued"]
+    assert [r["id"] for r in messages.search(SearchQuery(patient="P2"))] == [receipts[1].id]
+
+
+def test_a_receipt_that_fails_on_postgresql_leaves_nothing_and_its_connection_goes_on(messages: MessageStore) -> None:
+    """A failed insert in the receipt's pipeline skips the rest of it, COMMIT included: nothing of the
+    batch is stored, the open transaction is rolled back, and the kept connection stores the next one."""
+    if not messages.pg:
+        pytest.skip("SQLite does not enforce the column's length")
+    with pytest.raises(Exception, match="too long"):
+        messages.receive([incoming(hl7("FA1")), incoming(hl7("FA2"), channel="c" * 80)])
+    assert messages.search(SearchQuery(control_id="FA1")) == []
+    [(conn, _since)] = messages.fast._idle
+    assert not conn.driver_connection.autocommit and conn.driver_connection.info.transaction_status == 0  # IDLE
+    [again] = messages.receive([incoming(hl7("FA1"))], duplicate_window_ms=60_000)
+    assert again.status == "RECEIVED" and again.duplicate_of is None
 
 
 def test_search_by_every_criterion(messages: MessageStore) -> None:
@@ -251,6 +300,45 @@ def test_group_commit_waits_briefly_for_the_senders_of_the_last_round(messages: 
     sizes, took = run(body())
     assert sizes == [1, 3, 3, 1, 1]
     assert took < 0.25  # no linger
+
+
+def test_postgresql_starts_another_transaction_only_for_as_many_as_are_being_committed(messages: MessageStore) -> None:
+    """Up to 4 receipt transactions run at once on PostgreSQL, but another one starts only once as
+    many messages wait as the running ones hold. Started for every message that found a writer
+    free, they held ~1.5 messages each from 8 senders - and each costs about a millisecond of CPU
+    whatever its size, which on a small machine was the headroom the ACK latency's tail needed."""
+    import asyncio
+
+    from ehrgate.engine.ingest import GroupCommitter
+
+    from .conftest import run
+
+    if not messages.pg:
+        pytest.skip("SQLite has one writer")
+
+    async def body() -> tuple[list[tuple[int, int]], list[int]]:
+        gc = GroupCommitter(messages, writers=4)
+        sizes: list[int] = []
+        gc.on_commit = lambda items, receipts: sizes.append(len(items))
+        running: list[tuple[int, int]] = []
+        tasks = []
+        with messages.engine.connect() as lock:  # receipts block at their queue rows until it ends
+            lock.exec_driver_sql("LOCK TABLE eng_queue IN SHARE MODE")
+            try:
+                for i in range(9):
+                    tasks.append(asyncio.ensure_future(gc.submit(incoming(hl7(f"C{i}")))))
+                    await asyncio.sleep(0)  # submit dispatches before it waits
+                    running.append((gc._running, len(gc._pending)))
+            finally:
+                lock.rollback()
+        await asyncio.gather(*tasks)
+        await gc.close()
+        return running, sizes
+
+    running, sizes = run(body())
+    # 1 alone; 1 more (as many as run); 2 (once 2 wait); 4 (once 4 wait); the 9th waits for a writer
+    assert running == [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2), (3, 3), (4, 0), (4, 1)]
+    assert sorted(sizes) == [1, 1, 1, 2, 4]
 
 
 def test_a_nul_in_the_header_facts_does_not_fail_the_messages_stored_with_it(messages: MessageStore) -> None:

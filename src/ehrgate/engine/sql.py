@@ -51,6 +51,9 @@ IDS_AND_DUPLICATES_PG = Q(
     "UNION ALL SELECT channel, sender, control_id, MIN(id) FROM eng_message WHERE control_id = ANY(?) "
     "AND received_at + 0 >= ? AND COALESCE(duplicate_of, parent_id, 0) = 0 AND status <> 'ERROR' "
     "GROUP BY channel, sender, control_id")
+# PostgreSQL: a receipt's transaction, sent in one pipeline with its inserts (Connections.pipelined)
+BEGIN = "BEGIN"
+COMMIT = "COMMIT"
 _duplicates_sqlite: dict[int, str] = {}
 
 
@@ -140,6 +143,31 @@ class Connections:
             pass
 
     @contextmanager
+    def pipelined(self) -> Iterator[Any]:
+        """PostgreSQL: a cursor on a kept connection in autocommit mode, for a caller that sends its
+        own ``BEGIN`` ... ``COMMIT`` inside one pipeline (``MessageStore.receive``): a statement before
+        it runs on its own, and the transaction costs one round trip. psycopg's own transactions
+        cost more: its implicit BEGIN goes alone (in a pipeline too, followed by a sync), and leaving
+        a pipeline after ``commit()`` syncs again - four round trips per receipt where two do.
+        Whatever a failure leaves open is rolled back; the connection goes back in its usual mode."""
+        conn = self._take()
+        dbapi = conn.driver_connection
+        try:
+            dbapi.autocommit = True
+            yield dbapi.cursor()
+            dbapi.autocommit = False
+        except BaseException:
+            try:
+                dbapi.rollback()  # only if the caller's transaction is still open (psycopg checks)
+                dbapi.autocommit = False
+            except Exception:  # noqa: BLE001 - the connection is gone
+                self._discard(conn)
+                raise
+            self._give(conn)
+            raise
+        self._give(conn)
+
+    @contextmanager
     def write(self, *, derived: bool = False) -> Iterator[Any]:
         """A write transaction on a kept connection. ``derived=True`` (SQLite): the transaction only
         writes what can be rebuilt from committed rows (the text and patient indexes), so its COMMIT
@@ -208,6 +236,7 @@ LOCK_MESSAGE_PG = Q("SELECT id FROM eng_message WHERE id = ? FOR UPDATE")
 DELIVERY_STATES = Q("SELECT status, destination, last_error FROM eng_delivery WHERE message_id = ?")
 SET_ERROR = Q("UPDATE eng_message SET status = 'ERROR', error = ?, updated_at = ? WHERE id = ?")
 SET_SENT = Q("UPDATE eng_message SET status = 'SENT', updated_at = ? WHERE id = ?")
+CLEAN_TEXT_INDEX_PG = "SELECT gin_clean_pending_list('ix_eng_message_search'::regclass)"
 SET_SEARCH_PG = Q("UPDATE eng_message SET search = to_tsvector('simple'::regconfig, ?) WHERE id = ?")
 
 
