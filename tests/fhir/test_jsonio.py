@@ -52,7 +52,7 @@ def test_numbers_a_float_could_change_take_the_exact_parser(raw: bytes, out: byt
         assert jsonio.dumps(jsonio.loads(raw)) == out
 
 
-@pytest.mark.parametrize("text", ["1e5", "1E2", "1.5e-7", "-1.0E+07", "13.20", "0.100000000000000000001"])
+@pytest.mark.parametrize("text", ["1e5", "1E2", "1.50e-7", "-1.0E+07", "13.20", "0.100000000000000000001"])
 def test_an_exact_number_keeps_its_text_through_pickle_and_stays_a_decimal(text: str) -> None:
     """Loader workers pickle what they parsed: the text survives; arithmetic and comparison are the
     Decimal's."""
@@ -63,3 +63,37 @@ def test_an_exact_number_keeps_its_text_through_pickle_and_stays_a_decimal(text:
     again = pickle.loads(pickle.dumps(value))
     assert again == value and jsonio.dumps(again) == text.encode()
     assert jsonio.dumps(Decimal(text) + 0) == str(Decimal(text) + 0).encode()
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"v":87.35552017650116,"w":[0.3202898736241102,0.30000000000000004],"n":8766734163625651911}\n',
+    b'{"resourceType":"Observation","valueQuantity":{"value":2.0},"effectiveDateTime":"2019-01-01T10:20:30.530Z"}',
+])
+def test_compact_json_whose_numbers_survive_a_float_is_parsed_by_orjson_alone(
+        raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An NDJSON line or a Bundle the engine wrote: orjson parses it and writes it back; the same
+    bytes mean every number kept its text, so neither the exact parser nor the regex scan runs."""
+    def boom(*_a: object, **_k: object) -> object:
+        raise AssertionError("the slow path ran")
+
+    monkeypatch.setattr(simplejson, "loads", boom)
+    monkeypatch.setattr(jsonio, "_RISKY_NUMBER", None)
+    assert jsonio.dumps(jsonio.loads(raw)) == raw.strip()
+
+
+@pytest.mark.parametrize(("raw", "out"), [
+    (b'{"a":"x","v":13.20,"w":1e5}', b'{"a":"x","v":13.20,"w":1e5}'),
+    (b'{"name":"Jos\\u00e9","v":1.50}', '{"name":"José","v":1.50}'.encode()),
+    (b'{"v":123456789012345678901}', b'{"v":123456789012345678901}'),
+    (b'{"a": 1.50}', b'{"a":1.50}'),  # not compact: the scan finds the number
+])
+def test_compact_json_that_orjson_writes_otherwise_is_parsed_exactly(raw: bytes, out: bytes) -> None:
+    value = jsonio.loads(raw)
+    assert jsonio.dumps(value) == out
+    assert value == simplejson.loads(raw, parse_float=jsonio._exact_number)
+
+
+@pytest.mark.parametrize("raw", [b'{"a":1,}', b'{"a":1.50', b'{"a":NaN}', b"", b'{"a":"\xff"}'])
+def test_malformed_compact_json_is_a_value_error(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        jsonio.loads(raw)
