@@ -48,6 +48,61 @@ def test_migrate_is_idempotent(store: Store) -> None:
     assert current_revisions(store.engine) == before
 
 
+def test_migration_heads_are_alembics_heads() -> None:
+    """The heads read from the files' text (so that a database already at them skips alembic) are
+    the ones alembic computes from the same files."""
+    from alembic.script import ScriptDirectory
+
+    from ehrgate.app import MIGRATION_DIRS
+    from ehrgate.fhir.store.engine import _alembic_config, migration_heads
+
+    script = ScriptDirectory.from_config(_alembic_config(None, MIGRATION_DIRS))  # type: ignore[arg-type]
+    assert migration_heads(MIGRATION_DIRS) == set(script.get_heads())
+    assert len(migration_heads(MIGRATION_DIRS)) == 1 + len(MIGRATION_DIRS)  # one chain per package
+
+
+def test_a_database_at_its_heads_is_opened_without_alembic(store: Store) -> None:
+    """``migrate`` at every start: a current database needs no alembic (its import and script
+    directory cost ~0.3-0.5 s of every CLI command); one stamped otherwise is not "at heads"."""
+    import subprocess
+    import sys
+
+    from ehrgate.app import MIGRATION_DIRS
+    from ehrgate.fhir.store.engine import at_heads
+
+    assert at_heads(store.engine, MIGRATION_DIRS)
+    url = store.engine.url.render_as_string(hide_password=False)
+    code = ("import sys\nfrom ehrgate.database import MIGRATION_DIRS\n"
+            "from ehrgate.fhir.store.engine import create_engine, migrate\n"
+            f"migrate(create_engine({url!r}), MIGRATION_DIRS)\n"
+            "assert 'alembic' not in sys.modules, 'alembic was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with store.engine.begin() as conn:
+        old = conn.exec_driver_sql("SELECT version_num FROM alembic_version WHERE version_num = '0002'").scalar()
+        assert old == "0002"
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0001' WHERE version_num = '0002'")
+    try:
+        assert not at_heads(store.engine, MIGRATION_DIRS)
+    finally:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0002' WHERE version_num = '0001'")
+    assert at_heads(store.engine, MIGRATION_DIRS)
+
+
+def test_a_new_database_is_not_at_heads(tmp_path: Any) -> None:
+    from ehrgate.app import MIGRATION_DIRS
+    from ehrgate.fhir.store.engine import at_heads, create_engine, migrate
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'new.sqlite3'}")
+    try:
+        assert not at_heads(engine, MIGRATION_DIRS)
+        migrate(engine, MIGRATION_DIRS)
+        assert at_heads(engine, MIGRATION_DIRS)
+    finally:
+        engine.dispose()
+
+
 def test_concurrent_conditional_creates_yield_one_resource(store: Store) -> None:
     barrier = threading.Barrier(6)
     results: list[Any] = []
