@@ -34,7 +34,7 @@ from ehrgate.fhir.search.types import IndexRows, SearchParam
 
 __all__ = ["extract_index"]
 
-_new, _set = object.__new__, object.__setattr__
+_new = object.__new__
 
 
 # --- path walking ------------------------------------------------------------------------------
@@ -261,8 +261,10 @@ def _new_index() -> IndexRows:
     if not _FAST_INDEX:  # pragma: no cover - only when IndexRows changes
         return IndexRows()
     rows = _new(IndexRows)  # what the dataclass __init__ makes, without its per-field calls
-    _set(rows, "__dict__", {"strings": [], "tokens": [], "references": [], "dates": [], "numbers": [],
-                            "quantities": [], "uris": [], "composites": [], "compartments": set()})
+    d = rows.__dict__  # filled in place, as rows.py fills a row's
+    for name in _LISTS:
+        d[name] = []
+    d["compartments"] = set()
     return rows
 
 
