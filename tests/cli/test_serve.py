@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -285,3 +286,34 @@ def test_forwarded_for_counts_only_from_trusted_proxies(tmp_path: Path, trusted:
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
+
+
+def test_once_ready_the_server_collects_garbage_less_often(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve``, when it is listening: what lives for the process is frozen out of the collector
+    and the youngest generation's threshold is raised (gctuning.py), before the ready line's
+    ``after_ready`` runs."""
+    import asyncio
+    import gc
+    import importlib
+
+    from ehrgate.gctuning import GEN0_THRESHOLD
+    from ehrgate.settings import load_settings
+
+    class Listening:
+        started = False
+
+        async def serve(self, sockets: Any = None) -> None:
+            self.started = True
+
+    cli_serve = importlib.import_module("ehrgate.cli.serve")  # the package's ``serve`` is the command
+    frozen: list[bool] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))  # the test process's heap stays as it is
+    seen: list[int] = []
+    settings = load_settings(None, overrides={"data_dir": str(tmp_path)}, environ={})
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, *before[1:])
+        asyncio.run(cli_serve._serve(Listening(), settings, lambda _base: seen.append(gc.get_threshold()[0])))
+    finally:
+        gc.set_threshold(*before)
+    assert frozen == [True] and seen == [GEN0_THRESHOLD]

@@ -390,3 +390,55 @@ def test_load_sessions_keep_sqlites_statement_journal_in_memory_and_only_they(
         assert {mode for _, mode in seen[:-1]} == {2}  # MEMORY
         assert seen[-1][1] == 0  # the pooled connection is back to the default
     _consistent(store)
+
+
+def test_a_load_collects_garbage_less_often_and_restores_the_thresholds(store: Store, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The youngest generation's threshold is raised while a load runs (gctuning.py: ~11% less CPU
+    a resource) and is back as it was afterwards, also when the load fails."""
+    import gc
+
+    import ehrgate.fhir.loader as loader
+    from ehrgate.gctuning import GEN0_THRESHOLD
+
+    src = tmp_path / "in"
+    _write(src, "p0.json", _patient_bundle(0))
+    seen: list[int] = []
+    apply = loader._Writer.apply
+
+    def spy(self: Any, step: Any) -> None:
+        seen.append(gc.get_threshold()[0])
+        apply(self, step)
+
+    monkeypatch.setattr(loader._Writer, "apply", spy)
+    before = gc.get_threshold()
+    gc.set_threshold(500, *before[1:])
+    try:
+        assert load_paths(store, [src], KNOWN, workers=0).errors == []
+        assert seen and set(seen) == {GEN0_THRESHOLD}
+        assert gc.get_threshold()[0] == 500
+
+        def boom(self: Any, step: Any) -> None:
+            raise RuntimeError("disk gone")
+
+        monkeypatch.setattr(loader._Writer, "apply", boom)
+        with pytest.raises(RuntimeError):
+            load_paths(store, [src], KNOWN, workers=0)
+        assert gc.get_threshold()[0] == 500
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_a_higher_threshold_set_by_the_process_is_kept() -> None:
+    import gc
+
+    from ehrgate.gctuning import GEN0_THRESHOLD, fewer_collections
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(GEN0_THRESHOLD * 5, *before[1:])
+        with fewer_collections():
+            assert gc.get_threshold()[0] == GEN0_THRESHOLD * 5
+        assert gc.get_threshold() == (GEN0_THRESHOLD * 5, *before[1:])
+    finally:
+        gc.set_threshold(*before)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..gctuning import raise_gen0_threshold
 from .common import CliError, flush_logging, server_options, settings_from
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ async def _serve(server: Any, settings: Settings, after_ready: Any, sock: socket
         # cyclic collector's way, so a full collection walks only what requests left behind
         # (measured under bearer reads: a full collection took ~60 ms with ~140k objects to walk).
         gc.freeze()
+        raise_gen0_threshold()  # and fewer collections of what messages and requests leave (gctuning.py)
         base = settings.public_base  # the port is the bound one (see _run)
         click.echo(f"EHRGate is ready: FHIR base {base}/fhir", err=False)
         if settings.base_url:  # the public address hides where this process listens (a proxy in front)

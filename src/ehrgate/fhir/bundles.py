@@ -97,10 +97,12 @@ _CONDITIONAL_REFERENCE = re.compile(rb'"reference":"([A-Z][A-Za-z]+\?[^"\\]*)"')
 _PLACEHOLDER_REFERENCE = re.compile(rb'"reference":\s*"(urn:uuid:[^"\\]*)"')
 
 
-def rewrite_references(value: Any, mapping: dict[str, str], missing: list[str] | None = None) -> Any:
+def rewrite_references(value: Any, mapping: dict[str, str], missing: list[str] | None = None,
+                       data: bytes | None = None) -> Any:
     """Replace every ``reference`` whose value is a key of ``mapping``; returns the new value.
     ``missing``, when given, collects the ``urn:uuid:`` references that name no key of ``mapping``
     (a transaction's placeholders naming none of its entries, ``unresolved_placeholder``).
+    ``data``: ``value`` as ``plain_serialised`` gave it, when the caller has it already.
 
     Runs over every resource of every transaction, so it works on the serialised form (one regex
     pass over orjson's output, re-parsed only when something changed) instead of walking each
@@ -109,10 +111,10 @@ def rewrite_references(value: Any, mapping: dict[str, str], missing: list[str] |
     """
     if not mapping and missing is None:
         return value
-    try:
-        data = orjson.dumps(value)
-    except TypeError:
-        return _rewrite_walk(value, mapping, missing)
+    if data is None:
+        data = plain_serialised(value)
+        if data is None:
+            return _rewrite_walk(value, mapping, missing)
     if not mapping:  # only looking for placeholders
         if missing is not None and b"urn:uuid:" in data:
             missing.extend(m.group(1).decode() for m in _PLACEHOLDER_REFERENCE.finditer(data))
@@ -153,16 +155,17 @@ def _rewrite_walk(value: Any, mapping: dict[str, str], missing: list[str] | None
     return value
 
 
-def resolve_placeholders(resource: Any, mapping: dict[str, str]) -> Any:
+def resolve_placeholders(resource: Any, mapping: dict[str, str], data: bytes | None = None) -> Any:
     """``resource`` (an entry of a transaction) with its references to entries (``mapping``:
     fullUrl → ``Type/id``) rewritten. Every ``urn:uuid:`` reference must name an entry it creates or
     updates (http.html#trules): one that names nothing would be stored pointing nowhere, so it is a
     400. A Bundle written as an entry (a document) keeps its own internal urn:uuid references. The
-    check rides on the rewrite's one pass over the serialised resource."""
+    check rides on the rewrite's one pass over the serialised resource (``data``, when the caller
+    has it from ``plain_serialised``)."""
     if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
-        return rewrite_references(resource, mapping)
+        return rewrite_references(resource, mapping, data=data)
     missing: list[str] = []
-    resource = rewrite_references(resource, mapping, missing)
+    resource = rewrite_references(resource, mapping, missing, data)
     if missing:
         raise BadRequest(f"the reference {missing[0]!r} names no entry of this transaction; add the entry with "
                          "that fullUrl, or refer to a stored resource as Type/id.", expression="resource")
@@ -213,10 +216,16 @@ def check_full_urls(entries: list[dict[str, Any]]) -> None:
 
 def _serialised(resource: Any) -> bytes:
     """The JSON of ``resource`` for the regex scans (also when it holds Decimals or huge integers)."""
+    return plain_serialised(resource) or dumps(resource)
+
+
+def plain_serialised(resource: Any) -> bytes | None:
+    """orjson's JSON of ``resource``, which ``orjson.loads`` reads back as the same value; None when
+    it holds values only ``jsonio.dumps`` writes (exact decimals, integers beyond 64 bits)."""
     try:
         return orjson.dumps(resource)
     except TypeError:
-        return dumps(resource)
+        return None
 
 
 def process_transaction(

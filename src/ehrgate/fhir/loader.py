@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..gctuning import fewer_collections
 from .bundles import process_batch, process_transaction
 from .errors import BadRequest, FhirError, PreconditionFailed
 from .loadfiles import LoadItem, LoadUnit, iter_load_units
@@ -121,16 +122,17 @@ def _load(
     if workers > 0:
         store.engine.dispose()  # before forking: see _prepared
     writer = _Writer(store, known_types, group)
-    try:
-        for unit, steps in _prepared(units, preparer, workers):
-            for step in steps:
-                writer.apply(step)
-            if progress:
-                progress(_weight(unit))
-        writer.finish()
-    except BaseException as exc:
-        writer.abort(exc)
-        raise
+    with fewer_collections():  # ~11% less CPU a resource: see gctuning.py
+        try:
+            for unit, steps in _prepared(units, preparer, workers):
+                for step in steps:
+                    writer.apply(step)
+                if progress:
+                    progress(_weight(unit))
+            writer.finish()
+        except BaseException as exc:
+            writer.abort(exc)
+            raise
     return writer.summary
 
 

@@ -37,6 +37,7 @@ from .bundles import (
     _serialised,
     check_full_urls,
     entry_target,
+    plain_serialised,
     resolve_placeholders,
     rewrite_references,
     write_once,
@@ -205,8 +206,12 @@ class Preparer:
             if target.res_id:
                 write_once(i, target, seen)
             targets.append(target)
-        if any(_has_conditional_reference(entry.get("resource")) for entry in entries):
-            return None  # resolved against the stored data (bundles._resolve_conditional_references)
+        # Each resource serialised once, for this test and for the placeholder rewrite below.
+        datas = [plain_serialised(entry.get("resource")) if isinstance(entry.get("resource"), dict) else None
+                 for entry in entries]
+        for entry, data in zip(entries, datas, strict=True):
+            if _has_conditional_reference(entry.get("resource"), data):
+                return None  # resolved against the stored data (bundles._resolve_conditional_references)
         mapping: dict[str, str] = {}
         ids: list[str] = []
         for entry, target in zip(entries, targets, strict=True):
@@ -224,7 +229,7 @@ class Preparer:
                 resource = entry.get("resource")
                 if not isinstance(resource, dict):
                     raise BadRequest(f"Bundle.entry[{i}] ({method}) has no resource.")
-                resource = resolve_placeholders(resource, mapping)
+                resource = resolve_placeholders(resource, mapping, datas[i])
                 if method == "POST":
                     resource = {**resource, "id": res_id}
                 else:
@@ -250,10 +255,12 @@ class Preparer:
         return batch, by_type
 
 
-def _has_conditional_reference(resource: Any) -> bool:
+def _has_conditional_reference(resource: Any, data: bytes | None = None) -> bool:
+    """Whether ``resource`` holds a ``Type?criteria`` reference; ``data``: its JSON, when at hand."""
     if not isinstance(resource, dict):
         return False
-    data = _serialised(resource)
+    if data is None:
+        data = _serialised(resource)
     return b"?" in data and _CONDITIONAL_REFERENCE.search(data) is not None
 
 
