@@ -35,14 +35,19 @@ Everything listens on 127.0.0.1 and every process started here is stopped by its
 
 ``--in-process`` (optionally ``--profile``, ``--rate 1000``) profiles the receipt path instead: the
 engine (paused channel, SQLite) runs in this process on CPU 0, the same load generator in a child on
-CPU 1; it prints messages per commit and the CPU per message of each thread (event loop, ingest
-writer) from /proc, and the cProfile of each with ``--profile``. Nothing is written to RESULTS.md.
+CPU 1 (once the engine is up, what is alive is frozen out of the cyclic collector, ``gc.freeze()``, and
+the youngest generation's threshold raised, ``gctuning.raise_gen0_threshold``, as ``ehrgate serve``
+does: before 2026-12-07 this mode did neither, and its collections walked ~120,000 start-up objects
+that the server's never walk); it prints messages per commit and the CPU per message
+of each thread (event loop, ingest writer) from /proc, and the cProfile of each with ``--profile``.
+Nothing is written to RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc as gc_module
 import json
 import os
 import re
@@ -236,6 +241,13 @@ def in_process_main(args: argparse.Namespace) -> int:
         channels = load_channels({"channels": {"bench": spec}}, work)
         engine = Engine(messages, channels, settings=settings, loader=lambda: channels)
         await engine.start()
+        gc_module.freeze()  # as ``ehrgate serve`` does once it is up (see the docstring)
+        try:  # ... and, since 2026-12-07, fewer young-generation collections (absent from older trees)
+            from ehrgate.gctuning import raise_gen0_threshold
+        except ImportError:
+            pass
+        else:
+            raise_gen0_threshold()
         try:
             gc = engine.ingest
             writer_profile = cProfile.Profile() if args.profile else None

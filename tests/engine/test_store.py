@@ -67,6 +67,76 @@ def test_duplicates_within_the_window_are_filtered(messages: MessageStore) -> No
     assert again.status == "RECEIVED"
 
 
+@pytest.mark.parametrize("many", [False, True], ids=["union", "in-list"])
+def test_duplicates_in_a_batch_each_found_once_with_the_first_original(messages: MessageStore, many: bool) -> None:
+    """Both forms of the SQLite lookup (up to ``DUPLICATE_ARMS`` control ids one arm each, more an IN
+    list): every control id is looked up, and a key stored twice before is a duplicate of the first
+    (smallest id)."""
+    from ehrgate.engine import sql as q
+
+    n = q.DUPLICATE_ARMS * 2 + 5 if many else q.DUPLICATE_ARMS - 1
+    first = messages.receive([incoming(hl7(f"B{k}")) for k in range(n)], duplicate_window_ms=60_000)
+    again = messages.receive([incoming(hl7("B3"))], duplicate_window_ms=0)  # a second original (window off)
+    assert again[0].status == "RECEIVED"
+    batch = [incoming(hl7(f"B{k}")) for k in range(n)] + [incoming(hl7("NEW"))]
+    r = messages.receive(batch, duplicate_window_ms=60_000)
+    assert [x.status for x in r] == ["FILTERED"] * n + ["RECEIVED"]
+    assert [x.duplicate_of for x in r[:n]] == [x.id for x in first]
+
+
+def test_the_duplicate_lookup_reads_the_control_id_index_on_sqlite(messages: MessageStore) -> None:
+    from ehrgate.engine import sql as q
+
+    if messages.pg:
+        pytest.skip("SQLite's statement (PostgreSQL: the test below)")
+    with messages.engine.connect() as conn:
+        plan = [r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + q.duplicates_sqlite(3), (0, "a", "b", "c"))]
+    searches = [p for p in plan if p.startswith("SEARCH")]
+    assert searches == ["SEARCH eng_message USING INDEX ix_eng_message_control (control_id=?)"] * 3, plan
+    n = q.DUPLICATE_ARMS + 1
+    with messages.engine.connect() as conn:
+        plan = [r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + q.duplicates_sqlite(n),
+                                                   (0, *(f"c{i}" for i in range(n))))]
+    assert "SEARCH eng_message USING INDEX ix_eng_message_control (control_id=?)" in plan, plan
+
+
+def test_a_receipt_waits_for_the_sqlite_write_lock_and_pool_connections_keep_their_busy_timeout(
+        messages: MessageStore) -> None:
+    """The receipts' kept connections begin with one ``BEGIN IMMEDIATE`` at busy_timeout 0; a refused
+    try goes on to ``begin_immediate``'s polling (counted in ``writers_waiting``) and gets the lock
+    once it is free. A connection given back to the pool has the engine's busy_timeout again."""
+    import sqlite3
+    import threading
+    import time
+
+    from ehrgate.fhir.store.engine import BUSY_TIMEOUT_S, writers_waiting
+
+    if messages.pg:
+        pytest.skip("SQLite's one write lock")
+    path = messages.engine.url.database
+    assert path
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    done: list[str] = []
+    thread = threading.Thread(target=lambda: done.extend(r.status for r in messages.receive([incoming(hl7("L1"))])))
+    try:
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not writers_waiting() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert writers_waiting() and not done  # waiting for the lock, polling
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    thread.join(10)
+    assert done == ["RECEIVED"] and not writers_waiting()
+    [(kept, _since)] = messages.fast._idle
+    dbapi = kept.driver_connection
+    assert dbapi.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+    messages.fast.close()  # gives the kept connections back to the pool (open, for its other users)
+    assert dbapi.execute("PRAGMA busy_timeout").fetchone()[0] == int(BUSY_TIMEOUT_S * 1000)
+
+
 def test_the_duplicate_lookup_reads_only_the_control_id_index_on_postgresql(messages: MessageStore) -> None:
     """The lookup every receipt batch makes (duplicates within the window, 24 h by default): its plan
     - the generic one a prepared statement keeps too - must not scan ix_eng_message_received over the

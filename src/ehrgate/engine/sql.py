@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..fhir.store.engine import begin_immediate
+from ..fhir.store.engine import BUSY_TIMEOUT_S, begin_immediate
 from ..fhir.store.sql import Q
 
 __all__ = ["Connections", "Q"]
@@ -34,9 +34,19 @@ INSERT_QUEUE = Q("INSERT INTO eng_queue (message_id, channel, step, order_key, s
                  "VALUES (?, ?, ?, ?, ?, ?, ?, 0)")
 # COALESCE(...) = 0, not "IS NULL": an expression keeps the planner on the control-id index (nearly
 # every row has parent_id NULL; SQLite would otherwise walk ix_eng_message_parent).
-_DUPLICATES = ("SELECT channel, sender, control_id, MIN(id) FROM eng_message WHERE control_id IN ({}) "
-               "AND received_at >= ? AND COALESCE(duplicate_of, parent_id, 0) = 0 AND status <> 'ERROR' "
-               "GROUP BY channel, sender, control_id")
+# SQLite, up to DUPLICATE_ARMS control ids: one arm per control id, UNION ALL, not "control_id IN
+# (?, ...)": for an IN list of bound values SQLite builds an ephemeral index each time the statement
+# runs, a fixed cost: in batches of 7 the lookup cost the writer ~10 us per message, as UNION ALL ~5
+# (in batches of 4, 7.5 us less; interleaved A/B, 2026-12-07, docs/engine.md). Each arm costs a
+# little more than a value of the IN list, so from ~24 control ids on the IN list is as cheap (at
+# 32 and 64, by 1-3 us per message cheaper), and larger batches use it. ?1 is the window's start;
+# the caller takes the smallest id per key.
+_DUPLICATE_ARM = ("SELECT channel, sender, control_id, id FROM eng_message WHERE control_id = ?{} "
+                  "AND received_at >= ?1 AND COALESCE(duplicate_of, parent_id, 0) = 0 AND status <> 'ERROR'")
+_DUPLICATES_IN = ("SELECT channel, sender, control_id, MIN(id) FROM eng_message WHERE control_id IN ({}) "
+                  "AND received_at >= ?1 AND COALESCE(duplicate_of, parent_id, 0) = 0 AND status <> 'ERROR' "
+                  "GROUP BY channel, sender, control_id")
+DUPLICATE_ARMS = 16
 # PostgreSQL: ``received_at + 0``, not ``received_at``, so that the only index the planner can use
 # is the control id's. Given both, its generic plan ANDed the control id's bitmap with a scan of
 # ix_eng_message_received over the whole duplicate window (24 h by default): every receipt batch
@@ -58,9 +68,14 @@ _duplicates_sqlite: dict[int, str] = {}
 
 
 def duplicates_sqlite(n: int) -> str:
+    """The SQLite duplicate lookup for ``n`` control ids: parameters are the window's start, then the
+    control ids; rows are (channel, sender, control_id, id), several per key possibly."""
     sql = _duplicates_sqlite.get(n)
     if sql is None:
-        sql = _DUPLICATES.format(", ".join("?" * n))
+        if n <= DUPLICATE_ARMS:
+            sql = " UNION ALL ".join(_DUPLICATE_ARM.format(i + 2) for i in range(n))
+        else:
+            sql = _DUPLICATES_IN.format(", ".join(f"?{i + 2}" for i in range(n)))
         if len(_duplicates_sqlite) < 1024:
             _duplicates_sqlite[n] = sql
     return sql
@@ -90,10 +105,10 @@ class Connections:
     """DBAPI connections for the hot paths, kept checked out of ``engine``'s pool between uses.
 
     ``write()`` yields a cursor inside a write transaction: ``BEGIN IMMEDIATE`` on SQLite (the
-    connections come from the store's engine, so they run with its PRAGMAs: WAL, synchronous=FULL,
-    busy_timeout); on PostgreSQL ``synchronous_commit = on`` is set once per connection, and a
-    connection idle for more than ``ping_after`` seconds is pinged first (the pool's pre-ping, which
-    kept connections skip). A failed transaction is rolled back; a connection that cannot even roll
+    connections come from the store's engine, so they run with its PRAGMAs: WAL, synchronous=FULL;
+    while kept here their ``busy_timeout`` is 0, see ``_begin``); on PostgreSQL
+    ``synchronous_commit = on`` is set once per connection, and a connection idle for more than
+    ``ping_after`` seconds is pinged first (the pool's pre-ping, which kept connections skip). A failed transaction is rolled back; a connection that cannot even roll
     back is discarded. At most ``keep`` idle connections are kept; the rest go back to the pool.
     """
 
@@ -121,11 +136,13 @@ class Connections:
             except Exception:  # noqa: BLE001 - stale (the server restarted): take a fresh one
                 self._discard(conn)
         conn = self.engine.raw_connection()
+        dbapi: Any = conn.driver_connection
         if self.pg:
-            dbapi: Any = conn.driver_connection
             with dbapi.cursor() as cur:
                 cur.execute("SET synchronous_commit TO on")
             dbapi.commit()
+        else:
+            dbapi.execute("PRAGMA busy_timeout=0")  # while kept: see _begin
         return conn
 
     def _give(self, conn: Any) -> None:
@@ -133,7 +150,32 @@ class Connections:
             if not self._closed and len(self._idle) < self.keep:
                 self._idle.append((conn, time.monotonic()))
                 return
+        self._release(conn)
+
+    def _release(self, conn: Any) -> None:
+        """Back to the pool, as the pool's other users expect it (SQLite: the engine's busy_timeout)."""
+        if not self.pg:
+            try:
+                conn.driver_connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            except Exception:  # noqa: BLE001 - the connection is gone
+                self._discard(conn)
+                return
         conn.close()
+
+    @staticmethod
+    def _begin(dbapi: Any) -> None:
+        """SQLite: ``BEGIN IMMEDIATE`` on a kept connection, whose ``busy_timeout`` is 0.
+
+        ``begin_immediate`` otherwise sets busy_timeout to 0 before it tries and back after (so
+        that waiting for the lock polls in steps of at most 0.5 ms instead of SQLite's sleeps of up
+        to 100 ms): two PRAGMAs per transaction, which cost the writer ~4 us per message at 7
+        messages per commit (~28 us per transaction; interleaved A/B, 2026-12-07, docs/engine.md).
+        A kept connection stays at 0 instead (``kept_at_zero``), so the usual case - the lock is
+        free - is one statement, and only a refused try goes on to the polling. Inside a transaction that holds
+        the write lock nothing waits for a lock in WAL mode (the commit's automatic checkpoint is
+        PASSIVE: it never waits), so 0 changes nothing else; a connection goes back to the pool
+        with the engine's busy_timeout (``_release``)."""
+        begin_immediate(dbapi, kept_at_zero=True)
 
     @staticmethod
     def _discard(conn: Any) -> None:
@@ -182,7 +224,7 @@ class Connections:
             if relaxed:
                 cur.execute("PRAGMA synchronous=NORMAL")
             if not self.pg:
-                begin_immediate(dbapi)
+                self._begin(dbapi)
             yield cur
             if self.pg:
                 dbapi.commit()
@@ -215,7 +257,7 @@ class Connections:
             idle, self._idle = self._idle, []
         for conn, _ in idle:
             try:
-                conn.close()
+                self._release(conn)
             except Exception:  # noqa: BLE001
                 pass
 

@@ -261,9 +261,14 @@ class MessageStore:
         controls = list({w[2] for w in wanted})
         if self.pg:
             cur.execute(q.DUPLICATES_PG(True), (controls, since), prepare=False)  # see _ids_and_duplicates_pg
-        else:
-            cur.execute(q.duplicates_sqlite(len(controls)), (*controls, since))
-        return {(r[0], r[1], r[2]): int(r[3]) for r in cur.fetchall() if (r[0], r[1], r[2]) in wanted}
+            return {(r[0], r[1], r[2]): int(r[3]) for r in cur.fetchall() if (r[0], r[1], r[2]) in wanted}
+        found: dict[tuple[str, str, str], int] = {}
+        cur.execute(q.duplicates_sqlite(len(controls)), (since, *controls))
+        for r in cur.fetchall():  # a key may come in several rows (see sql.duplicates_sqlite): the smallest id
+            key, mid = (r[0], r[1], r[2]), int(r[3])
+            if key in wanted and (key not in found or mid < found[key]):
+                found[key] = mid
+        return found
 
     def new_ids(self, cur: Any, n: int) -> list[int]:
         """``n`` increasing ids for new messages, inside the caller's write transaction: after MAX(id)

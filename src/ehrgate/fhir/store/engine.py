@@ -55,7 +55,7 @@ def writers_waiting() -> int:
     return _waiting
 
 
-def begin_immediate(dbapi_conn: Any, timeout: float = BUSY_TIMEOUT_S) -> None:
+def begin_immediate(dbapi_conn: Any, timeout: float = BUSY_TIMEOUT_S, *, kept_at_zero: bool = False) -> None:
     """``BEGIN IMMEDIATE`` on a SQLite connection, waiting for the write lock in steps of at most
     0.5 ms for up to ``timeout`` seconds (then SQLite's "database is locked" error, as before).
 
@@ -63,10 +63,13 @@ def begin_immediate(dbapi_conn: Any, timeout: float = BUSY_TIMEOUT_S) -> None:
     writer that holds the lock for tens of ms and takes it again ~1 ms after each commit (a
     ``fhir_store`` destination writing batches) kept the engine's receipts — and so the ACKs —
     waiting for hundreds of ms. Polling keeps a waiter within half a millisecond of a release.
-    A waiter is counted in ``writers_waiting`` from its first refused try until it returns."""
+    A waiter is counted in ``writers_waiting`` from its first refused try until it returns.
+    ``kept_at_zero``: the connection's ``busy_timeout`` is 0 already and stays so (the engine's
+    receipt connections, ``engine/sql.py``): the usual case - the lock is free - is one statement."""
     global _waiting
     if not dbapi_conn.in_transaction:
-        dbapi_conn.execute("PRAGMA busy_timeout=0")
+        if not kept_at_zero:
+            dbapi_conn.execute("PRAGMA busy_timeout=0")
         counted = False
         try:
             deadline = time.monotonic() + timeout
@@ -90,7 +93,8 @@ def begin_immediate(dbapi_conn: Any, timeout: float = BUSY_TIMEOUT_S) -> None:
             if counted:
                 with _waiting_lock:
                     _waiting -= 1
-            dbapi_conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            if not kept_at_zero:
+                dbapi_conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     dbapi_conn.execute("BEGIN IMMEDIATE")  # raises SQLite's own "within a transaction" error
 
 
