@@ -48,7 +48,8 @@ def _events() -> list[tuple[dict[str, Any], int]]:
 
 
 def _rows(rows: IndexRows) -> tuple[set[Any], set[str]]:
-    found = {row for f in dataclasses.fields(rows) if f.name != "compartments" for row in getattr(rows, f.name)
+    # (type, row): a row (a NamedTuple) equals a row of another type holding the same values
+    found = {(type(row), row) for f in dataclasses.fields(rows) if f.name != "compartments" for row in getattr(rows, f.name)
              if row.param not in ("_id", "_lastUpdated")}  # the store serves those from the resource table
     return found, rows.compartments
 

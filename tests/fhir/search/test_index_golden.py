@@ -7,7 +7,9 @@ writes and searches them per parameter). Resources are read as the store reads t
 (``jsonio.loads``), with a transaction Bundle's ``urn:uuid:`` references rewritten to ``Type/id`` as
 the store does before indexing.
 
-The digests were written by the extraction of commit 8e93db1, before it was restructured for speed:
+The digests were written by the extraction of commit 8e93db1, before it was restructured for speed
+(its rows were frozen dataclasses, read here as type name + ``vars(row).values()``; they are
+NamedTuples now, read as type name + the tuple's values: the same list):
 
     PYTHONPATH=<a checkout of that commit>/src .venv/bin/python tests/fhir/search/test_index_golden.py --write
 
@@ -44,7 +46,7 @@ def canonical(resource: dict[str, Any]) -> list[Any]:
     out: list[Any] = []
     for table in TABLES:
         rows = sorted(getattr(index, table), key=lambda r: r.param)  # stable: keeps each param's order
-        out.append([[type(r).__name__, *vars(r).values()] for r in rows])
+        out.append([[type(r).__name__, *r] for r in rows])  # a row's values in field order
     out.append(sorted(index.compartments))
     return out
 

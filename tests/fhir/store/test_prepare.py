@@ -60,6 +60,7 @@ def test_rows_become_the_plain_tuples(name: str) -> None:
     out: list[tuple[Any, ...]] = []
     index_tuples(name, ROWS[name], (7, "Observation"), out)
     assert out == plain(name, ROWS[name], (7, "Observation"))
+    assert all(type(t) is tuple for t in out)  # no row class in what is pickled to the writer
     assert all(len(v) <= n for t in out for v, n in zip(t[2:], _LIMITS[name], strict=True) if isinstance(v, str) and n)
 
 

@@ -25,13 +25,11 @@ Patient.deceased (token) is derived as the spec's expression does: deceasedBoole
 and "true" when deceasedDateTime is present.
 
 Each emitter takes one element (``extract.py`` walks the paths and fans out over arrays) and appends
-to the IndexRows list its type fills. Rows are built without the per-field ``__setattr__`` of frozen
-dataclasses (see ``_FAST_ROWS``).
+to the IndexRows list its type fills. Rows are built by ``tuple.__new__`` directly (see ``_FAST_ROWS``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
@@ -60,108 +58,69 @@ from ..jsonio import ExactNumber
 __all__ = ["EMITTERS", "NUMBER_TYPES", "SPECIAL", "Emitter", "composite_row", "telecom_node", "token_node", "token_pairs"]
 
 # --- row construction --------------------------------------------------------------------------
-# A frozen dataclass sets every field through object.__setattr__; filling the new instance's own
-# ``__dict__`` in place, field by field, costs about a quarter of that, and extraction builds ~14
-# rows per resource. (Measured on CPython 3.11 it also beats handing the instance a ready dict,
-# ``object.__setattr__(row, "__dict__", {...})``, by about 30%: replacing an instance's dict is
-# the slow part.) The rows are ordinary instances (equality, hashing, repr unchanged), their
-# fields in declaration order (tests/fhir/search/test_rows.py). If types.py changes a
-# row's fields or adds __slots__, _FAST_ROWS turns false and the real constructors are used.
-# (Store-side, prepare.index_tuples reads the fields back through the same ``__dict__``.)
+# The rows are NamedTuples (types.py), one C object each, no per-instance dict. Their generated
+# ``__new__`` is a Python function that hands its arguments to ``tuple.__new__``; the builders
+# below call ``tuple.__new__`` themselves, and extraction builds ~14 rows per resource. The row is
+# the one the constructor makes (type, equality, hash, repr: tests/fhir/search/test_rows.py).
+# Until 2026-12 the rows were frozen dataclasses, built by writing each field into the new
+# instance's ``__dict__`` (a quarter of the cost of the dataclass __init__'s object.__setattr__
+# per field) and read back by the store through that ``__dict__``. As NamedTuples they are cheaper
+# to build, and the store takes a row as its column values (store/prepare.index_tuples): on the
+# Synthea and converted-HL7 streams, extraction 1.10-1.12x and PreparedBatch.add (validate +
+# extract + index tuples + JSON) 1.06-1.10x less CPU (medians of 40-resource chunks, old/new
+# alternating in one process; A/A 0.98-1.04). If types.py changes a row's fields, _FAST_ROWS
+# turns false and the real constructors are used.
 
 _ROW_FIELDS: dict[type[Any], tuple[str, ...]] = {
     TokenRow: ("param", "system", "code", "text", "type_system", "type_code"),
     StringRow: ("param", "norm", "exact"),
     ReferenceRow: ("param", "target_type", "target_id", "url"),
     DateRow: ("param", "low", "high"),
+    NumberRow: ("param", "value"),
     QuantityRow: ("param", "value", "system", "code", "unit"),
     UriRow: ("param", "uri"),
     CompositeRow: ("param", "system", "code", "value", "value_system", "value_code", "value_unit", "value_text"),
 }
-_FAST_ROWS = all(
-    tuple(f.name for f in dataclasses.fields(cls)) == names and "__slots__" not in cls.__dict__
-    for cls, names in _ROW_FIELDS.items()
-)
-_new = object.__new__
+_FAST_ROWS = all(getattr(cls, "_fields", None) == names and issubclass(cls, tuple) for cls, names in _ROW_FIELDS.items())
+_tuple = tuple.__new__
 
 
 def _token(param: str, system: Any, code: Any, text: Any = None, ts: Any = None, tc: Any = None) -> TokenRow:
-    row = _new(TokenRow)
-    d = row.__dict__
-    d["param"] = param
-    d["system"] = system
-    d["code"] = code
-    d["text"] = text
-    d["type_system"] = ts
-    d["type_code"] = tc
-    return row
+    return _tuple(TokenRow, (param, system, code, text, ts, tc))
 
 
 def _string(param: str, norm: str, exact: str) -> StringRow:
-    row = _new(StringRow)
-    d = row.__dict__
-    d["param"] = param
-    d["norm"] = norm
-    d["exact"] = exact
-    return row
+    return _tuple(StringRow, (param, norm, exact))
 
 
 def _reference(param: str, target_type: Any, target_id: Any, url: Any) -> ReferenceRow:
-    row = _new(ReferenceRow)
-    d = row.__dict__
-    d["param"] = param
-    d["target_type"] = target_type
-    d["target_id"] = target_id
-    d["url"] = url
-    return row
+    return _tuple(ReferenceRow, (param, target_type, target_id, url))
 
 
 def _date(param: str, low: int, high: int) -> DateRow:
-    row = _new(DateRow)
-    d = row.__dict__
-    d["param"] = param
-    d["low"] = low
-    d["high"] = high
-    return row
+    return _tuple(DateRow, (param, low, high))
 
 
 def _quantity(param: str, value: float, system: Any, code: Any, unit: Any) -> QuantityRow:
-    row = _new(QuantityRow)
-    d = row.__dict__
-    d["param"] = param
-    d["value"] = value
-    d["system"] = system
-    d["code"] = code
-    d["unit"] = unit
-    return row
+    return _tuple(QuantityRow, (param, value, system, code, unit))
+
+
+def _number(param: str, value: float) -> NumberRow:
+    return _tuple(NumberRow, (param, value))
 
 
 def _uri(param: str, uri: str) -> UriRow:
-    row = _new(UriRow)
-    d = row.__dict__
-    d["param"] = param
-    d["uri"] = uri
-    return row
+    return _tuple(UriRow, (param, uri))
 
 
 def composite_row(param: str, system: Any, code: Any, value: Any, value_system: Any = None,
                   value_code: Any = None, value_unit: Any = None, value_text: Any = None) -> CompositeRow:
-    row = _new(CompositeRow)
-    d = row.__dict__
-    d["param"] = param
-    d["system"] = system
-    d["code"] = code
-    d["value"] = value
-    d["value_system"] = value_system
-    d["value_code"] = value_code
-    d["value_unit"] = value_unit
-    d["value_text"] = value_text
-    return row
+    return _tuple(CompositeRow, (param, system, code, value, value_system, value_code, value_unit, value_text))
 
 
 if not _FAST_ROWS:  # pragma: no cover - only when the contract in types.py changes
     _token, _string, _reference, _date = TokenRow, StringRow, ReferenceRow, DateRow  # type: ignore[assignment]
-    _quantity, _uri, composite_row = QuantityRow, UriRow, CompositeRow
+    _number, _quantity, _uri, composite_row = NumberRow, QuantityRow, UriRow, CompositeRow
 
 
 # --- emitters: (param code, one node, the row list, targets) -> None ---------------------------
@@ -317,7 +276,7 @@ def _quantity_node(code: str, v: Any, out: list[Any], _t: frozenset[str]) -> Non
 
 def _number_node(code: str, v: Any, out: list[Any], _t: frozenset[str]) -> None:
     if type(v) in NUMBER_TYPES:
-        out.append(NumberRow(code, float(v)))
+        out.append(_number(code, float(v)))
 
 
 def _uri_node(code: str, v: Any, out: list[Any], _t: frozenset[str]) -> None:

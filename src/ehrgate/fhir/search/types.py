@@ -9,6 +9,7 @@ builder searches those tables. Normalisation functions used on both sides live i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = [
     "CompositeRow",
@@ -50,10 +51,14 @@ class SearchParam:
 
 
 # Index rows. ``param`` is the search parameter code. Values are already normalised.
+# Each row class is a NamedTuple whose fields are its index table's columns in order
+# (store/sql.py INDEX_COLUMNS), so the store writes a row as its own values. A row is immutable,
+# hashable and picklable, and it equals rows of the same type with the same values. Being a tuple,
+# it also equals a plain tuple, or a row of another type, holding the same values. No code mixes
+# row types in one set, dict or comparison: each IndexRows list holds one type.
 
 
-@dataclass(frozen=True)
-class StringRow:
+class StringRow(NamedTuple):
     param: str
     norm: str
     """Case-folded, accents removed, whitespace collapsed (normalize.normalize_string)."""
@@ -61,8 +66,7 @@ class StringRow:
     """The value as written (for :exact)."""
 
 
-@dataclass(frozen=True)
-class TokenRow:
+class TokenRow(NamedTuple):
     param: str
     system: str | None
     code: str | None
@@ -73,8 +77,7 @@ class TokenRow:
     """Identifier.type coding, for the :of-type modifier."""
 
 
-@dataclass(frozen=True)
-class ReferenceRow:
+class ReferenceRow(NamedTuple):
     param: str
     target_type: str | None
     target_id: str | None
@@ -82,8 +85,7 @@ class ReferenceRow:
     """Absolute or canonical URL when the reference is not a local Type/id."""
 
 
-@dataclass(frozen=True)
-class DateRow:
+class DateRow(NamedTuple):
     param: str
     low: int
     """Inclusive lower bound, milliseconds since 1970-01-01T00:00:00Z."""
@@ -91,14 +93,12 @@ class DateRow:
     """Inclusive upper bound, milliseconds since the epoch (last millisecond of the precision)."""
 
 
-@dataclass(frozen=True)
-class NumberRow:
+class NumberRow(NamedTuple):
     param: str
     value: float
 
 
-@dataclass(frozen=True)
-class QuantityRow:
+class QuantityRow(NamedTuple):
     param: str
     value: float
     system: str | None
@@ -106,14 +106,12 @@ class QuantityRow:
     unit: str | None
 
 
-@dataclass(frozen=True)
-class UriRow:
+class UriRow(NamedTuple):
     param: str
     uri: str
 
 
-@dataclass(frozen=True)
-class CompositeRow:
+class CompositeRow(NamedTuple):
     """One pairing of a token with a quantity/token/string value (e.g. code-value-quantity)."""
 
     param: str

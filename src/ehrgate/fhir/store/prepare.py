@@ -4,8 +4,8 @@
 processes instead (``fhir/loadprep.py``) and hands the results to ``WriteSession.write_prepared``,
 which does only the SQL: the version, the rows and the outbox event still come from the one
 write path, in one database transaction. A ``PreparedBatch`` is shaped for cheap transfer between
-processes: the JSON as bytes and the index rows as flat tuples per table (unpickling one frozen
-dataclass per row cost more than inserting it).
+processes: the JSON as bytes and the index rows as plain tuples per table (unpickling one row
+object per row, which names its class, cost more than inserting it).
 """
 
 from __future__ import annotations
@@ -55,10 +55,9 @@ def clip(values: tuple[Any, ...], limits: tuple[int | None, ...], short: int = 6
                  for v, n in zip(values, limits, strict=True))
 
 
-# The row class of each index table (search/types.py). A row's ``__dict__`` holds its fields in
-# declaration order (search/rows.py builds rows that way, as the dataclass __init__ does), so when the
-# fields are the table's columns in the same order, ``__dict__.values()`` is the row's SQL values
-# in one C call instead of one attribute read per column.
+# The row class of each index table (search/types.py). A row is a NamedTuple: when its fields are
+# the table's columns in the same order, the row itself is its SQL values (``head + row`` makes the
+# plain tuple written), with no attribute read per column.
 _ROW_CLASSES: dict[str, type[Any]] = {
     "strings": t.StringRow, "tokens": t.TokenRow, "references": t.ReferenceRow, "dates": t.DateRow,
     "numbers": t.NumberRow, "quantities": t.QuantityRow, "uris": t.UriRow, "composites": t.CompositeRow,
@@ -67,12 +66,12 @@ _ROW_CLASSES: dict[str, type[Any]] = {
 
 def _in_column_order(name: str) -> type[Any] | None:
     cls = _ROW_CLASSES.get(name)
-    if cls is None or "__slots__" in cls.__dict__ or not dataclasses.is_dataclass(cls):
+    if cls is None or not issubclass(cls, tuple):
         return None
-    return cls if tuple(f.name for f in dataclasses.fields(cls)) == q.INDEX_COLUMNS[name][1] else None
+    return cls if getattr(cls, "_fields", None) == q.INDEX_COLUMNS[name][1] else None
 
 
-# name -> (row class read through __dict__ or None, attrgetter of the columns, column limits,
+# name -> (row class taken as its own values or None, attrgetter of the columns, column limits,
 # positions of the columns that have a limit, the narrowest limit)
 _TABLES = {
     name: (_in_column_order(name), _ROW_VALUES[name], limits, tuple(i for i, n in enumerate(limits) if n is not None),
@@ -90,10 +89,9 @@ def index_tuples(name: str, rows: Iterable[Any], head: tuple[Any, ...], out: lis
     append = out.append
     for row in rows:
         if row.__class__ is cls:
-            d = row.__dict__
-            if d["param"] in skip:
+            if row[0] in skip:  # param
                 continue
-            vals = tuple(d.values())
+            vals = row
         else:
             if row.param in skip:
                 continue
