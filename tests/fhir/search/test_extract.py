@@ -810,3 +810,23 @@ def test_decimal_values_are_indexed_like_floats() -> None:
     risk = {"resourceType": "RiskAssessment", "id": "r1", "status": "final", "subject": {"reference": "Patient/p"},
             "prediction": [{"probabilityDecimal": Decimal("0.10")}]}
     assert [(n.param, n.value) for n in extract_index(risk).numbers] == [("probability", 0.1)]
+
+
+@pytest.mark.parametrize("odd", [5, True, 1.5, "text", {"code": "x"}])
+def test_a_repeating_element_written_as_a_scalar_gives_no_rows_and_no_error(odd: Any) -> None:
+    """Invalid JSON shapes never reach extraction through the store (validation refuses them
+    first), but extraction must not raise on them either: ``coding: 5`` raised TypeError."""
+    obs = {
+        "resourceType": "Observation", "id": "o1", "status": "final",
+        "code": {"coding": odd, "text": "Glucose"},
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "laboratory"}]}],
+        "identifier": [{"type": {"coding": odd}, "system": "urn:x", "value": "1"}],
+        "effectiveTiming": {"event": odd},
+    }
+    index = extract_index(obs)
+    tokens = {(r.param, r.system, r.code) for r in index.tokens}
+    assert ("category", "http://terminology.hl7.org/CodeSystem/observation-category", "laboratory") in tokens
+    assert ("identifier", "urn:x", "1") in tokens
+    assert ("code", None, None) in tokens  # the text alone: the coding gave nothing
+    assert not [r for r in index.composites if r.param.startswith("code-")]

@@ -146,7 +146,7 @@ def token_node(code: str, v: Any, out: list[Any], _t: frozenset[str]) -> None:
     elif "coding" in v or ("text" in v and "code" not in v and "value" not in v):  # CodeableConcept
         text = v.get("text")
         norm_text = normalize_string(text) if type(text) is str and text else None
-        for coding in v.get("coding") or ():
+        for coding in _listed(v.get("coding")):
             if type(coding) is dict:
                 display = _norm_or_none(coding.get("display"))
                 if display == norm_text:
@@ -160,7 +160,7 @@ def token_node(code: str, v: Any, out: list[Any], _t: frozenset[str]) -> None:
             out.append(_token(code, system, value))
             return
         type_text = _norm_or_none(id_type.get("text"))
-        codings = [c for c in id_type.get("coding") or () if type(c) is dict]
+        codings = [c for c in _listed(id_type.get("coding")) if type(c) is dict]
         for c in codings:
             out.append(_token(code, system, value, type_text, c.get("system"), c.get("code")))
         if not codings:
@@ -222,10 +222,18 @@ def _date_node(code: str, v: Any, out: list[Any], _t: frozenset[str]) -> None:
             if low is not None and high is not None:
                 out.append(_date(code, low[0], high[1]))
         else:  # Timing
-            for event in v.get("event") or ():
+            for event in _listed(v.get("event")):
                 r = _date_range(event)
                 if r is not None:
                     out.append(_date(code, r[0], r[1]))
+
+
+def _listed(value: Any) -> list[Any] | tuple[()]:
+    """``value`` when it is a JSON array, else nothing to iterate: a repeating element written as a
+    number or ``true`` (invalid, so validation refuses it before a write, but extraction also runs
+    on what it is given) raised TypeError here, and the index must never make a write fail. A
+    string or an object gave no rows before either (none of their items is an object)."""
+    return value if type(value) is list else ()
 
 
 @lru_cache(maxsize=16_384)
@@ -312,14 +320,14 @@ def token_pairs(v: Any) -> list[tuple[Any, Any]]:
     if t is not dict:
         return []
     if "coding" in v or ("text" in v and "code" not in v and "value" not in v):  # CodeableConcept
-        return [(c.get("system"), c.get("code")) for c in v.get("coding") or ()
+        return [(c.get("system"), c.get("code")) for c in _listed(v.get("coding"))
                 if type(c) is dict and c.get("code") is not None]
     if "value" in v or "type" in v or "assigner" in v:  # Identifier: one row per type coding
         value = v.get("value")
         if value is None:
             return []
         id_type = v.get("type")
-        codings = sum(1 for c in id_type.get("coding") or () if type(c) is dict) if type(id_type) is dict else 0
+        codings = sum(1 for c in _listed(id_type.get("coding")) if type(c) is dict) if type(id_type) is dict else 0
         return [(v.get("system"), value)] * max(1, codings)
     if "code" in v or "system" in v:  # Coding
         return [(v.get("system"), v.get("code"))] if v.get("code") is not None else []
