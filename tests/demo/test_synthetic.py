@@ -112,9 +112,12 @@ def test_zero_patients_yields_only_the_shared_bundle() -> None:
 
 
 def test_forty_patients_generate_well_under_a_second() -> None:
-    started = time.perf_counter()
+    """A guard against a blow-up (something quadratic in the patients), not a benchmark: the CPU
+    time of this thread, which other processes on a shared machine do not stretch (wall time did:
+    1.37 s once under a loaded CI, against 0.13-0.23 s usually), with ~5x headroom."""
+    started = time.thread_time()
     list(generate_demo_bundles(40, seed=11))
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
 
 
 # --- shape and counts ---------------------------------------------------------------------------
