@@ -497,7 +497,8 @@ def load_average() -> str:
 
 
 def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace, pg_version: str | None,
-           load_before: str, skipped: list[str], probes: list[str]) -> str:
+           load_before: str, skipped: list[str], probes: list[str],
+           floor: tuple[float, float] | None = None) -> str:
     m = machine_facts()
     med = statistics.median
     lines = [f"## engine_ingest: MLLP ingest, ack: on_receive, 8 connections ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
@@ -545,6 +546,16 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace, p
                 verdicts.append(f"{rate:,.0f} msgs/s (target >= 5,000: {'MET' if rate >= 5000 else 'MISSED'})")
             verdicts.append(f"p99 {p99:.1f} ms at 1,000 msgs/s (target <= 20 ms: {'MET' if p99 <= 20 else 'MISSED'})")
             summary.append(f"- {kind}: " + "; ".join(verdicts))
+    if floor is not None and bare_cpu:
+        bare_us = 1e6 / bare_cpu
+        summary.append(
+            f"- 50% of bare against SQLite's own work, both measured in this run: the bare listener spent "
+            f"{bare_us:.1f} us of CPU a message, so half its rate leaves {2 * bare_us:.1f} us a message for "
+            f"everything. The receipts' SQL alone, recorded from the message store and replayed by a loop that "
+            f"does nothing else (bench/sqlite_floor.py: batches of 8, synchronous=FULL), cost {floor[0]:.1f} us "
+            f"of CPU and {floor[1]:.1f} us wall a message: with the bare listener's own work that is "
+            f"{bare_us + floor[0]:.1f} us, so no server that stores each message in SQLite before its AA "
+            f"can exceed {bare_us / (bare_us + floor[0]):.0%} of bare on one core")
     lines += [""] + summary + [f"- skipped: {s}" for s in skipped]
     return "\n".join(lines) + "\n"
 
@@ -602,7 +613,13 @@ def main() -> int:
             for kind in kinds:
                 results[kind].append(measure(kind, run, args, Path(tmp)))
         probes.append(commit_probe(Path(tmp)))
-    section = report(results, args, pg_version, load_before, skipped, probes)
+        floor = None
+        if results.get("bare") and results.get("sqlite"):
+            from sqlite_floor import receipts_floor
+
+            floor = receipts_floor(Path(tmp))
+            print(f"SQLite's own work per receipt (replayed): {floor[0]:.1f} us CPU, {floor[1]:.1f} us wall", flush=True)
+    section = report(results, args, pg_version, load_before, skipped, probes, floor)
     print("\n" + section)
     if not args.no_write and (not args.quick or args.write):
         with RESULTS.open("a") as fh:

@@ -8,7 +8,9 @@ bench/RESULTS.md.
 Full mode: fhir_read (SQLite and PostgreSQL, 3 x 10 s per server), fhir_mixed (3 x 10 s + each kind
 alone), fhir_load (3 runs per engine and input), fhir_search_scale (10k vs what loads in 300 s),
 smart_tokens (token endpoint and bearer-token read cost, about 5 minutes), engine_ingest, convert_e2e
-(MLLP → hl7_to_fhir → FHIR store on SQLite, 3 runs of 1,000 ADT/ORU messages, a few minutes).
+(MLLP → hl7_to_fhir → FHIR store on SQLite, 3 runs of 1,000 ADT/ORU messages, a few minutes),
+sqlite_floor (SQLite's own cost of the receipts', the HL7 → FHIR transactions' and the load's writes,
+recorded and replayed: the most each target's rate could be with one writer, about a minute).
 Quick mode: shorter runs, SQLite only, a 25k-resource "large" store. wrk is used when installed
 (``apt-get install -y wrk``), else bench/loadgen.py. PostgreSQL parts are skipped, and say so,
 when nothing answers at EHRGATE_BENCH_POSTGRES_URL / EHRGATE_TEST_POSTGRES_URL (default
@@ -24,7 +26,8 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ("fhir_read", "fhir_mixed", "fhir_load", "fhir_search_scale", "smart_tokens", "engine_ingest", "convert_e2e")
+ORDER = ("fhir_read", "fhir_mixed", "fhir_load", "fhir_search_scale", "smart_tokens", "engine_ingest", "convert_e2e",
+         "sqlite_floor")
 
 
 def main() -> int:
