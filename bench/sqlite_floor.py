@@ -324,10 +324,9 @@ def main() -> int:
                      f"{cpu_us:.1f} | {lo:.1f}–{hi:.1f} | {wall_us:.1f} | {ceiling:,.0f} | {target:,.0f} | "
                      f"{ceiling / target:.2f}x |")
     lines.append("")
-    for name, unit, *_rest in rows:
-        row = next(r for r in rows if r[0] == name)
-        lines.append(f"- {name}: {row[11]}; SQLite alone allows at most {row[9]:,.0f} {unit}s/s "
-                     f"({row[9] / row[10]:.2f}x of the target){'; replay errors: ' + str(row[12]) if row[12] else ''}.")
+    for name, unit, *_, ceiling, target, issue, errors, _ in rows:
+        lines.append(f"- {name}: {issue}; SQLite alone allows at most {ceiling:,.0f} {unit}s/s "
+                     f"({ceiling / target:.2f}x of the target){f'; replay errors: {errors}' if errors else ''}.")
     hb.append_results("\n".join(lines))
     return 0
 
